@@ -1,0 +1,30 @@
+# trainmap: many seeded training runs -> a latent-state training map (README.md).
+# This file only validates the config, includes one rule file per stage and defines `all`.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from trainmap.config import load_yaml, validate_config
+
+
+# A `configfile:` directive would resolve against the working directory and would be
+# deep-merged with --configfile (mixing the default settings into the user's), so the
+# default config is only loaded when none is given.
+if not config:
+    config.update(load_yaml(Path(workflow.basedir) / "config" / "config.yaml"))
+SETTINGS = validate_config(config)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/hmm.smk"
+include: "workflow/rules/maps.smk"
+include: "workflow/rules/detours.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

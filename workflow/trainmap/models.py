@@ -1,0 +1,137 @@
+"""Models of the built-in tasks.
+
+Every model re-initialises its parameters from an explicit ``torch.Generator``
+(``reset_parameters``) so a run's seed alone fixes its init, and names the tensors the
+weight metrics read (``weight_groups``), following METHOD.md section 2.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from trainmap.metrics import WeightGroups
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with separate W_Q, W_K, W_V, W_O and no biases."""
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_head
+        self.W_Q = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.W_K = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.W_V = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.W_O = nn.Linear(n_heads * d_head, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, ctx, d_model) -> (batch, ctx, d_model)."""
+        b, t, _ = x.shape
+
+        def heads(proj: nn.Linear) -> torch.Tensor:
+            return proj(x).view(b, t, self.n_heads, self.d_head).transpose(1, 2)
+
+        out = nn.functional.scaled_dot_product_attention(
+            heads(self.W_Q), heads(self.W_K), heads(self.W_V), is_causal=True
+        )
+        return self.W_O(out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head))
+
+    def per_head(self) -> list[torch.Tensor]:
+        """W_Q, W_K, W_V split per head: 3 * n_heads matrices of (d_head, d_model)."""
+        return [
+            head
+            for proj in (self.W_Q, self.W_K, self.W_V)
+            for head in proj.weight.split(self.d_head, dim=0)
+        ]
+
+
+class OneLayerTransformer(nn.Module):
+    """The one-layer transformer of the grokking experiments (METHOD.md section 7).
+
+    Token + learned position embeddings, one attention block and one ReLU MLP block with
+    residual connections, optional pre-LayerNorm, and an unembedding read at the last
+    position. Output: logits (batch, n_classes).
+    """
+
+    def __init__(
+        self,
+        vocab: int,
+        n_classes: int,
+        ctx: int,
+        d_model: int,
+        n_heads: int,
+        d_head: int,
+        d_mlp: int,
+        layer_norm: bool,
+    ):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos_embed = nn.Parameter(torch.zeros(ctx, d_model))
+        self.ln1 = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
+        self.attn = Attention(d_model, n_heads, d_head)
+        self.ln2 = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
+        self.W_in = nn.Linear(d_model, d_mlp)
+        self.W_out = nn.Linear(d_mlp, d_model)
+        self.unembed = nn.Linear(d_model, n_classes, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens) + self.pos_embed
+        x = x + self.attn(self.ln1(x))
+        x = x + self.W_out(torch.relu(self.W_in(self.ln2(x))))
+        return self.unembed(x[:, -1])
+
+    @torch.no_grad()
+    def reset_parameters(self, gen: torch.Generator) -> None:
+        """N(0, 1/fan_in) weights, zero biases (as the grokking reference code)."""
+        for name, p in self.named_parameters():
+            if name.startswith(("ln1", "ln2")):
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                fan_in = p.shape[-1] if name != "unembed.weight" else p.shape[1]
+                p.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=gen)
+
+    def weight_groups(self) -> WeightGroups:
+        """15 matrices: 12 per-head Q/K/V, W_O, W_in, W_out; biases: the MLP biases."""
+        matrices = [*self.attn.per_head(), self.attn.W_O.weight, self.W_in.weight]
+        matrices.append(self.W_out.weight)
+        return WeightGroups(
+            matrices=matrices,
+            weights=matrices,
+            biases=[self.W_in.bias, self.W_out.bias],
+        )
+
+
+class MLP(nn.Module):
+    """ReLU multilayer perceptron, widths ``[in, hidden..., out]``, Xavier-uniform init."""
+
+    def __init__(self, widths: list[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            if i:
+                layers.append(nn.ReLU())
+            layers.append(nn.Linear(n_in, n_out))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.layers if isinstance(m, nn.Linear)]
+
+    @torch.no_grad()
+    def reset_parameters(self, gen: torch.Generator) -> None:
+        for layer in self.linears():
+            nn.init.xavier_uniform_(layer.weight, generator=gen)
+            layer.bias.zero_()
+
+    def weight_groups(self) -> WeightGroups:
+        """Every Linear weight gets every matrix metric; biases: all Linear biases."""
+        weights = [layer.weight for layer in self.linears()]
+        return WeightGroups(
+            matrices=weights,
+            weights=weights,
+            biases=[layer.bias for layer in self.linears()],
+        )

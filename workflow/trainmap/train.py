@@ -1,0 +1,169 @@
+"""One training loop for every task, with the weight metrics logged at each checkpoint.
+
+A run's state lives in ``RunState`` (model, optimizer, step counters, the data-order
+generator and the rows logged so far) so that it could be saved and restored whole; every
+random draw comes from a generator derived from the run's seed (``trainmap.seeding``).
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from trainmap.metrics import METRIC_COLUMNS, compute_metrics
+from trainmap.seeding import generator
+from trainmap.tasks import Splits, Task, TrainingParams
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["epoch", "train_loss", "eval_loss", "train_accuracy", "eval_accuracy"]
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
+
+
+@dataclass
+class RunState:
+    """Everything that changes while a run trains."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    order_gen: torch.Generator  # draws each epoch's permutation of the training data
+    epoch: int = 0
+    step: int = 0
+    diverged: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when there is one; the training code path is the same."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def make_optimizer(p: TrainingParams, model: nn.Module) -> torch.optim.Optimizer:
+    factories = {
+        "adamw": lambda: torch.optim.AdamW(
+            model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=p.betas
+        ),
+        "sgd": lambda: torch.optim.SGD(
+            model.parameters(), lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum
+        ),
+    }
+    return factories[p.optimizer]()
+
+
+def init_run(task: Task, p: TrainingParams, seed: int, device: torch.device):
+    """Data and a fresh run state for ``seed``: init, data and order streams are separate."""
+    data = task.make_data(p, generator("data", seed)).to(device)
+    model = task.make_model(p)
+    model.reset_parameters(generator("init", seed))
+    model.to(device)
+    state = RunState(model, make_optimizer(p, model), generator("order", seed))
+    return data, state
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Mean loss and accuracy over a whole split, as 0-d tensors (no host sync here)."""
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), EVAL_CHUNK):
+        out = model(x[start : start + EVAL_CHUNK])
+        target = y[start : start + EVAL_CHUNK]
+        loss += task.loss(out, target) * len(target)
+        correct += task.accuracy(out, target) * len(target)
+    model.train()
+    return loss / len(x), correct / len(x)
+
+
+def checkpoint(task: Task, data: Splits, state: RunState) -> dict[str, Any]:
+    """One row: step, epoch, losses, accuracies and the 14 weight metrics."""
+    train_loss, train_acc = evaluate(task, state.model, data.train_x, data.train_y)
+    eval_loss, eval_acc = evaluate(task, state.model, data.eval_x, data.eval_y)
+    scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc]).tolist()
+    row = {"step": state.step, "epoch": state.epoch}
+    row.update(zip(LOG_COLUMNS[1:], scores, strict=True))
+    row.update(compute_metrics(state.model.weight_groups()))
+    if not all(math.isfinite(row[c]) for c in ("train_loss", "eval_loss")):
+        state.diverged = True
+    state.rows.append(row)
+    return row
+
+
+class Progress:
+    """Log lines a person following a run's log file can read: where it is, how long left."""
+
+    def __init__(self, total_steps: int):
+        self.total = total_steps
+        self.start = time.perf_counter()
+
+    def report(self, row: dict[str, Any], epochs: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        done = row["step"] / self.total if self.total else 1.0
+        eta = elapsed * (1 - done) / done if done > 0 else float("nan")
+        log.info(
+            "epoch %d/%d step %d/%d | train loss %.4g acc %.3f | eval loss %.4g acc %.3f"
+            " | %.1fs elapsed, ~%.1fs left",
+            row["epoch"],
+            epochs,
+            row["step"],
+            self.total,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["eval_loss"],
+            row["eval_accuracy"],
+            elapsed,
+            eta,
+        )
+
+
+def is_checkpoint(p: TrainingParams, state: RunState, end_of_epoch: bool) -> bool:
+    if p.eval_unit == "step":
+        return state.step % p.eval_every == 0
+    return end_of_epoch and state.epoch % p.eval_every == 0
+
+
+def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Train one seed; return its checkpoint table and its final ``state_dict``.
+
+    Checkpoints: at step 0, every ``eval_every`` epochs or steps, and after the last step.
+    A run whose loss turns non-finite is marked ``diverged`` and stops at that checkpoint.
+    """
+    device = resolve_device(p.device)
+    data, state = init_run(task, p, seed, device)
+    n_train = len(data.train_x)
+    steps_per_epoch = math.ceil(n_train / p.batch_size)
+    progress = Progress(steps_per_epoch * p.epochs)
+    log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train,
+             len(data.eval_x))
+    progress.report(checkpoint(task, data, state), p.epochs)
+    while state.epoch < p.epochs and not state.diverged:
+        order = torch.randperm(n_train, generator=state.order_gen).to(device)
+        for start in range(0, n_train, p.batch_size):
+            idx = order[start : start + p.batch_size]
+            loss = task.loss(state.model(data.train_x[idx]), data.train_y[idx])
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.step += 1
+            end_of_epoch = start + p.batch_size >= n_train
+            if end_of_epoch:
+                state.epoch += 1
+            last = end_of_epoch and state.epoch == p.epochs
+            if last or is_checkpoint(p, state, end_of_epoch):
+                progress.report(checkpoint(task, data, state), p.epochs)
+                if state.diverged:
+                    log.warning("seed %d diverged at step %d: non-finite loss", seed, state.step)
+                    break
+    table = pd.DataFrame(state.rows, columns=["step", *LOG_COLUMNS, *METRIC_COLUMNS])
+    table["diverged"] = state.diverged
+    weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+    return table, weights
