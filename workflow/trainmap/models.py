@@ -25,16 +25,20 @@ class Attention(nn.Module):
         self.W_O = nn.Linear(n_heads * d_head, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, ctx, d_model) -> (batch, ctx, d_model)."""
+        """Attention output at the last position only: x (batch, ctx, d_model) -> (batch, d_model).
+
+        A one-layer model read at the last position needs no other query; causality is
+        implicit because the last position may attend to every position. Explicit matmuls
+        beat the fused kernels at this tiny context length on the CPU.
+        """
         b, t, _ = x.shape
-
-        def heads(proj: nn.Linear) -> torch.Tensor:
-            return proj(x).view(b, t, self.n_heads, self.d_head).transpose(1, 2)
-
-        out = nn.functional.scaled_dot_product_attention(
-            heads(self.W_Q), heads(self.W_K), heads(self.W_V), is_causal=True
-        )
-        return self.W_O(out.transpose(1, 2).reshape(b, t, self.n_heads * self.d_head))
+        q = self.W_Q(x[:, -1]).view(b, 1, self.n_heads, self.d_head)
+        k = self.W_K(x).view(b, t, self.n_heads, self.d_head)
+        v = self.W_V(x).view(b, t, self.n_heads, self.d_head)
+        # Broadcast products instead of (batch * heads) tiny matmuls: ctx is 3.
+        scores = (q * k).sum(-1, keepdim=True) / math.sqrt(self.d_head)  # (b, t, heads, 1)
+        out = (torch.softmax(scores, dim=1) * v).sum(1)  # (b, heads, d_head)
+        return self.W_O(out.reshape(b, self.n_heads * self.d_head))
 
     def per_head(self) -> list[torch.Tensor]:
         """W_Q, W_K, W_V split per head: 3 * n_heads matrices of (d_head, d_model)."""
@@ -50,7 +54,8 @@ class OneLayerTransformer(nn.Module):
 
     Token + learned position embeddings, one attention block and one ReLU MLP block with
     residual connections, optional pre-LayerNorm, and an unembedding read at the last
-    position. Output: logits (batch, n_classes).
+    position. Only the last position's residual stream is computed: with one layer no
+    other position reaches the output. tokens (batch, ctx) -> logits (batch, n_classes).
     """
 
     def __init__(
@@ -76,9 +81,9 @@ class OneLayerTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.pos_embed
-        x = x + self.attn(self.ln1(x))
-        x = x + self.W_out(torch.relu(self.W_in(self.ln2(x))))
-        return self.unembed(x[:, -1])
+        h = x[:, -1] + self.attn(self.ln1(x))
+        h = h + self.W_out(torch.relu(self.W_in(self.ln2(h))))
+        return self.unembed(h)
 
     @torch.no_grad()
     def reset_parameters(self, gen: torch.Generator) -> None:

@@ -1,0 +1,140 @@
+"""Shared helpers: run the workflow as plain Snakemake on a config in a directory.
+
+``run_workflow(workdir, configfile)`` is the contract's command line
+(``snakemake -s <repo>/Snakefile --directory <dir> --configfile <cfg> --cores N``) in a
+subprocess, so a test sees what a user sees. ``planned_jobs(...)`` reads a dry run's job
+list, ``tiny_run`` is one finished run of tests/configs/tiny.yaml shared by the session,
+and ``copy_run`` clones it (outputs, mtimes and Snakemake's metadata) for a test to change.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+# Long enough for the tiny config on 2 cores with a loaded machine; a hung run still fails.
+RUN_TIMEOUT_S = 900
+
+
+class WorkflowFailed(AssertionError):
+    """A Snakemake run exited non-zero; the message carries the tail of its output."""
+
+
+def snakemake_command(
+    workdir: str | Path,
+    configfile: str | Path | None = TINY_CONFIG,
+    *,
+    targets: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+    cores: int = 2,
+    snakefile: str | Path = SNAKEFILE,
+) -> list[str]:
+    """The argv of one Snakemake run, with this interpreter's Snakemake."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile)]
+    command += ["--directory", str(workdir), "--cores", str(cores)]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    return command + [*extra_args, *targets]
+
+
+def run_workflow(
+    workdir: str | Path,
+    configfile: str | Path | None = TINY_CONFIG,
+    *,
+    targets: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+    cores: int = 2,
+    snakefile: str | Path = SNAKEFILE,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``workdir`` (created if missing); stdout and stderr are merged.
+
+    Raises ``WorkflowFailed`` with the output's tail when ``check`` and the run fails.
+    """
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    command = snakemake_command(
+        workdir, configfile, targets=targets, extra_args=extra_args, cores=cores,
+        snakefile=snakefile,
+    )  # fmt: skip
+    result = subprocess.run(
+        command,
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        tail = "\n".join(result.stdout.splitlines()[-60:])
+        raise WorkflowFailed(f"{' '.join(command)}\nexited {result.returncode}:\n{tail}")
+    return result
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    rule: str
+    wildcards: tuple[tuple[str, str], ...]
+
+    @property
+    def wildcard_dict(self) -> dict[str, str]:
+        return dict(self.wildcards)
+
+
+_RULE_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_WILDCARDS_LINE = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def parse_jobs(output: str) -> list[PlannedJob]:
+    """The jobs a Snakemake log announces (``rule NAME:`` blocks), in order.
+
+    Works on a dry run (``-n``) and on a real run; wildcard values must not contain ", ".
+    """
+    jobs: list[PlannedJob] = []
+    rule: str | None = None
+    wildcards: tuple[tuple[str, str], ...] = ()
+    for line in [*output.splitlines(), ""]:
+        if rule is not None and (not line.strip() or _RULE_LINE.match(line)):
+            jobs.append(PlannedJob(rule, wildcards))
+            rule, wildcards = None, ()
+        if match := _RULE_LINE.match(line):
+            rule = match.group(1)
+        elif rule is not None and (match := _WILDCARDS_LINE.match(line)):
+            pairs = (item.split("=", 1) for item in match.group(1).split(", "))
+            wildcards = tuple((key, value) for key, value in pairs)
+    return jobs
+
+
+def planned_jobs(
+    workdir: str | Path, configfile: str | Path | None = TINY_CONFIG, **kwargs
+) -> list[PlannedJob]:
+    """The jobs a run would execute now, from a dry run; excludes the target rule ``all``."""
+    extra = ["--dry-run", *kwargs.pop("extra_args", ())]
+    result = run_workflow(workdir, configfile, extra_args=extra, **kwargs)
+    return [job for job in parse_jobs(result.stdout) if job.rule != "all"]
+
+
+def copy_run(source: Path, destination: Path) -> Path:
+    """Clone a finished run directory, keeping mtimes and ``.snakemake`` metadata."""
+    ignore = shutil.ignore_patterns("locks", "incomplete", "slurm_logs", "log")
+    shutil.copytree(source, destination, symlinks=True, ignore=ignore)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished run of the tiny config (target ``all``); copy it before changing it."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    run_workflow(workdir, TINY_CONFIG)
+    return workdir

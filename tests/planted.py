@@ -1,0 +1,84 @@
+"""Synthetic runs with a planted training map, shared by the map, detour and plot tests.
+
+A known 3-state Gaussian HMM: every run starts in state 0 and ends in state 2; with
+``detour=True`` a subset of runs passes through state 1 on the way. Eval accuracy crosses
+the threshold shortly after a run reaches state 2, so runs through state 1 converge later.
+Feature ``var_w`` jumps in state 1 only; ``l1`` and ``l2`` rise from state 0 to state 2.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from hmmlearn.hmm import GaussianHMM
+
+FEATURES = ["l1", "l2", "var_w", "spectral"]
+MEANS = np.array(
+    [
+        [-1.5, -1.2, 0.0, 0.1],
+        [0.0, 0.2, 2.5, 0.0],
+        [1.5, 1.3, 0.0, -0.1],
+    ]
+)
+LENGTH = 40
+EVAL_EVERY = 10
+THRESHOLD = 0.9
+VARIANCE = 0.5
+
+
+@dataclass
+class Planted:
+    model: GaussianHMM
+    sequences: pd.DataFrame  # seed, step, split, FEATURES (z units)
+    states: pd.DataFrame  # seed, step, state, split
+    trajectories: pd.DataFrame  # seed, step, eval_accuracy, FEATURES, diverged
+    detour_runs: list[int]
+
+
+def planted_model() -> GaussianHMM:
+    model = GaussianHMM(n_components=3, covariance_type="diag")
+    model.n_features = len(FEATURES)
+    model.startprob_ = np.array([1.0, 0.0, 0.0])
+    model.transmat_ = np.array([[0.9, 0.05, 0.05], [0.0, 0.93, 0.07], [0.0, 0.0, 1.0]])
+    model.means_ = MEANS
+    model.covars_ = np.full((3, len(FEATURES)), VARIANCE)
+    return model
+
+
+def planted_runs(
+    n_runs: int = 24, detour: bool = True, seed: int = 0, censor: tuple[int, ...] = ()
+) -> Planted:
+    """Runs 0..n_runs-1; with ``detour`` the first half visits state 1; runs in ``censor``
+    never reach the threshold."""
+    rng = np.random.default_rng(seed)
+    model = planted_model()
+    sequences, states, trajectories, detour_runs = [], [], [], []
+    for run in range(n_runs):
+        first = int(rng.integers(6, 12))
+        if detour:
+            middle = int(rng.integers(8, 16)) if run < n_runs // 2 else 0
+        else:
+            middle = int(rng.integers(4, 14))
+        path = np.array([0] * first + [1] * middle + [2] * (LENGTH - first - middle))
+        if middle and detour:
+            detour_runs.append(run)
+        steps = EVAL_EVERY * (np.arange(LENGTH) + 1)
+        X = MEANS[path] + rng.normal(scale=np.sqrt(VARIANCE), size=(LENGTH, len(FEATURES)))
+        crossing = first + middle + int(rng.integers(0, 4))
+        accuracy = np.where(np.arange(LENGTH) >= crossing, 0.95, 0.4)
+        if run in censor:
+            accuracy[:] = 0.4
+        frame = pd.DataFrame(X, columns=FEATURES)
+        frame.insert(0, "seed", run)
+        frame.insert(1, "step", steps)
+        split = "val" if run % 5 == 0 else "fit"
+        sequences.append(frame.assign(split=split))
+        states.append(pd.DataFrame({"seed": run, "step": steps, "state": path, "split": split}))
+        trajectories.append(frame.assign(eval_accuracy=accuracy, diverged=False))
+    return Planted(
+        model,
+        pd.concat(sequences, ignore_index=True),
+        pd.concat(states, ignore_index=True),
+        pd.concat(trajectories, ignore_index=True),
+        detour_runs,
+    )

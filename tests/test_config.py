@@ -1,0 +1,83 @@
+"""Config validation: every bad value is refused before any job, naming key and value."""
+
+from pathlib import Path
+
+import pytest
+
+from trainmap.config import load_yaml, validate_config
+from trainmap.tasks import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY = {
+    "source": "train",
+    "task": "sparse_parity",
+    "seeds": 3,
+    "convergence": {"column": "eval_accuracy", "threshold": 0.9},
+}
+
+
+def config_with(**setting) -> dict:
+    return {"settings": {"parity": {**PARITY, **setting}}}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_validate(name):
+    settings = validate_config(load_yaml(ROOT / "config" / name))
+    assert all(len(s.seeds) >= 8 for s in settings.values())
+
+
+def test_paper_config_has_forty_seeds_per_setting():
+    settings = validate_config(load_yaml(ROOT / "config" / "paper.yaml"))
+    assert {"modular", "modular_ln", "parity"} <= set(settings)
+    assert all(s.seeds == list(range(40)) for s in settings.values())
+    assert settings["modular_ln"].params["layer_norm"] is True
+
+
+def test_defaults_are_filled_and_overrides_merged():
+    config = config_with(hmm={"covariance": "diag"}, lr=0.05)
+    config["hmm"] = {"restarts": 3}
+    setting = validate_config(config)["parity"]
+    assert setting.hmm["covariance"] == "diag"  # the setting's override
+    assert setting.hmm["restarts"] == 3  # the top-level value
+    assert setting.hmm["n_iter"] == 32  # the schema default
+    assert setting.params["lr"] == 0.05 and setting.params["batch_size"] == 32
+    assert setting.alpha == 0.001
+    assert setting.seeds == [0, 1, 2]
+    assert len(setting.features) == 14
+
+
+def test_explicit_seed_list_is_sorted():
+    assert validate_config(config_with(seeds=[5, 2, 9]))["parity"].seeds == [2, 5, 9]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (config_with(task="grokking"), r"settings\.parity\.task: unknown task 'grokking'"),
+        (config_with(seeds=[1, 1]), r"settings\.parity\.seeds: \[1, 1\] is not valid"),
+        (config_with(seeds=0), r"settings\.parity\.seeds: 0 is not valid"),
+        (config_with(seeds="40"), r"settings\.parity\.seeds: '40' is not valid"),
+        (config_with(epochs=0), r"settings\.parity\.epochs: must be positive, got 0"),
+        (config_with(epochs=-3), r"settings\.parity\.epochs: must be positive, got -3"),
+        (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
+        (config_with(lr="fast"), r"settings\.parity\.lr: expected float, got 'fast'"),
+        (config_with(source="s3"), r"settings\.parity\.source: 's3' is not one of"),
+        (config_with(source="checkpoints"), r"settings\.parity\.source: 'checkpoints' is on"),
+        (config_with(source="table"), r"settings\.parity\.table: required for source 'table'"),
+        (config_with(convergence={"column": "x"}), r"convergence: 'threshold' is a required"),
+        (config_with(hmm={"covariance": "tied"}), r"hmm\.covariance: 'tied' is not one of"),
+        ({"settings": {"Parity": PARITY}}, r"settings: 'Parity' does not match"),
+        ({"settings": {}}, r"settings: \{\} should be non-empty"),
+        ({"settings": {"p": PARITY}, "hmmm": {}}, r"config: Additional properties"),
+        ({"settings": {"p": PARITY}, "hmm": {"states": [0]}}, r"hmm\.states\.0: 0 is less"),
+    ],
+)
+def test_bad_config_names_key_and_value(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_table_setting_rejects_training_keys():
+    config = config_with(source="table", table="runs.csv")
+    with pytest.raises(ConfigError, match=r"settings\.parity: keys \['seeds', 'task'\]"):
+        validate_config(config)

@@ -1,0 +1,106 @@
+"""The training loop: determinism per seed, checkpoint schedule, divergence."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trainmap.metrics import METRIC_COLUMNS
+from trainmap.tasks import TASKS, ConfigError, get_task, parse_params
+from trainmap.train import train
+
+TINY = {
+    "sparse_parity": {"n_bits": 8, "n_train": 64, "n_eval": 32, "hidden": 16, "epochs": 4},
+    "modular_addition": {
+        "p": 7,
+        "train_fraction": 0.5,
+        "d_model": 16,
+        "n_heads": 2,
+        "d_head": 8,
+        "d_mlp": 32,
+        "batch_size": 8,
+        "epochs": 4,
+    },
+}
+
+
+def run(task_name: str, seed: int, **overrides) -> tuple[pd.DataFrame, dict]:
+    task = get_task(task_name)
+    params = parse_params(task.params, {**TINY[task_name], "eval_every": 1, **overrides}, "t")
+    return train(task, params, seed)
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+def test_same_seed_gives_identical_metrics(task_name):
+    first, weights = run(task_name, seed=3)
+    second, weights_again = run(task_name, seed=3)
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+    for key in weights:
+        assert torch.equal(weights[key], weights_again[key])
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+def test_different_seeds_differ(task_name):
+    first, _ = run(task_name, seed=0)
+    second, _ = run(task_name, seed=1)
+    assert not np.allclose(first["l2"], second["l2"])
+    assert first.loc[0, "l2"] != second.loc[0, "l2"]  # the init differs, not only the data
+
+
+@pytest.mark.parametrize("task_name", sorted(TASKS))
+def test_checkpoints_cover_init_and_last_step(task_name):
+    table, _ = run(task_name, seed=0, epochs=5, eval_every=2)
+    assert table["epoch"].tolist() == [0, 2, 4, 5]
+    assert table["step"].iloc[0] == 0
+    assert table["step"].is_monotonic_increasing
+    assert set(METRIC_COLUMNS) <= set(table.columns)
+    assert np.isfinite(table[METRIC_COLUMNS[:-3]].to_numpy()).all()
+    assert not table["diverged"].any()
+
+
+def test_step_unit_checkpoints():
+    table, _ = run("sparse_parity", seed=0, epochs=2, eval_every=3, eval_unit="step")
+    # 64 examples in batches of 32: 2 steps an epoch, 4 in all; the last step always counts.
+    assert table["step"].tolist() == [0, 3, 4]
+    assert table["epoch"].tolist() == [0, 1, 2]
+
+
+def test_final_weights_are_the_last_checkpoint():
+    table, weights = run("sparse_parity", seed=2)
+    model = get_task("sparse_parity").make_model(
+        parse_params(get_task("sparse_parity").params, TINY["sparse_parity"], "t")
+    )
+    model.load_state_dict(weights)
+    from trainmap.metrics import compute_metrics
+
+    last = compute_metrics(model.weight_groups())
+    assert last["l2"] == pytest.approx(table["l2"].iloc[-1], rel=1e-12)
+
+
+def test_divergence_keeps_rows_and_marks_the_run():
+    table, _ = run("modular_addition", seed=0, lr=1e12, epochs=50)
+    assert table["diverged"].all()
+    assert len(table) >= 2  # rows up to the divergence are kept
+    assert not np.isfinite(table["train_loss"].iloc[-1])
+    assert table["epoch"].iloc[-1] < 50  # training stopped at the non-finite checkpoint
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": 0}, "epochs: must be positive, got 0"),
+        ({"epochs": 2.5}, "epochs: expected int, got 2.5"),
+        ({"lrr": 0.1}, "lrr: unknown key"),
+        ({"optimizer": "adam"}, "optimizer: 'adam' is not one of adamw, sgd"),
+        ({"betas": [0.9]}, "betas: expected"),
+        ({"layer_norm": 1}, "layer_norm: expected bool, got 1"),
+    ],
+)
+def test_bad_hyperparameters_name_key_and_value(values, message):
+    with pytest.raises(ConfigError, match="settings.m." + message.replace(".", r"\.")[:40]):
+        parse_params(get_task("modular_addition").params, values, "settings.m")
+
+
+def test_unknown_task_lists_the_registered_ones():
+    with pytest.raises(ConfigError, match="unknown task 'grok'.*modular_addition"):
+        get_task("grok", where="settings.x.task")

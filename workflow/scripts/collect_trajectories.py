@@ -1,0 +1,18 @@
+"""Snakemake adapter: one trajectories table per setting, from runs or a user's table."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from trainmap.io import log_to_file, write_parquet
+from trainmap.trajectories import build_trajectories
+
+
+def main(inputs, output: str, params, log: str) -> None:
+    log_to_file(log)
+    table = build_trajectories(params.source, list(inputs), params.features, params.convergence)
+    write_parquet(table, output)
+
+
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

@@ -1,0 +1,243 @@
+"""Fit Gaussian HMMs for one state count K and persist them as data (METHOD.md section 4).
+
+Each of ``restarts`` restarts runs Baum-Welch (hmmlearn) from its own seed
+``derive_seed(seed, K, restart)`` on the fit runs and is scored on the validation runs
+(log-likelihood, AIC, BIC; parameter counts and n from hmmlearn's ``aic``/``bic``). The
+kept model is the restart with the best validation log-likelihood.
+
+hmmlearn floors covariances (``min_covar``) only at initialisation, so a state that
+collapses onto a few points can make a covariance singular during EM. EM is therefore
+run one iteration per ``fit`` call (hmmlearn continues from the current parameters when
+``init_params`` is empty; the iterations are the same as one ``fit`` with ``n_iter``) and
+after every iteration each state's covariance is checked: an eigenvalue below
+``min_covar`` gets the difference added to the diagonal, which is counted and reported.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+from hmmlearn.hmm import GaussianHMM
+
+from trainmap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+COVARIANCES = ("full", "diag")
+SCORES = ("train_loglik", "val_loglik", "val_aic", "val_bic")
+
+
+class HMMFitError(RuntimeError):
+    """No restart for K produced a usable model."""
+
+
+def n_free_parameters(n_states: int, n_features: int, covariance: str) -> int:
+    """Free scalars of a Gaussian HMM: start (K-1), transitions K(K-1), means, covariances.
+
+    The same count hmmlearn's ``aic``/``bic`` use (tests check it); stored for readers.
+    """
+    k, f = n_states, n_features
+    per_state = {"full": f * (f + 1) // 2, "diag": f}[covariance]
+    return (k - 1) + k * (k - 1) + k * f + k * per_state
+
+
+def restart_seed(seed: int, n_states: int, restart: int) -> int:
+    """The seed of one restart; reduced to 32 bits for NumPy's legacy RandomState."""
+    return derive_seed(seed, n_states, restart) % 2**32
+
+
+def fit_restart(
+    X: np.ndarray,
+    lengths: np.ndarray,
+    n_states: int,
+    *,
+    covariance: str,
+    n_iter: int,
+    seed: int,
+    tol: float = 1e-2,
+    min_covar: float = 1e-3,
+) -> tuple[GaussianHMM, dict[str, Any]]:
+    """Baum-Welch from one seed with the covariance guard; returns (model, fit report).
+
+    ``X``: (n_rows, n_features) observations of all fit runs, runs contiguous;
+    ``lengths``: rows per run. Stops after ``n_iter`` iterations or when the
+    log-likelihood improves by less than ``tol`` (hmmlearn's rule). The report has
+    ``iterations``, ``converged`` and ``regularized`` (iterations after which some
+    covariance was floored, and which states). Raises ``FloatingPointError`` when EM
+    breaks down (a state without any posterior mass gives NaN parameters).
+    """
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance: {covariance!r} is not one of {COVARIANCES}")
+    model = GaussianHMM(
+        n_components=n_states,
+        covariance_type=covariance,
+        min_covar=min_covar,
+        n_iter=1,
+        tol=tol,
+        random_state=seed,
+        init_params="stmc",
+        params="stmc",
+    )
+    history: list[float] = []
+    floored_steps, floored_states = 0, set()
+    for _ in range(n_iter):
+        model.fit(X, lengths)
+        model.init_params = ""  # continue EM from the current parameters
+        history.append(float(model.monitor_.history[-1]))
+        _check_finite(model)
+        states = _floor_covariances(model, min_covar)
+        if states:
+            floored_steps += 1
+            floored_states.update(states)
+        if len(history) >= 2 and history[-1] - history[-2] < tol:
+            break
+    report = {
+        "iterations": len(history),
+        "converged": len(history) >= 2 and history[-1] - history[-2] < tol,
+        "regularized": {"iterations": floored_steps, "states": sorted(floored_states)},
+    }
+    return model, report
+
+
+def score_model(
+    model: GaussianHMM, fit: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
+    """``train_loglik`` on the fit runs and ``val_loglik, val_aic, val_bic`` on validation.
+
+    Log-likelihoods are totals (nats) over all rows; AIC/BIC are hmmlearn's, with
+    n = validation rows.
+    """
+    return {
+        "train_loglik": float(model.score(*fit)),
+        "val_loglik": float(model.score(*val)),
+        "val_aic": float(model.aic(*val)),
+        "val_bic": float(model.bic(*val)),
+    }
+
+
+def fit_state_count(
+    fit: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    n_states: int,
+    features: list[str],
+    *,
+    restarts: int,
+    n_iter: int,
+    covariance: str,
+    seed: int,
+    tol: float = 1e-2,
+    min_covar: float = 1e-3,
+) -> dict[str, Any]:
+    """All restarts for one K; the JSON-ready ``k<K>.json`` (kept model, every restart).
+
+    ``fit``/``val``: ``(X, lengths)`` as from ``sequences.observations``. A restart whose
+    EM breaks down is recorded with its error and null scores; if all do, HMMFitError.
+    """
+    runs, models = [], []
+    for restart in range(restarts):
+        entry: dict[str, Any] = {"restart": restart, "seed": restart_seed(seed, n_states, restart)}
+        try:
+            model, report = fit_restart(
+                *fit,
+                n_states,
+                covariance=covariance,
+                n_iter=n_iter,
+                seed=entry["seed"],
+                tol=tol,
+                min_covar=min_covar,
+            )
+            entry.update(score_model(model, fit, val), **report, error=None)
+        except (FloatingPointError, ValueError, np.linalg.LinAlgError) as error:
+            log.warning("K=%d restart %d failed: %s", n_states, restart, error)
+            model = None
+            entry.update(dict.fromkeys(SCORES), error=f"{type(error).__name__}: {error}")
+        runs.append(entry)
+        models.append(model)
+    ok = [r for r in runs if r["error"] is None and np.isfinite(r["val_loglik"])]
+    if not ok:
+        raise HMMFitError(f"K={n_states}: all {restarts} restarts failed: {runs[0]['error']}")
+    best = max(ok, key=lambda r: r["val_loglik"])  # first of equals: lowest restart index
+    result = model_to_json(models[best["restart"]], features)
+    result.update({name: best[name] for name in SCORES})
+    result.update(
+        kept_restart=best["restart"],
+        regularized=best["regularized"],
+        n_params=n_free_parameters(n_states, len(features), covariance),
+        n_fit_rows=int(len(fit[0])),
+        n_val_rows=int(len(val[0])),
+        options={
+            "restarts": restarts,
+            "n_iter": n_iter,
+            "tol": tol,
+            "min_covar": min_covar,
+            "seed": seed,
+        },
+        restarts=runs,
+        n_failed=restarts - len(ok),
+        mean={name: float(np.mean([r[name] for r in ok])) for name in SCORES},
+        sd={name: float(np.std([r[name] for r in ok])) for name in SCORES},
+    )
+    return result
+
+
+def model_to_json(model: GaussianHMM, features: list[str]) -> dict[str, Any]:
+    """Parameters as plain lists: startprob (K,), transmat (K, K), means (K, F),
+    covars (K, F, F) for full or (K, F) for diag."""
+    covars = model.covars_  # hmmlearn returns full matrices for every covariance type
+    if model.covariance_type == "diag":
+        covars = np.diagonal(covars, axis1=1, axis2=2)
+    return {
+        "n_states": int(model.n_components),
+        "covariance": model.covariance_type,
+        "features": list(features),
+        "startprob": model.startprob_.tolist(),
+        "transmat": model.transmat_.tolist(),
+        "means": model.means_.tolist(),
+        "covars": np.asarray(covars).tolist(),
+    }
+
+
+def model_from_json(data: dict[str, Any]) -> GaussianHMM:
+    """Rebuild the model of ``model_to_json``/``k<K>.json``; it scores identically."""
+    model = GaussianHMM(
+        n_components=data["n_states"],
+        covariance_type=data["covariance"],
+        init_params="",
+        params="stmc",
+    )
+    model.startprob_ = np.asarray(data["startprob"], dtype=np.float64)
+    model.transmat_ = np.asarray(data["transmat"], dtype=np.float64)
+    model.means_ = np.asarray(data["means"], dtype=np.float64)
+    model.covars_ = np.asarray(data["covars"], dtype=np.float64)
+    model.n_features = model.means_.shape[1]
+    return model
+
+
+def _check_finite(model: GaussianHMM) -> None:
+    for name in ("startprob_", "transmat_", "means_", "covars_"):
+        if not np.isfinite(getattr(model, name)).all():
+            raise FloatingPointError(
+                f"EM produced non-finite {name.rstrip('_')} (a state lost all posterior mass)"
+            )
+
+
+def _floor_covariances(model: GaussianHMM, min_covar: float) -> list[int]:
+    """Lift covariance eigenvalues below ``min_covar`` to it; returns the floored states.
+
+    Full: the difference to the smallest eigenvalue is added to the diagonal. Diagonal:
+    variances below ``min_covar`` are set to it.
+    """
+    if model.covariance_type == "diag":
+        variances = np.diagonal(model.covars_, axis1=1, axis2=2)
+        low = np.flatnonzero((variances < min_covar).any(axis=1))
+        if low.size:
+            model.covars_ = np.maximum(variances, min_covar)
+        return low.tolist()
+    covars = model.covars_
+    lowest = np.linalg.eigvalsh(covars)[:, 0]
+    low = np.flatnonzero(lowest < min_covar)
+    if low.size:
+        shift = np.zeros(len(covars))
+        shift[low] = min_covar - lowest[low]
+        model.covars_ = covars + shift[:, None, None] * np.eye(covars.shape[1])
+    return low.tolist()

@@ -1,0 +1,492 @@
+"""Figures of one setting (map, trajectories, convergence, coefficients) and comparisons.
+
+Figures are built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot, no global
+state). Every figure colours state k the same way (``state_colors``) and marks detour
+states in ``DETOUR`` red, so the map, the trajectories and the coefficients read together.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, FancyArrowPatch, Patch
+
+from trainmap.io import atomic_path
+
+# Qualitative palette without red, which is reserved for detours.
+PALETTE = [
+    "#4C72B0",
+    "#DD8452",
+    "#55A868",
+    "#8172B3",
+    "#937860",
+    "#DA8BC3",
+    "#8C8C8C",
+    "#CCB974",
+    "#64B5CD",
+    "#2F4B7C",
+    "#A0CBE8",
+    "#86BCB6",
+]
+DETOUR = "#C44E52"
+INK = "#333333"
+UNDECODED = "#D0D0D0"
+NODE_RADIUS = 0.34
+COLUMN = 3.2  # horizontal distance between states in training order (data units)
+ROW = 1.9  # vertical offset of states some runs skip
+
+
+def state_colors(n_states: int) -> list[str]:
+    return [PALETTE[k % len(PALETTE)] for k in range(n_states)]
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+
+
+def signed(value: float, digits: int = 2) -> str:
+    """'+0.59' / '−0.59' with a typographic minus."""
+    return f"{value:+.{digits}f}".replace("-", "\u2212")
+
+
+def feature_change(name: str, delta: float) -> str:
+    """'↑ l2 +0.59' / '↓ l2 −0.59' ('· l2 +0.00' for no change at this precision)."""
+    arrow = "\u2191" if delta >= 0.005 else "\u2193" if delta <= -0.005 else "\u00b7"
+    return f"{arrow} {name} {signed(delta)}"
+
+
+def _detour_ids(detours: pd.DataFrame | None) -> set[int]:
+    if detours is None or detours.empty:
+        return set()
+    return set(detours.loc[detours["is_detour"].astype(bool), "state"].astype(int))
+
+
+def _layout(training_map: dict) -> dict[int, tuple[float, float]]:
+    """Node positions: x = training order, y = 0 for states every run visits, others
+    alternately above and below so that paths skipping them stay straight."""
+    n_runs = training_map["n_runs"]
+    states = {s["id"]: s for s in training_map["states"]}
+    visited = [k for k in training_map["order"] if states[k]["runs_visiting"] > 0]
+    positions, side = {}, 1
+    for column, k in enumerate(visited):
+        y = 0.0
+        if states[k]["runs_visiting"] < n_runs:
+            y, side = side * ROW, -side
+        positions[k] = (column * COLUMN, y)
+    return positions
+
+
+def _edge_middle(p, q, rad: float) -> np.ndarray:
+    """Midpoint of an arc3 edge from p to q (equal-aspect axes): the quadratic Bezier at
+    t = 1/2, i.e. halfway between the chord's middle and arc3's control point."""
+    p, q = np.asarray(p), np.asarray(q)
+    d = q - p
+    return (p + q) / 2 + 0.5 * rad * np.array([d[1], -d[0]])
+
+
+def _edge_rad(p, q, positions: dict, source: int, target: int) -> float:
+    """Curvature of an edge: forward edges are straight unless they would pass through
+    another node (then they arc above it); backward edges arc below the row of nodes."""
+    p, q = np.asarray(p), np.asarray(q)
+    if q[0] < p[0]:
+        return -0.6
+    for k, r in positions.items():
+        if k in (source, target):
+            continue
+        r = np.asarray(r)
+        t = np.clip(np.dot(r - p, q - p) / max(np.dot(q - p, q - p), 1e-9), 0, 1)
+        if np.hypot(*(p + t * (q - p) - r)) < 2.2 * NODE_RADIUS:
+            return -0.35
+    return 0.0
+
+
+def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: bool) -> None:
+    n_runs = max(training_map["n_runs"], 1)
+    for edge in training_map["edges"]:
+        source, target = edge["source"], edge["target"]
+        if source == target:
+            continue  # self-loops are written under their node ("stay p")
+        p, q = positions[source], positions[target]
+        rad = _edge_rad(p, q, positions, source, target)
+        color = DETOUR if target in detour_ids or source in detour_ids else INK
+        width = 0.8 + 5.5 * edge["runs"] / n_runs
+        ax.add_patch(
+            FancyArrowPatch(
+                p,
+                q,
+                connectionstyle=f"arc3,rad={rad}",
+                arrowstyle="-|>,head_length=0.55,head_width=0.3",
+                mutation_scale=14 + 2.5 * width,
+                linewidth=width,
+                color=color,
+                alpha=0.85,
+                patchA=nodes[source],  # clip the arrow at the node circles
+                patchB=nodes[target],
+                shrinkA=2,
+                shrinkB=3,
+                zorder=1,
+            )
+        )
+        lines = [f"{edge['runs']} runs \u00b7 p={edge['probability']:.2g}"]
+        if not compact:
+            lines += [feature_change(f, d) for f, d in edge["feature_changes"].items()]
+        ax.text(
+            *_edge_middle(p, q, rad),
+            "\n".join(lines),
+            ha="center",
+            va="center",
+            fontsize=7 if compact else 7.5,
+            color=color,
+            linespacing=1.25,
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": color, "lw": 0.6},
+            zorder=4,
+        )
+
+
+def _node_text(state: dict, n_runs: int, stay: dict | None, detour: bool) -> str:
+    lines = [f"{state['runs_visiting']}/{n_runs} runs"]
+    if stay is not None:
+        lines[0] += f" \u00b7 stay {stay['probability']:.2f}"
+    if state["top_features"]:
+        lines.append(", ".join(state["top_features"]))
+    if state["initial_runs"]:
+        lines.append(f"start of {state['initial_runs']}")
+    if state["final_runs"]:
+        lines.append(f"end of {state['final_runs']}")
+    return "\n".join((["DETOUR"] if detour else []) + lines)
+
+
+def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compact=False) -> None:
+    """Draw the training map on ``ax``: nodes in training order, edge width by runs.
+
+    compact: leave out the edges' feature changes (for side-by-side comparisons).
+    """
+    states = {s["id"]: s for s in training_map["states"]}
+    colors = state_colors(training_map["n_states"])
+    detour_ids = _detour_ids(detours)
+    positions = _layout(training_map)
+    loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
+    nodes = {}
+    for k, (x, y) in positions.items():
+        detour = k in detour_ids
+        nodes[k] = Circle(
+            (x, y),
+            NODE_RADIUS,
+            fc=colors[k],
+            ec=DETOUR if detour else "white",
+            lw=3.5 if detour else 1.5,
+            zorder=3,
+        )
+        ax.add_patch(nodes[k])
+        ax.text(x, y, f"S{k}", ha="center", va="center", color="white", weight="bold",
+                fontsize=10, zorder=5)  # fmt: skip
+        below = y <= 0
+        ax.text(
+            x,
+            y - NODE_RADIUS - 0.12 if below else y + NODE_RADIUS + 0.12,
+            _node_text(states[k], training_map["n_runs"], loops.get(k), detour),
+            ha="center",
+            va="top" if below else "bottom",
+            fontsize=7 if compact else 8,
+            color=DETOUR if detour else INK,
+            linespacing=1.3,
+            zorder=5,
+        )
+    _draw_edges(ax, training_map, positions, nodes, detour_ids, compact)
+    xs = [x for x, _ in positions.values()] or [0.0]
+    ys = [y for _, y in positions.values()] or [0.0]
+    ax.set_xlim(min(xs) - 1.5, max(xs) + 1.5)
+    ax.set_ylim(min(ys) - 1.6, max(ys) + (1.6 if max(ys) > 0 else 1.0))
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def _regression_line(regression: dict) -> str:
+    if regression.get("r2") is None:
+        return f"regression not interpretable: {regression.get('reason')}"
+    text = f"R\u00b2 = {regression['r2']:.2f}, F-test p = {regression['f_pvalue']:.2g}"
+    if not regression["significant"]:
+        text += f" (not significant at \u03b1 = {regression['alpha']:g})"
+    return text
+
+
+def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, setting: str) -> Figure:
+    """map.png: the training map with detour states highlighted and a legend."""
+    n_visited = sum(s["runs_visiting"] > 0 for s in training_map["states"])
+    fig = Figure(figsize=(max(6.5, 2.4 * n_visited + 1.5), 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    draw_map(ax, training_map, detours)
+    detour_ids = sorted(_detour_ids(detours))
+    kind = "forking" if training_map["forking"] else "a single path"
+    found = ", ".join(f"S{k}" for k in detour_ids) if detour_ids else "none"
+    fig.suptitle(
+        f"{setting}: training map \u2014 {training_map['n_states']} states, "
+        f"{training_map['n_runs']} runs, {kind}",
+        fontsize=12,
+        weight="bold",
+    )
+    ax.set_title(f"detour states: {found} \u00b7 {_regression_line(regression)}", fontsize=9)
+    unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
+    n_runs = training_map["n_runs"]
+    handles = [
+        Line2D([], [], color=INK, lw=0.8 + 5.5 * f, label=f"{max(1, round(f * n_runs))} runs")
+        for f in (1.0, 0.5, 0.1)
+    ]
+    handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
+    handles.append(Line2D([], [], ls="", label="\u2191/\u2193 feature: change of state means (z)"))
+    if unvisited:
+        names = ", ".join(f"S{k}" for k in unvisited)
+        handles.append(Line2D([], [], ls="", label=f"never visited: {names}"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return fig
+
+
+def _state_segments(run: pd.DataFrame, column: str, colors: list[str]):
+    steps, values = run["step"].to_numpy(), run[column].to_numpy(dtype=float)
+    points = np.column_stack([steps, values])
+    segments = np.stack([points[:-1], points[1:]], axis=1)
+    state = run["state"].to_numpy()[:-1]
+    seg_colors = [UNDECODED if np.isnan(s) else colors[int(s)] for s in state]
+    return segments, seg_colors
+
+
+def plot_trajectories(
+    trajectories: pd.DataFrame,
+    states: pd.DataFrame,
+    features: list[str],
+    convergence: dict,
+    training_map: dict,
+    setting: str,
+) -> Figure:
+    """trajectories.png: every run's metrics over steps, coloured by decoded state."""
+    column = convergence["column"]
+    panels = [column] + [f for f in features if f != column]
+    table = trajectories.merge(states[["seed", "step", "state"]], on=["seed", "step"], how="left")
+    table = table.sort_values(["seed", "step"], kind="stable")
+    colors = state_colors(training_map["n_states"])
+    n_cols = min(4, len(panels))
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = Figure(figsize=(3.4 * n_cols, 2.5 * n_rows + 0.9), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    runs = [run for _, run in table.groupby("seed")]
+    for ax, name in zip(axes, panels, strict=False):
+        segments, seg_colors = [], []
+        for run in runs:
+            s, c = _state_segments(run, name, colors)
+            segments.append(s)
+            seg_colors += c
+        lines = LineCollection(np.concatenate(segments), colors=seg_colors, lw=0.9, alpha=0.7)
+        lines.set_rasterized(True)
+        ax.add_collection(lines)
+        ax.autoscale_view()
+        if name == column:
+            ax.axhline(convergence["threshold"], color=INK, ls="--", lw=0.8)
+            ax.set_title(f"{name} (threshold {convergence['threshold']:g})", fontsize=9)
+        else:
+            ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25, lw=0.5)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    detour_ids = {s["id"] for s in training_map["states"] if s.get("is_detour")}
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=colors[s["id"]],
+            lw=3,
+            label=f"S{s['id']}" + (" (detour)" if s["id"] in detour_ids else ""),
+        )
+        for s in sorted(training_map["states"], key=lambda s: s["order"])
+        if s["runs_visiting"] > 0
+    ]
+    if table["state"].isna().any():
+        handles.append(Line2D([], [], color=UNDECODED, lw=3, label="not decoded"))
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncols=min(len(handles), 9),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(
+        f"{setting}: {table['seed'].nunique()} runs coloured by decoded state",
+        fontsize=12,
+        weight="bold",
+    )
+    return fig
+
+
+def _visited_detour(runs: pd.DataFrame, detours: pd.DataFrame) -> np.ndarray:
+    ids = sorted(_detour_ids(detours))
+    columns = [f"state{k}" for k in ids if f"state{k}" in runs.columns]
+    if not columns:
+        return np.zeros(len(runs), dtype=bool)
+    return (runs[columns].fillna(0) > 0).any(axis=1).to_numpy()
+
+
+def plot_convergence(
+    runs: pd.DataFrame, detours: pd.DataFrame, regression: dict, setting: str
+) -> Figure:
+    """convergence.png: histogram of convergence times; censored runs stacked, hatched."""
+    runs = runs[runs["in_regression"]].reset_index(drop=True)
+    via = _visited_detour(runs, detours)
+    censored = runs["censored"].to_numpy(dtype=bool)
+    steps = runs["convergence_step"].to_numpy(dtype=float)
+    groups = [
+        (steps[~censored & ~via], PALETTE[0], "converged", None),
+        (steps[~censored & via], DETOUR, "converged, visited a detour", None),
+        (steps[censored], "white", "censored (never crossed; last step)", "////"),
+    ]
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    edges = np.histogram_bin_edges(steps, bins=min(30, max(5, len(steps) // 2)))
+    bottom = np.zeros(len(edges) - 1)
+    for values, color, label, hatch in groups:
+        if len(values) == 0:
+            continue
+        counts, _ = np.histogram(values, bins=edges)
+        ax.bar(
+            edges[:-1],
+            counts,
+            width=np.diff(edges),
+            bottom=bottom,
+            align="edge",
+            color=color,
+            ec=INK if hatch else "white",
+            lw=0.6,
+            hatch=hatch,
+            label=f"{label} ({len(values)})",
+        )
+        bottom += counts
+    conv = regression.get("convergence", {})
+    ax.set_xlabel(f"convergence step (first {conv.get('column', '?')} > {conv.get('threshold')})")
+    ax.set_ylabel("runs")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    excluded = regression.get("excluded_runs") or []
+    note = f" \u00b7 {len(excluded)} runs excluded from the HMM" if excluded else ""
+    ax.set_title(f"{len(runs)} runs, {int(censored.sum())} censored{note}", fontsize=9, color=INK)
+    fig.suptitle(f"{setting}: convergence time", fontsize=12, weight="bold")
+    return fig
+
+
+def plot_coefficients(
+    detours: pd.DataFrame, regression: dict, training_map: dict, setting: str
+) -> Figure:
+    """coefficients.png: per-state delay vs the average run, 95% confidence intervals."""
+    order = [k for k in training_map["order"] if k in set(detours["state"])]
+    table = detours.set_index("state").loc[order]
+    colors = state_colors(training_map["n_states"])
+    fig = Figure(figsize=(max(5.0, 1.0 * len(order) + 2.5), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axhline(0, color=INK, lw=0.8)
+    x = np.arange(len(order))
+    n_runs = regression.get("n_runs", 0)
+    for i, (k, row) in enumerate(table.iterrows()):
+        if np.isnan(row["coefficient"]):
+            continue
+        detour = bool(row["is_detour"])
+        ax.errorbar(
+            i,
+            row["coefficient"],
+            yerr=1.96 * row["std_error"],
+            fmt="o",
+            ms=9,
+            color=colors[k],
+            mec=DETOUR if detour else "white",
+            mew=2.5 if detour else 1,
+            ecolor=DETOUR if detour else colors[k],
+            elinewidth=2,
+            capsize=5,
+        )
+        label = f"p={row['p_value']:.1g}" + ("\nDETOUR" if detour else "")
+        ax.annotate(
+            label,
+            (i, row["coefficient"]),
+            xytext=(10, 0),
+            textcoords="offset points",
+            fontsize=7.5,
+            va="center",
+            color=DETOUR if detour else INK,
+        )
+    ax.set_xticks(x, [f"S{k}\n{int(table.loc[k, 'runs_visiting'])}/{n_runs} runs" for k in order])
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    ax.set_ylabel("delay vs average run (steps)")
+    ax.grid(axis="y", alpha=0.3)
+    if regression.get("r2") is None:
+        ax.text(
+            0.5,
+            0.5,
+            f"not fitted:\n{regression.get('reason')}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=10,
+            color=DETOUR,
+            wrap=True,
+        )
+        ax.set_yticks([])
+    ax.set_title(_regression_line(regression) + " \u00b7 bars: 95% CI", fontsize=9)
+    fig.suptitle(f"{setting}: convergence delay by state", fontsize=12, weight="bold")
+    return fig
+
+
+def plot_comparison(first: dict, second: dict, switch: str) -> Figure:
+    """Two settings that differ in one config key, side by side.
+
+    first, second: ``{"name", "value", "map", "detours", "regression", "runs"}`` where
+    value is the setting's value of ``switch``.
+    """
+    fig = Figure(figsize=(13, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.5, 1])
+    for column, setting in enumerate((first, second)):
+        ax = fig.add_subplot(grid[0, column])
+        draw_map(ax, setting["map"], setting["detours"], compact=True)
+        ax.set_title(
+            f"{setting['name']} ({switch} = {setting['value']})", fontsize=10, weight="bold"
+        )
+    ax = fig.add_subplot(grid[1, 0])
+    for color, setting in zip((PALETTE[0], PALETTE[1]), (first, second), strict=True):
+        runs = setting["runs"][setting["runs"]["in_regression"]]
+        steps = np.sort(runs["convergence_step"].to_numpy(dtype=float))
+        cdf = np.arange(1, len(steps) + 1) / max(len(steps), 1)
+        ax.step(steps, cdf, where="post", color=color, lw=2, label=setting["name"])
+        cens = runs.loc[runs["censored"], "convergence_step"].to_numpy(dtype=float)
+        ax.plot(cens, np.full(len(cens), 1.02), "x", color=color, ms=7, mew=2)
+    ax.set_xlabel("convergence step")
+    ax.set_ylabel("fraction of runs converged")
+    ax.set_title("convergence time (\u00d7 = censored run)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax = fig.add_subplot(grid[1, 1])
+    metrics = ["states", "detours", "censored"]
+    width = 0.38
+    for i, (color, setting) in enumerate(
+        zip((PALETTE[0], PALETTE[1]), (first, second), strict=True)
+    ):
+        regression = setting["regression"]
+        values = [
+            setting["map"]["n_states"],
+            int(setting["detours"]["is_detour"].sum()),
+            regression["n_censored"],
+        ]
+        bars = ax.bar(
+            np.arange(3) + (i - 0.5) * width, values, width, color=color, label=setting["name"]
+        )
+        ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(np.arange(3), metrics)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title("states, detour states and censored runs", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(
+        f"{first['name']} vs {second['name']}: only {switch} differs", fontsize=13, weight="bold"
+    )
+    return fig

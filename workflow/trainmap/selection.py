@@ -1,0 +1,111 @@
+"""Choose the number of states K from the per-K fits (METHOD.md section 4).
+
+**Decision** (METHOD.md): the selected K is the one whose kept model (best validation
+log-likelihood over restarts) has the lowest validation BIC. Exact ties go to the
+smaller K (the simpler model). The authors' rule, the lowest BIC averaged over
+restarts, is reported beside it (``mean_n_states``) but not used: one bad restart
+would veto a K.
+"""
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+ROW_KEYS = ("train_loglik", "val_loglik", "val_aic", "val_bic")
+MEAN_KEYS = ("val_loglik", "val_aic", "val_bic")
+
+
+def score_table(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per K (sorted): the kept model's scores, restart means and SDs.
+
+    ``fits``: ``k<K>.json`` contents; only ``n_states`` and the four scores are required,
+    ``mean``/``sd``/``n_params``/``n_failed`` are copied when present.
+    """
+    rows = []
+    for fit in sorted(fits, key=lambda f: f["n_states"]):
+        row = {"n_states": int(fit["n_states"])}
+        row.update({key: fit[key] for key in ROW_KEYS if key in fit})
+        for key in MEAN_KEYS:
+            if key in fit.get("mean", {}):
+                row[f"mean_{key}"] = fit["mean"][key]
+            if key in fit.get("sd", {}):
+                row[f"sd_{key}"] = fit["sd"][key]
+        for key in ("n_params", "n_failed"):
+            if key in fit:
+                row[key] = fit[key]
+        rows.append(row)
+    ks = [row["n_states"] for row in rows]
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"duplicate state counts among the fits: {ks}")
+    return rows
+
+
+def lowest(rows: list[dict[str, Any]], key: str) -> int | None:
+    """K with the lowest finite ``key``; ties go to the smaller K. None if none is finite."""
+    finite = [row for row in rows if key in row and np.isfinite(row[key])]
+    if not finite:
+        return None
+    best = min(row[key] for row in finite)
+    return min(row["n_states"] for row in finite if row[key] == best)
+
+
+def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """``selection.json``: ``{"n_states", "criterion": "bic", "scores": [...]}`` and the
+    restart-mean choice ``mean_n_states`` for comparison."""
+    if not fits:
+        raise ValueError("no fits to select from")
+    rows = score_table(fits)
+    selected = lowest(rows, "val_bic")
+    if selected is None:
+        raise ValueError("no state count has a finite validation BIC")
+    return {
+        "n_states": selected,
+        "criterion": "bic",
+        "rule": "lowest validation BIC of the kept model; ties go to the smaller K",
+        "mean_n_states": lowest(rows, "mean_val_bic"),
+        "scores": rows,
+    }
+
+
+def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
+    """Validation log-likelihood (kept model; restart mean +/- SD) and AIC/BIC against K,
+    the selected K marked."""
+    rows = selection["scores"]
+    ks = np.array([row["n_states"] for row in rows])
+
+    def column(key: str) -> np.ndarray:
+        return np.array([row.get(key, np.nan) for row in rows], dtype=float)
+
+    chosen = selection["n_states"]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    left, right = fig.subplots(1, 2, sharex=True)
+    left.errorbar(
+        ks,
+        column("mean_val_loglik"),
+        yerr=column("sd_val_loglik"),
+        fmt="o--",
+        color="tab:gray",
+        capsize=3,
+        label="restart mean ± SD",
+    )
+    left.plot(ks, column("val_loglik"), "o-", color="tab:blue", label="kept model")
+    left.set_ylabel("validation log-likelihood (nats)")
+    right.plot(ks, column("val_aic"), "s-", color="tab:orange", label="AIC (kept model)")
+    right.plot(ks, column("val_bic"), "o-", color="tab:green", label="BIC (kept model)")
+    right.plot(
+        ks, column("mean_val_bic"), "o--", color="tab:green", alpha=0.5, label="BIC (restart mean)"
+    )
+    selected_bic = column("val_bic")[ks == chosen]
+    right.plot(
+        [chosen], selected_bic, "*", color="black", markersize=16, label=f"selected K = {chosen}"
+    )
+    right.set_ylabel("validation criterion (lower is better)")
+    for ax in (left, right):
+        ax.axvline(chosen, color="black", linestyle=":", linewidth=1)
+        ax.set_xlabel("number of states K")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{setting}: number of states by validation BIC (selected K = {chosen})")
+    return fig

@@ -1,0 +1,201 @@
+"""Prepare HMM input from a setting's trajectories (METHOD.md section 3).
+
+Runs are sorted, truncated to the first ``max_checkpoints`` checkpoints, diverged runs are
+left out (and listed), every feature is z-scored within each run (the paper) or over all
+included runs pooled (``normalize: global``), and the runs are split into fit and
+validation sets. Every check that would make a fit impossible runs here, before any fit.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainmap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+NORMALIZATIONS = ("per_run", "global")
+
+
+class SequenceError(ValueError):
+    """The runs cannot be fitted as configured (too few runs, K too large, ...)."""
+
+
+@dataclass
+class Prepared:
+    """The prepared sequences and what was done to get them.
+
+    ``table``: columns ``seed, step, split`` (``fit`` | ``val``) then the z-scored
+    features, sorted by seed and step. ``excluded``: ``{"seed", "reason"}`` per run left
+    out. ``constant_features``: feature -> runs in which it was constant (z set to 0).
+    """
+
+    table: pd.DataFrame
+    features: list[str]
+    normalize: str
+    fit_runs: list
+    val_runs: list
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    constant_features: dict[str, list] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary (``prepare.json``)."""
+        rows = self.table["split"].value_counts()
+        return {
+            "normalize": self.normalize,
+            "features": self.features,
+            "fit_runs": _plain(self.fit_runs),
+            "val_runs": _plain(self.val_runs),
+            "excluded": [{**e, "seed": _plain(e["seed"])} for e in self.excluded],
+            "constant_features": {k: _plain(v) for k, v in self.constant_features.items()},
+            "n_fit_rows": int(rows.get("fit", 0)),
+            "n_val_rows": int(rows.get("val", 0)),
+        }
+
+
+def prepare_sequences(
+    trajectories: pd.DataFrame,
+    features: list[str],
+    *,
+    max_checkpoints: int,
+    normalize: str,
+    val_fraction: float,
+    seed: int,
+    states: list[int] | None = None,
+) -> Prepared:
+    """Truncate, exclude diverged runs, z-score and split (METHOD.md sections 3-4).
+
+    ``trajectories``: one row per (seed, step) with the feature columns and optionally a
+    boolean ``diverged`` column; a run also counts as diverged when any of its feature
+    values is NaN or infinite at any step (also beyond ``max_checkpoints``).
+    ``states``: candidate K; each must not exceed the number of fit observations.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise SequenceError(f"hmm.normalize: {normalize!r} is not one of {NORMALIZATIONS}")
+    missing = [c for c in ["seed", "step", *features] if c not in trajectories.columns]
+    if missing:
+        raise SequenceError(f"trajectories: missing columns {missing}")
+    runs = trajectories.sort_values(["seed", "step"], kind="stable")
+    excluded = _diverged_runs(runs, features)
+    kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
+    kept = kept.groupby("seed", sort=True).head(max_checkpoints)
+    included = sorted(kept["seed"].unique().tolist())
+    fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
+    z, constant = _zscore(kept, features, normalize)
+    table = pd.DataFrame(
+        {
+            "seed": kept["seed"].to_numpy(),
+            "step": kept["step"].to_numpy(),
+            "split": np.where(kept["seed"].isin(val_runs), "val", "fit"),
+        }
+    )
+    table[features] = z
+    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    if states:
+        check_state_counts(states, int((table["split"] == "fit").sum()))
+    return prepared
+
+
+def split_runs(
+    runs: list, val_fraction: float, seed: int, n_excluded: int = 0
+) -> tuple[list, list]:
+    """Sorted (fit, validation) runs: a seeded shuffle of the sorted run list.
+
+    The validation set has ``round(val_fraction * n)`` runs, clipped to [1, n - 1] so
+    that neither set is empty (40 runs at 0.2 -> 32/8; 5 runs at 0.1 -> 4/1).
+    """
+    runs = sorted(runs)
+    n = len(runs)
+    if n < 2:
+        note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
+        raise SequenceError(
+            f"{n} usable run(s){note}: need at least 2, one to fit and one to validate"
+        )
+    n_val = min(max(int(np.floor(val_fraction * n + 0.5)), 1), n - 1)
+    order = np.random.default_rng(derive_seed("split", seed)).permutation(n)
+    val = sorted(runs[i] for i in order[:n_val])
+    fit = [runs[i] for i in sorted(order[n_val:])]
+    return fit, val
+
+
+def check_state_counts(states: list[int], n_fit_rows: int) -> None:
+    """Every candidate K needs at least K fit observations (k-means initialisation)."""
+    too_many = sorted(k for k in states if k > n_fit_rows)
+    if too_many:
+        raise SequenceError(
+            f"hmm.states: K={too_many} exceed the {n_fit_rows} fit observations; "
+            "lower the candidate state counts or add runs/checkpoints"
+        )
+
+
+def observations(table: pd.DataFrame, features: list[str], split: str | None = None):
+    """``(X, lengths)`` for hmmlearn: X (n_rows, n_features) float64, one length per run.
+
+    ``split``: ``"fit"``, ``"val"`` or None for all runs. Rows stay in table order
+    (sorted by seed, step), so the runs are contiguous.
+    """
+    if split is not None:
+        table = table[table["split"] == split]
+    lengths = table.groupby("seed", sort=False).size().to_numpy()
+    return table[features].to_numpy(dtype=np.float64), lengths
+
+
+def _diverged_runs(runs: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
+    """Runs with non-finite features (anywhere) or flagged ``diverged``, with a reason."""
+    values = runs[features].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    flagged = runs["diverged"].to_numpy(bool) if "diverged" in runs else np.zeros(len(runs), bool)
+    excluded = []
+    seeds = runs["seed"].to_numpy()
+    steps = runs["step"].to_numpy()
+    for run in pd.unique(seeds):
+        rows = seeds == run
+        run_bad = bad[rows]
+        if run_bad.any():
+            first = int(np.flatnonzero(run_bad.any(axis=1))[0])
+            names = [f for f, b in zip(features, run_bad.any(axis=0), strict=True) if b]
+            reason = f"diverged: non-finite {', '.join(names)} from step {steps[rows][first]}"
+        elif flagged[rows].any():
+            reason = "diverged: flagged in trajectories"
+        else:
+            continue
+        log.warning("run %s excluded from the HMM: %s", run, reason)
+        excluded.append({"seed": run, "reason": reason})
+    return excluded
+
+
+def _zscore(
+    kept: pd.DataFrame, features: list[str], normalize: str
+) -> tuple[np.ndarray, dict[str, list]]:
+    """Z-scores (population SD) per run or pooled; a constant feature gets z = 0."""
+    values = kept[features].to_numpy(dtype=np.float64)
+    seeds = kept["seed"].to_numpy()
+    groups = [seeds == run for run in pd.unique(seeds)] if normalize == "per_run" else [None]
+    z = np.empty_like(values)
+    constant: dict[str, list] = {}
+    for rows in groups:
+        block = values if rows is None else values[rows]
+        mean, sd = block.mean(axis=0), block.std(axis=0)
+        # max == min, not sd == 0: the SD of a constant float column may round to 1e-17
+        flat = block.max(axis=0) == block.min(axis=0)
+        block_z = np.where(flat, 0.0, (block - mean) / np.where(flat, 1.0, sd))
+        if rows is None:
+            z = block_z
+        else:
+            z[rows] = block_z
+        which = sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]]
+        for name in np.asarray(features)[flat]:
+            constant.setdefault(str(name), []).extend(which)
+    for name, runs in constant.items():
+        log.warning("feature %s is constant in run(s) %s: z-scores set to 0", name, runs)
+    return z, constant
+
+
+def _plain(value):
+    """NumPy scalars and lists of them as plain Python (for JSON)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,126 @@
+"""Bring-your-own runs: read and check a ``source: table`` file (CONTRACT.md).
+
+A user's table has one row per (run, checkpoint): an integer ``seed`` column (or ``run``,
+any hashable id, renamed to ``seed`` here), an integer ``step`` column, the feature
+columns and the convergence column. Every problem raises ``TableError`` naming the file
+and the column or value, before any job downstream reads the table.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+READERS = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
+
+
+class TableError(ValueError):
+    """A run table the workflow cannot use; the message names the file and the column.
+
+    A ``ValueError`` like ``trainmap.tasks.ConfigError``; defined here so that reading a
+    table does not import the task registry (and torch).
+    """
+
+
+def load_run_table(path: str | Path, features: list[str], convergence_column: str) -> pd.DataFrame:
+    """One row per (seed, step), sorted: ``seed, step, <features>, <convergence>, diverged``.
+
+    ``diverged`` (bool, constant within a run) is True for every row of a run that has a
+    NaN or infinite value in any feature at any step; such runs are kept here and left
+    out (and reported) when sequences are prepared.
+    """
+    path = Path(path)
+    table = _read(path)
+    present = ", ".join(map(str, table.columns))
+    if "seed" not in table.columns and "run" not in table.columns:
+        raise TableError(
+            f"{path}: missing run id column 'seed' (integer) or 'run'; columns present: {present}"
+        )
+    run_column = "seed" if "seed" in table.columns else "run"  # seed wins if both
+    value_columns = list(dict.fromkeys([*features, convergence_column]))
+    for column in ["step", *value_columns]:
+        if column not in table.columns:
+            raise TableError(f"{path}: missing column {column!r}; columns present: {present}")
+    if table.empty:
+        raise TableError(f"{path}: the table has no rows")
+    out = pd.DataFrame({"seed": _run_ids(table[run_column], path, run_column)})
+    out["step"] = _integers(table["step"], path, "step")
+    for column in value_columns:
+        out[column] = _numbers(table[column], path, column)
+    _check_unique(out, path, run_column)
+    finite = np.isfinite(out[features].to_numpy()).all(axis=1)
+    out["diverged"] = ~pd.Series(finite, index=out.index).groupby(out["seed"]).transform("all")
+    return out.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise TableError(
+            f"{path}: unknown table format {path.suffix!r}; use one of {', '.join(READERS)}"
+        )
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise TableError(f"{path}: no such file") from None
+    except Exception as error:  # pyarrow and the CSV parser raise many types
+        raise TableError(f"{path}: cannot read the table: {error}") from error
+
+
+def _first_bad(values: pd.Series, bad: np.ndarray) -> str:
+    index = int(np.flatnonzero(bad)[0])
+    return f"{values.iloc[index]!r} (row {index})"
+
+
+def _run_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """``seed`` must hold integers; ``run`` any hashable id, but never a missing one."""
+    if column == "seed":
+        return _integers(values, path, column)
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise TableError(f"{path}: column 'run' has a missing id at {_first_bad(values, missing)}")
+    try:
+        values.map(hash)
+    except TypeError:
+        raise TableError(f"{path}: column 'run' holds unhashable ids") from None
+    return values.reset_index(drop=True)
+
+
+def _integers(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Integer column as int64; floats are accepted only when every value is whole."""
+    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("int64").reset_index(drop=True)
+    numbers = _numbers(values, path, column)
+    array = numbers.to_numpy()
+    bad = ~np.isfinite(array) | (array != np.round(array))
+    if bad.any():
+        raise TableError(
+            f"{path}: column {column!r} must hold integers; found {_first_bad(values, bad)}"
+        )
+    return numbers.astype("int64")
+
+
+def _numbers(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Float64 column; NaN/inf stay (they mark divergence), text and booleans do not."""
+    if pd.api.types.is_bool_dtype(values):
+        raise TableError(f"{path}: column {column!r} must be numeric, not boolean")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64").reset_index(drop=True)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = (numbers.isna() & values.notna()).to_numpy()
+    if bad.any():
+        raise TableError(
+            f"{path}: column {column!r} must be numeric; found {_first_bad(values, bad)}"
+        )
+    return numbers.astype("float64").reset_index(drop=True)
+
+
+def _check_unique(table: pd.DataFrame, path: Path, run_column: str) -> None:
+    duplicated = table.duplicated(["seed", "step"], keep=False).to_numpy()
+    if duplicated.any():
+        row = table[duplicated].iloc[0]
+        count = int(duplicated.sum())
+        raise TableError(
+            f"{path}: duplicate ({run_column}, step) rows, e.g. {run_column}={row['seed']!r} "
+            f"step={row['step']!r} ({count} rows in duplicate pairs)"
+        )

@@ -1,0 +1,25 @@
+"""Fan-in of a setting's runs into one trajectories table (CONTRACT.md)."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from trainmap.tables import load_run_table
+
+
+def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Concatenate per-seed metrics tables, sorted by seed and step."""
+    tables = [pd.read_parquet(path) for path in sorted(paths)]
+    table = pd.concat(tables, ignore_index=True)
+    return table.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
+
+
+def build_trajectories(
+    source: str, paths: Sequence[str | Path], features: list[str], convergence: dict
+) -> pd.DataFrame:
+    """The setting's trajectories: trained runs, or a user's table (source: table)."""
+    if source == "table":
+        (path,) = paths
+        return load_run_table(path, features, convergence["column"])
+    return collect_runs(paths)
