@@ -81,3 +81,19 @@ def test_table_setting_rejects_training_keys():
     config = config_with(source="table", table="runs.csv")
     with pytest.raises(ConfigError, match=r"settings\.parity: keys \['seeds', 'task'\]"):
         validate_config(config)
+
+
+def test_every_key_is_documented():
+    """config/README.md names every schema key and every task hyperparameter."""
+    import dataclasses
+
+    from trainmap.tasks import TASKS
+
+    doc = (ROOT / "config" / "README.md").read_text()
+    schema = load_yaml(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    keys = set(schema["definitions"]["setting"]["properties"])
+    keys |= set(schema["definitions"]["hmm_values"]["properties"])
+    for task in TASKS.values():
+        keys |= {field.name for field in dataclasses.fields(task.params)}
+    missing = sorted(key for key in keys if f"`{key}`" not in doc)
+    assert not missing, f"config/README.md does not document {missing}"

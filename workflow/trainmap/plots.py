@@ -5,6 +5,7 @@ state). Every figure colours state k the same way (``state_colors``) and marks d
 states in ``DETOUR`` red, so the map, the trajectories and the coefficients read together.
 """
 
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, Patch
 
 from trainmap.io import atomic_path
+from trainmap.summary import headline
 
 # Qualitative palette without red, which is reserved for detours.
 PALETTE = [
@@ -121,7 +123,7 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
                 q,
                 connectionstyle=f"arc3,rad={rad}",
                 arrowstyle="-|>,head_length=0.55,head_width=0.3",
-                mutation_scale=14 + 2.5 * width,
+                mutation_scale=10 + 1.5 * width,
                 linewidth=width,
                 color=color,
                 alpha=0.85,
@@ -269,7 +271,7 @@ def plot_trajectories(
     table = trajectories.merge(states[["seed", "step", "state"]], on=["seed", "step"], how="left")
     table = table.sort_values(["seed", "step"], kind="stable")
     colors = state_colors(training_map["n_states"])
-    n_cols = min(4, len(panels))
+    n_cols = min(4, math.ceil(math.sqrt(len(panels))))
     n_rows = math.ceil(len(panels) / n_cols)
     fig = Figure(figsize=(3.4 * n_cols, 2.5 * n_rows + 0.9), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
@@ -310,7 +312,7 @@ def plot_trajectories(
         handles.append(Line2D([], [], color=UNDECODED, lw=3, label="not decoded"))
     fig.legend(
         handles=handles,
-        loc="outside upper center",
+        loc="outside lower center",
         ncols=min(len(handles), 9),
         fontsize=8,
         frameon=False,
@@ -439,54 +441,62 @@ def plot_coefficients(
     return fig
 
 
-def plot_comparison(first: dict, second: dict, switch: str) -> Figure:
-    """Two settings that differ in one config key, side by side.
+def _ecdf(ax, runs: pd.DataFrame, color: str, label: str) -> None:
+    """Fraction of runs converged by each step; censored runs never count and are marked."""
+    runs = runs[runs["in_regression"]]
+    steps = np.sort(runs.loc[~runs["censored"], "convergence_step"].to_numpy(dtype=float))
+    fraction = np.arange(1, len(steps) + 1) / max(len(runs), 1)
+    ax.step(np.r_[steps[:1], steps], np.r_[0.0, fraction], where="post", color=color, lw=2,
+            label=f"{label} ({len(steps)}/{len(runs)} converged)")  # fmt: skip
+    censored = runs.loc[runs["censored"], "convergence_step"].to_numpy(dtype=float)
+    ax.plot(censored, np.full(len(censored), fraction[-1] if len(fraction) else 0.0), "x",
+            color=color, ms=8, mew=2)  # fmt: skip
 
-    first, second: ``{"name", "value", "map", "detours", "regression", "runs"}`` where
-    value is the setting's value of ``switch``.
+
+def plot_comparison(first: dict, second: dict, pair: dict) -> Figure:
+    """Two settings side by side: maps, convergence times and the summary numbers.
+
+    first, second: ``{"name", "map", "detours", "regression", "runs"}`` (runs: the per-run
+    table of trainmap.detours.analyze_detours); pair: from
+    trainmap.summary.comparison_pairs (``switch``, ``differences``).
     """
-    fig = Figure(figsize=(13, 8.5), layout="constrained")
-    grid = fig.add_gridspec(2, 2, height_ratios=[1.5, 1])
+    switch, differences = pair["switch"], pair["differences"]
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1])
     for column, setting in enumerate((first, second)):
         ax = fig.add_subplot(grid[0, column])
         draw_map(ax, setting["map"], setting["detours"], compact=True)
-        ax.set_title(
-            f"{setting['name']} ({switch} = {setting['value']})", fontsize=10, weight="bold"
-        )
+        value = json.dumps(differences[switch][column])
+        ax.set_title(f"{setting['name']}: {switch} = {value}", fontsize=10, weight="bold")
     ax = fig.add_subplot(grid[1, 0])
     for color, setting in zip((PALETTE[0], PALETTE[1]), (first, second), strict=True):
-        runs = setting["runs"][setting["runs"]["in_regression"]]
-        steps = np.sort(runs["convergence_step"].to_numpy(dtype=float))
-        cdf = np.arange(1, len(steps) + 1) / max(len(steps), 1)
-        ax.step(steps, cdf, where="post", color=color, lw=2, label=setting["name"])
-        cens = runs.loc[runs["censored"], "convergence_step"].to_numpy(dtype=float)
-        ax.plot(cens, np.full(len(cens), 1.02), "x", color=color, ms=7, mew=2)
+        _ecdf(ax, setting["runs"], color, setting["name"])
     ax.set_xlabel("convergence step")
     ax.set_ylabel("fraction of runs converged")
-    ax.set_title("convergence time (\u00d7 = censored run)", fontsize=9)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("convergence time (\u00d7 = censored run, at its last step)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
     ax = fig.add_subplot(grid[1, 1])
-    metrics = ["states", "detours", "censored"]
-    width = 0.38
-    for i, (color, setting) in enumerate(
-        zip((PALETTE[0], PALETTE[1]), (first, second), strict=True)
-    ):
-        regression = setting["regression"]
-        values = [
-            setting["map"]["n_states"],
-            int(setting["detours"]["is_detour"].sum()),
-            regression["n_censored"],
-        ]
-        bars = ax.bar(
-            np.arange(3) + (i - 0.5) * width, values, width, color=color, label=setting["name"]
-        )
-        ax.bar_label(bars, fontsize=8)
-    ax.set_xticks(np.arange(3), metrics)
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.set_title("states, detour states and censored runs", fontsize=9)
-    ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(
-        f"{first['name']} vs {second['name']}: only {switch} differs", fontsize=13, weight="bold"
+    ax.axis("off")
+    rows = [headline(s["map"], s["detours"], s["regression"]) for s in (first, second)]
+    keys = [k for k in rows[0] if k != "note"]
+    table = ax.table(
+        cellText=[[k, rows[0][k], rows[1][k]] for k in keys],
+        colLabels=["", first["name"], second["name"]],
+        loc="center",
+        cellLoc="center",
+        colWidths=[0.3, 0.35, 0.35],
     )
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1, 1.45)
+    for (row, column), cell in table.get_celld().items():
+        cell.set_edgecolor("#DDDDDD")
+        if row == 0 or column == 0:
+            cell.set_text_props(weight="bold")
+    others = [f"{k} {json.dumps(a)} vs {json.dumps(b)}" for k, (a, b) in differences.items()
+              if k != switch]  # fmt: skip
+    subtitle = f"also different: {', '.join(others)}" if others else f"only {switch} differs"
+    fig.suptitle(f"{first['name']} vs {second['name']} ({subtitle})", fontsize=12, weight="bold")
     return fig

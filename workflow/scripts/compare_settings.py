@@ -1,0 +1,35 @@
+"""Snakemake adapter: two settings that differ in one switch, side by side."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.io import log_to_file, read_json
+from trainmap.plots import plot_comparison, save_figure
+
+
+def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -> dict:
+    return {
+        "name": name,
+        "map": read_json(map_path),
+        "detours": pd.read_csv(detours),
+        "regression": read_json(regression),
+        "runs": pd.read_parquet(runs),
+    }
+
+
+def main(inputs, output: str, params, log: str) -> None:
+    log_to_file(log)
+    pair = params.pair
+    first, second = (
+        bundle(pair[side], inputs[f"map_{side}"], inputs[f"detours_{side}"],
+               inputs[f"regression_{side}"], inputs[f"runs_{side}"])
+        for side in ("a", "b")
+    )  # fmt: skip
+    save_figure(plot_comparison(first, second, pair), output)
+
+
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

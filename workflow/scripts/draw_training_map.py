@@ -1,0 +1,41 @@
+"""Snakemake adapter: the training map of a setting (map.json) and its drawing (map.png)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.hmm import model_from_json
+from trainmap.io import log_to_file, read_json, write_json
+from trainmap.maps import build_map, mark_detours
+from trainmap.plots import plot_map, save_figure
+
+
+def selected_model(model_paths: list[str], selection_path: str) -> dict:
+    """The k<K>.json that selection.json names."""
+    name = f"k{read_json(selection_path)['n_states']}.json"
+    (path,) = [p for p in model_paths if Path(p).name == name]
+    return read_json(path)
+
+
+def main(inputs, outputs, params, log: str) -> None:
+    log_to_file(log)
+    model_json = selected_model(list(inputs.models), inputs.selection)
+    runs = pd.read_parquet(inputs.runs).set_index("seed")
+    detours = pd.read_csv(inputs.detours)
+    training_map = build_map(
+        model_from_json(model_json),
+        model_json["features"],
+        pd.read_parquet(inputs.sequences),
+        pd.read_parquet(inputs.states),
+        runs[runs["in_regression"]],
+    )
+    training_map = mark_detours(training_map, detours)
+    write_json(training_map, outputs.map)
+    figure = plot_map(training_map, detours, read_json(inputs.regression), params.setting)
+    save_figure(figure, outputs.figure)
+
+
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

@@ -1,0 +1,33 @@
+"""Snakemake adapter: convergence times, occupancy and the detour regression of a setting."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import logging
+
+import pandas as pd
+
+from trainmap.detours import analyze_detours
+from trainmap.io import atomic_path, log_to_file, read_json, write_json, write_parquet
+
+
+def main(inputs, outputs, params, log: str) -> None:
+    log_to_file(log)
+    n_states = read_json(inputs.selection)["n_states"]
+    table, summary, runs = analyze_detours(
+        pd.read_parquet(inputs.states),
+        pd.read_parquet(inputs.trajectories),
+        n_states,
+        params.convergence,
+        params.alpha,
+    )
+    logging.info("regression: %s", {k: summary[k] for k in ("r2", "f_pvalue", "reason")})
+    with atomic_path(outputs.detours) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(summary, outputs.regression)
+    write_parquet(runs, outputs.runs)
+
+
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

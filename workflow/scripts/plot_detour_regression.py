@@ -1,0 +1,24 @@
+"""Snakemake adapter: convergence-time histogram and regression coefficients of a setting."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.io import log_to_file, read_json
+from trainmap.plots import plot_coefficients, plot_convergence, save_figure
+
+
+def main(inputs, outputs, params, log: str) -> None:
+    log_to_file(log)
+    detours = pd.read_csv(inputs.detours)
+    regression = read_json(inputs.regression)
+    runs = pd.read_parquet(inputs.runs)
+    save_figure(plot_convergence(runs, detours, regression, params.setting), outputs.convergence)
+    figure = plot_coefficients(detours, regression, read_json(inputs.map), params.setting)
+    save_figure(figure, outputs.coefficients)
+
+
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

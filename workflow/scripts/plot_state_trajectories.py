@@ -1,0 +1,27 @@
+"""Snakemake adapter: every run's metrics coloured by decoded state (trajectories.png)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.io import log_to_file, read_json
+from trainmap.plots import plot_trajectories, save_figure
+
+
+def main(inputs, output: str, params, log: str) -> None:
+    log_to_file(log)
+    figure = plot_trajectories(
+        pd.read_parquet(inputs.trajectories),
+        pd.read_parquet(inputs.states),
+        params.features,
+        params.convergence,
+        read_json(inputs.map),
+        params.setting,
+    )
+    save_figure(figure, output)
+
+
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

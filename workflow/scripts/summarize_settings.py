@@ -1,0 +1,31 @@
+"""Snakemake adapter: results/summary.md, the table across settings and the comparisons."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.io import atomic_path, log_to_file, read_json
+from trainmap.summary import headline, summary_markdown
+
+
+def main(inputs, output: str, params, log: str) -> None:
+    log_to_file(log)
+    headlines = {
+        name: headline(read_json(m), pd.read_csv(d), read_json(r))
+        for name, m, d, r in zip(
+            params.settings, inputs.maps, inputs.detours, inputs.regressions, strict=True
+        )
+    }
+    results = Path(output).parent
+    figures = {
+        f"{pair['a']}--{pair['b']}": str(Path(path).relative_to(results))
+        for pair, path in zip(params.pairs, inputs.comparisons, strict=True)
+    }
+    with atomic_path(output) as tmp:
+        tmp.write_text(summary_markdown(headlines, params.pairs, figures))
+
+
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
