@@ -35,12 +35,17 @@ def snakemake_command(
     *,
     targets: Sequence[str] = (),
     extra_args: Sequence[str] = (),
-    cores: int = 2,
+    cores: int | None = 2,
     snakefile: str | Path = SNAKEFILE,
 ) -> list[str]:
-    """The argv of one Snakemake run, with this interpreter's Snakemake."""
+    """The argv of one Snakemake run, with this interpreter's Snakemake.
+
+    ``cores=None`` leaves ``--cores`` to a profile; ``configfile=None`` to the Snakefile.
+    """
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile)]
-    command += ["--directory", str(workdir), "--cores", str(cores)]
+    command += ["--directory", str(workdir)]
+    if cores is not None:
+        command += ["--cores", str(cores)]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     return command + [*extra_args, *targets]
@@ -52,7 +57,7 @@ def run_workflow(
     *,
     targets: Sequence[str] = (),
     extra_args: Sequence[str] = (),
-    cores: int = 2,
+    cores: int | None = 2,
     snakefile: str | Path = SNAKEFILE,
     check: bool = True,
     env: dict[str, str] | None = None,

@@ -174,7 +174,7 @@ def test_summary_markdown_has_a_row_per_setting_and_side_by_side_tables(detour_c
     pair = comparison_pairs(settings())[0]
     text = summary_markdown(headlines, [pair], {"mod--mod_ln": "comparisons/mod--mod_ln.png"})
     rows = [line for line in text.splitlines() if line.startswith("| mod")]
-    assert len(rows) == 2 and rows[0].split("|")[3].strip() == "3"
+    assert len(rows) == 2 and rows[0].split("|")[2].strip() == "3"
     assert "### mod vs mod_ln: `layer_norm` = false vs true" in text
     assert "`batch_size` 2048 vs 256" in text
     assert "![mod vs mod_ln](comparisons/mod--mod_ln.png)" in text

@@ -39,21 +39,23 @@ for file in slurm.conf gres.conf; do
 done
 
 STATE=$(realpath -m "$1")
-mkdir -p "$STATE"
-# munged insists that every directory above its socket is traversable by all users,
-# and that its key is readable by its owner only.
-chmod 755 "$STATE"
-mkdir -p -m 755 "$STATE/munge" "$STATE/ctld" "$STATE/spool" "$STATE/log"
+mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log"
 mkdir -p -m 700 "$STATE/munge-key"
+# munged insists that every directory above its socket is traversable by all users, which
+# STATE_DIR's parents may not be (pytest's are 0700): the socket gets a directory in /tmp.
+SOCKET_DIR=$(mktemp -d /tmp/trainmap-munge.XXXXXX)
+chmod 755 "$SOCKET_DIR"
+echo "$SOCKET_DIR" >"$STATE/munge-socket-dir"
+SOCKET=$SOCKET_DIR/munge.socket
 
 # Whatever fails from here on, stop what was started so far.
 HERE=$(cd "$(dirname "$0")" && pwd)
 trap 'rc=$?; [ $rc -eq 0 ] || "$HERE/stop.sh" "$STATE" >/dev/null 2>&1 || true' EXIT
 
 mungekey --create --force --keyfile="$STATE/munge-key/munge.key"
-munged --foreground --socket="$STATE/munge/munge.socket" \
-    --key-file="$STATE/munge-key/munge.key" --pid-file="$STATE/munge/munged.pid" \
-    --seed-file="$STATE/munge/munged.seed" --log-file="$STATE/log/munged.log" \
+munged --foreground --socket="$SOCKET" \
+    --key-file="$STATE/munge-key/munge.key" --pid-file="$SOCKET_DIR/munged.pid" \
+    --seed-file="$STATE/munge-key/munged.seed" --log-file="$STATE/log/munged.log" \
     >>"$STATE/log/munged.out" 2>&1 &
 echo $! >"$STATE/munged.pid"
 
@@ -70,7 +72,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$STATE/munge/munge.socket
+AuthInfo=socket=$SOCKET
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$STATE/slurmctld.daemon.pid
@@ -100,10 +102,10 @@ EOF
 
 # Wait for munged's socket before the SLURM daemons try to authenticate.
 for _ in $(seq 50); do
-    [ -S "$STATE/munge/munge.socket" ] && break
+    [ -S "$SOCKET" ] && break
     sleep 0.1
 done
-[ -S "$STATE/munge/munge.socket" ] || die "munged did not start: $(cat "$STATE/log/munged.out")"
+[ -S "$SOCKET" ] || die "munged did not start: $(cat "$STATE/log/munged.out")"
 
 slurmctld -D -c -i >>"$STATE/log/slurmctld.out" 2>&1 &
 echo $! >"$STATE/slurmctld.pid"

@@ -50,6 +50,11 @@ stop "$STATE/slurmd.pid" slurmd
 stop "$STATE/slurmctld.pid" slurmctld
 stop "$STATE/munged.pid" munged
 
+if [ -f "$STATE/munge-socket-dir" ]; then
+    socket_dir=$(cat "$STATE/munge-socket-dir")
+    case $socket_dir in /tmp/trainmap-munge.*) rm -rf "$socket_dir" ;; esac
+    rm -f "$STATE/munge-socket-dir"
+fi
 if $ours; then
     rm -f "$CONF_DIR/slurm.conf"
     grep -qsF "$MARKER" "$CONF_DIR/gres.conf" && rm -f "$CONF_DIR/gres.conf"

@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: settings come from SETTINGS (validated in Snakefile).
+# Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 import hashlib
 
 PACKAGE_DIR = Path(workflow.basedir) / "workflow" / "trainmap"

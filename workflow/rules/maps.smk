@@ -1,18 +1,9 @@
 # The training map of each setting (METHOD.md section 5): map.json and map.png.
 
 
-def get_hmm_models(wildcards):
-    """Every candidate model of the setting; the script reads the one selection.json names."""
-    return expand(
-        "results/{setting}/hmm/k{k}.json",
-        setting=wildcards.setting,
-        k=get_hmm_options(wildcards)["states"],
-    )
-
-
 rule draw_training_map:
     input:
-        models=get_hmm_models,
+        models=get_hmm_fits,  # hmm.smk: every candidate K; the script reads the selected one
         selection="results/{setting}/hmm/selection.json",
         sequences="results/{setting}/hmm/sequences.parquet",
         states="results/{setting}/states.parquet",

@@ -53,23 +53,28 @@ class WeightGroups:
 
 
 def _stack_by_shape(matrices: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Stack matrices of equal shape into float64 batches (b, m, n), one per shape.
+    """Stack equal-shape matrices into one float64 batch each, returned tall: (b, m, n), m >= n.
 
     One batched SVD per shape instead of one per matrix (the 12 transformer heads share
-    (d_head, d_model)). The stacks are fresh copies, so later in-place edits are safe.
+    (d_head, d_model)). A wide stack is returned as its transpose view: no metric changes
+    (l1, l2, the main diagonal and the singular values of W and W^T agree), LAPACK's SVD of
+    a tall (512, 128) matrix is ~2x faster than of a wide (128, 512) one, and the view is
+    already the column-major layout LAPACK copies into. The stacks are fresh copies, so
+    later in-place edits are safe.
     """
     groups: dict[tuple[int, ...], list[torch.Tensor]] = {}
     for w in matrices:
         if w.ndim != 2:
             raise ValueError(f"matrices must be 2-D, got shape {tuple(w.shape)}")
         groups.setdefault(tuple(w.shape), []).append(w.detach())
-    return [torch.stack(group).to(DTYPE) for group in groups.values()]
+    stacks = [torch.stack(group).to(DTYPE) for group in groups.values()]
+    return [x.mT if x.shape[-2] < x.shape[-1] else x for x in stacks]
 
 
 def _matrix_metrics(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 8 matrix metrics of a stack of equal-shape matrices.
+    """The 8 matrix metrics of a stack of equal-shape tall matrices.
 
-    batch: (b, m, n) float64, owned by the caller (it is modified in place).
+    batch: (b, m, n) float64 with m >= n, owned by the caller (it is modified in place).
     Returns values (8, b) in METRIC_COLUMNS[:8] order and counted (8, b): 1 where a value
     enters the model-level average, else 0 with the value set to 0 (variance_lambda of a
     matrix with a single singular value). A matrix with a NaN/inf entry gets NaN singular
@@ -79,14 +84,10 @@ def _matrix_metrics(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     l1 = batch.abs().sum(dim=(-2, -1))
     l2 = torch.linalg.vector_norm(batch, dim=(-2, -1))
     trace = batch.diagonal(dim1=-2, dim2=-1).sum(-1)  # main diagonal, square or not
-    finite = torch.isfinite(l1)  # a float64 sum of |w| is finite iff every entry is
-    # The singular values of W and W^T agree, and LAPACK is ~2x faster on tall matrices
-    # ((512, 128) against (128, 512)); .mT of a row-major stack is the column-major layout
-    # LAPACK wants, so the transpose costs no copy.
-    tall = batch.mT if batch.shape[-2] < batch.shape[-1] else batch
-    s = torch.linalg.svdvals(tall.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0))  # (b, k) desc.
+    finite = torch.isfinite(l1)  # finite iff every entry is (short of float64 overflow)
+    s = torch.linalg.svdvals(batch.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0))  # (b, n)
     s = torch.where(finite[:, None], s, math.nan)
-    spectral = s[:, 0]  # the raw largest singular value, not floored
+    spectral = s[:, 0]  # svdvals sorts descending; the raw value, not floored
     lam = torch.where(s < SINGULAR_VALUE_FLOOR, 0.0, s)
     var_lambda, mean_lambda = torch.var_mean(lam, dim=-1, correction=0)
     values = torch.stack(
@@ -123,17 +124,16 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     """NumPy's median of a 1-D float tensor: the mean of the two middle values for even counts.
 
     torch.median returns the lower middle value x_(k), k = (n - 1) // 2 (0-based). The upper
-    one x_(n // 2) equals it when more than n // 2 values are <= it (always so for odd n),
-    else it is the smallest value above it: a few O(n) passes instead of a second selection,
-    and no host sync. Selection runs in x's own dtype (exact); the mean is taken in float64.
+    one x_(n // 2) is the smallest value above it when fewer than n - n // 2 values lie
+    above it, else (ties, and always for odd n) it equals it: O(n) passes instead of a
+    second selection, and no host sync. Selection runs in x's own dtype (exact); the mean
+    of the two is taken in float64.
     """
     lower = torch.median(x)
-    # Smallest value above `lower`: lift every value <= lower to lower, then move exactly those
-    # past all real values (+ dtype max, exact for the others: v + 0 = v). On one CPU thread
-    # this is ~3x faster than torch.where(x > lower, x, inf), which dominated the median.
-    lifted = x.clamp(min=lower)
-    above = lifted.add((lifted == lower).to(x.dtype), alpha=torch.finfo(x.dtype).max).min()
-    upper = torch.where(torch.count_nonzero(x <= lower) > x.numel() // 2, lower, above)
+    above = x > lower
+    smallest_above = torch.where(above, x, math.inf).min()
+    n_above_needed = x.numel() - x.numel() // 2
+    upper = torch.where(torch.count_nonzero(above) < n_above_needed, lower, smallest_above)
     return torch.stack([lower, upper]).to(DTYPE).mean()
 
 
@@ -158,7 +158,9 @@ def compute_metrics(groups: WeightGroups) -> dict[str, float]:
     Per-matrix metrics are averaged over matrices (and kernels, for l1, l2, code_sparsity)
     with equal weight; variance_lambda skips matrices with a single singular value
     (min(m, n) == 1). Variances are population variances (ddof=0). A metric with nothing to
-    average over (no matrices, no biases, ...) is NaN, as is 0/0 (e.g. an all-zero matrix).
+    average over (no matrices, no biases, ...) is NaN, as is 0/0 (an all-zero matrix or
+    kernel slice gives code_sparsity NaN; a zero spectral norm, computational_sparsity NaN).
+    float64 needs a CPU or CUDA device (MPS has no float64).
     """
     tensors = [*groups.matrices, *groups.kernels, *groups.weights, *groups.biases]
     if not tensors:

@@ -18,6 +18,7 @@ from trainmap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
+ID_COLUMNS = ("seed", "step", "split")
 
 
 class SequenceError(ValueError):
@@ -129,6 +130,11 @@ def check_state_counts(states: list[int], n_fit_rows: int) -> None:
             f"hmm.states: K={too_many} exceed the {n_fit_rows} fit observations; "
             "lower the candidate state counts or add runs/checkpoints"
         )
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The feature columns of a prepared table: all but ``seed, step, split``, in order."""
+    return [c for c in table.columns if c not in ID_COLUMNS]
 
 
 def observations(table: pd.DataFrame, features: list[str], split: str | None = None):

@@ -93,7 +93,7 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-FIGURES = ("map", "trajectories", "convergence", "coefficients")
+FIGURES = ("selection", "map", "trajectories", "convergence", "coefficients")
 
 
 def summary_markdown(

@@ -1,0 +1,170 @@
+"""Benchmark the HMM stage: K fits in one process vs one Snakemake job per K.
+
+Generates a ``source: table`` setting (runs sampled from a planted 4-state left-to-right
+Gaussian HMM), prepares its sequences with the workflow, then times
+(a) every fit_hmm computation (K = 1..8, all restarts) and the selection, sequentially
+    in this process, and
+(b) the same through the workflow: ``snakemake --cores 2 results/<setting>/hmm/selection.json``
+    (8 fit_hmm jobs, largest K first, then select_state_count; Snakemake's start-up and
+    every job's Python start-up included).
+
+    .venv/bin/python bench/bench_hmm_stage.py            # the recorded case (~5 min, 2 cores)
+    .venv/bin/python bench/bench_hmm_stage.py --runs 10 --steps 100 --restarts 1   # smoke
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from trainmap.hmm import fit_state_count
+from trainmap.selection import select_state_count
+from trainmap.sequences import feature_columns, observations
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SETTING = "bench"
+
+
+def planted_runs(n_runs: int, n_steps: int, n_features: int, seed: int = 0) -> pd.DataFrame:
+    """Runs from a 4-state left-to-right Gaussian HMM; eval_accuracy 1 from state 3 on."""
+    from hmmlearn.hmm import GaussianHMM
+
+    rng = np.random.default_rng(seed)
+    model = GaussianHMM(4, covariance_type="full", init_params="", params="")
+    model.startprob_ = np.array([1.0, 0.0, 0.0, 0.0])
+    stay = 1 - 4 / n_steps  # about n_steps / 4 steps per state
+    model.transmat_ = np.diag([stay, stay, stay, 1.0]) + np.diag([1 - stay] * 3, k=1)
+    model.means_ = rng.normal(0.0, 2.0, size=(4, n_features))
+    factors = rng.normal(0.0, 0.3, size=(4, n_features, n_features))
+    model.covars_ = factors @ factors.transpose(0, 2, 1) + 0.1 * np.eye(n_features)
+    tables = []
+    for run in range(n_runs):
+        X, states = model.sample(n_steps, random_state=seed * 100_003 + run)
+        table = pd.DataFrame(X, columns=[f"f{i:02d}" for i in range(n_features)])
+        table.insert(0, "seed", run)
+        table.insert(1, "step", np.arange(n_steps) * 10)
+        table["eval_accuracy"] = (states >= 2).astype(float)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def write_setting(workdir: Path, args: argparse.Namespace) -> Path:
+    table = planted_runs(args.runs, args.steps, args.features)
+    table.to_parquet(workdir / "runs.parquet", index=False)
+    config = {
+        "settings": {
+            SETTING: {
+                "source": "table",
+                "table": "runs.parquet",
+                "features": [c for c in table.columns if c.startswith("f")],
+                "convergence": {"column": "eval_accuracy", "threshold": 0.5},
+            }
+        },
+        "hmm": {
+            "states": list(range(1, args.max_states + 1)),
+            "restarts": args.restarts,
+            "n_iter": args.n_iter,
+            "covariance": "full",
+            "normalize": "per_run",
+            "val_fraction": args.val_runs / args.runs,
+            "max_checkpoints": args.steps,
+            "seed": 0,
+        },
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, config: Path, target: str, cores: int) -> float:
+    command = [
+        str(Path(sys.executable).with_name("snakemake")),
+        target,
+        *("-s", str(ROOT / "Snakefile"), "--directory", str(workdir)),
+        *("--configfile", str(config), "--cores", str(cores), "--quiet", "all"),
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def sequential(workdir: Path, config: Path) -> tuple[float, int]:
+    """Every K's fit_state_count then the selection, in this process (default threads)."""
+    hmm = yaml.safe_load(config.read_text())["hmm"]
+    defaults = {"tol": 0.01, "min_covar": 0.001}  # the schema's defaults
+    table = pd.read_parquet(workdir / "results" / SETTING / "hmm" / "sequences.parquet")
+    features = feature_columns(table)
+    start = time.perf_counter()
+    fit, val = observations(table, features, "fit"), observations(table, features, "val")
+    fits = [
+        fit_state_count(
+            fit,
+            val,
+            k,
+            features,
+            restarts=hmm["restarts"],
+            n_iter=hmm["n_iter"],
+            covariance=hmm["covariance"],
+            seed=hmm["seed"],
+            **defaults,
+        )
+        for k in hmm["states"]
+    ]
+    selected = select_state_count(fits)["n_states"]
+    return time.perf_counter() - start, selected
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    model = names[0] if names else platform.processor()
+    return f"{os.cpu_count()}-core {platform.machine()}, {model}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40, help="runs in all (fit + validation)")
+    parser.add_argument("--val-runs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--features", type=int, default=14)
+    parser.add_argument("--max-states", type=int, default=8)
+    parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--n-iter", type=int, default=32)
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_hmm_") as tmp:
+        workdir = Path(tmp)
+        config = write_setting(workdir, args)
+        target = f"results/{SETTING}/hmm/sequences.parquet"
+        prepare_s = snakemake(workdir, config, target, args.cores)
+        seq_s, seq_k = sequential(workdir, config)
+        flow_s = snakemake(workdir, config, f"results/{SETTING}/hmm/selection.json", args.cores)
+        selection = json.loads(
+            (workdir / "results" / SETTING / "hmm" / "selection.json").read_text()
+        )
+    print(f"machine: {machine()}")
+    print(
+        f"data: {args.runs - args.val_runs} fit + {args.val_runs} val runs x {args.steps} steps "
+        f"x {args.features} features; K=1..{args.max_states}, {args.restarts} restarts, "
+        f"{args.n_iter} iterations, full covariance"
+    )
+    print(f"collect + prepare (workflow, not compared): {prepare_s:.1f} s")
+    print(f"(a) sequential, one process: {seq_s:.1f} s (selected K={seq_k})")
+    print(
+        f"(b) workflow, --cores {args.cores}: {flow_s:.1f} s (selected K={selection['n_states']})"
+    )
+    print(f"ratio (b)/(a): {flow_s / seq_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The workflow on a real SLURM cluster through profiles/slurm, as a user would submit it.
+
+A module fixture starts a single-node cluster on localhost (tests/slurm/start.sh: munged,
+slurmctld, slurmd from Debian's packages, one fake GPU) and stops it by PID at the end.
+The tests run with a copy of profiles/slurm in which only the site's values differ:
+account and partition of the test cluster, its CPUs and memory, the squeue status command
+(the cluster keeps no accounting database) and shorter polling delays. Skipped, with the
+reason, where the cluster cannot start: not root, or the packages are missing
+(`tests/slurm/install.sh` installs them; .ci/run calls it).
+"""
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, TINY_CONFIG, run_workflow
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+SLURM_DIR = REPO / "tests" / "slurm"
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+MARKER = "# written by trainmap tests/slurm/start.sh"
+TOOLS = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol"]
+# One test cluster per machine at a time: /etc/slurm/slurm.conf and the ports are global.
+LOCK = Path("/tmp/trainmap-slurm-test.lock")
+LOCK_WAIT_S = 900
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def cannot_start_reason() -> str | None:
+    """Why this machine cannot run the test cluster, or None if it can."""
+    if os.geteuid() != 0:
+        return "the SLURM test cluster needs root (slurmd runs jobs as their user)"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"SLURM packages missing ({', '.join(missing)}): run tests/slurm/install.sh"
+    conf = Path("/etc/slurm/slurm.conf")
+    if conf.exists() and MARKER not in conf.read_text():
+        return f"{conf} belongs to a real SLURM installation; not replacing it"
+    return None
+
+
+def hold_lock():
+    """Wait for other test clusters on this machine to finish (another checkout's run)."""
+    handle = LOCK.open("w")
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                pytest.skip(f"another SLURM test cluster held {LOCK} for {LOCK_WAIT_S} s")
+            time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node cluster; yields its state directory (logs under log/)."""
+    reason = cannot_start_reason()
+    if reason:
+        pytest.skip(reason)
+    lock = hold_lock()
+    state = tmp_path_factory.mktemp("slurm_state")
+    try:
+        started = subprocess.run(
+            [SLURM_DIR / "start.sh", state], capture_output=True, text=True, timeout=120
+        )
+        if started.returncode != 0:
+            pytest.skip(f"the SLURM test cluster did not start: {started.stderr.strip()}")
+        yield state
+    finally:
+        subprocess.run([SLURM_DIR / "stop.sh", state], capture_output=True, timeout=120)
+        lock.close()
+    assert not [f for f in ("slurm.conf", "gres.conf") if (Path("/etc/slurm") / f).exists()]
+
+
+def write_test_profile(directory: Path, edit: Callable[[dict], None] | None = None) -> Path:
+    """profiles/slurm with the test cluster's site values, then ``edit``; returns its dir."""
+    profile = yaml.safe_load(PROFILE.read_text())
+    defaults = profile["default-resources"]
+    # The shipped profile only holds placeholders: a user must name their own.
+    assert defaults["slurm_account"].startswith("<") and defaults["slurm_partition"][0] == "<"
+    defaults.update(slurm_account="trainmaptest", slurm_partition="test")
+    defaults["mem_mb"] = "500 * attempt"
+    profile["set-resources"]["train_run"]["mem_mb"] = "1000 * attempt"
+    profile.update(
+        {
+            "cores": os.cpu_count(),
+            "latency-wait": 5,
+            "slurm-status-command": "squeue",
+            "slurm-init-seconds-before-status-checks": 3,
+        }
+    )
+    if edit is not None:
+        edit(profile)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return directory
+
+
+def slurm_job(job_id: str) -> dict[str, str]:
+    """``scontrol show job`` as key=value pairs (the cluster keeps jobs for MinJobAge)."""
+    text = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"(\w[\w/:]*)=(\S*)", text))
+
+
+def submissions(output: str) -> list[tuple[str, str]]:
+    """(SLURM job id, SLURM log path) of every sbatch call a Snakemake run made."""
+    return SUBMITTED.findall(output)
+
+
+def test_cluster_runs_a_gpu_job(slurm_cluster, tmp_path):
+    """The fixture's cluster takes `--gpus=1` jobs and runs job steps (srun)."""
+    out = tmp_path / "job.out"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "-A", "trainmaptest", "-p", "test", "--gpus=1",
+         f"--output={out}", "--wrap", "srun -n1 sh -c 'echo gpu=$CUDA_VISIBLE_DEVICES'"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    for _ in range(60):
+        if slurm_job(job_id)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(0.5)
+    assert slurm_job(job_id)["JobState"] == "COMPLETED"
+    assert out.read_text().strip() == "gpu=0"
+
+
+def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
+    """Every job goes through sbatch; every table and JSON equals the local run's."""
+    # tiny.yaml pins device: cpu, so its runs ask for no GPU: force one, as documented in
+    # the profile, to send the GPU request through sbatch.
+    profile = write_test_profile(
+        tmp_path / "profile", lambda p: p["set-resources"]["train_run"].update(gpu=1)
+    )
+
+    workdir = tmp_path / "run"
+    result = run_workflow(
+        workdir, TINY_CONFIG, cores=None, extra_args=["--workflow-profile", str(profile)]
+    )
+    jobs = submissions(result.stdout)
+    assert jobs, "nothing was submitted to SLURM"
+    # The training runs went as one group job (group-components), asking for the GPU.
+    train_jobs = [job_id for job_id, log in jobs if "/group_train/" in log]
+    assert len(train_jobs) == 1, jobs
+    train_job = slurm_job(train_jobs[0])
+    assert train_job["TresPerJob"] == "gres:gpu:1"
+    assert int(train_job["NumCPUs"]) <= os.cpu_count()
+    assert all(slurm_job(job_id)["JobState"] == "COMPLETED" for job_id, _ in jobs)
+
+    compare_results(tiny_run / "results", workdir / "results")
+
+
+def compare_results(expected: Path, actual: Path) -> None:
+    """Same files; equal Parquet tables, JSON documents and CSV tables."""
+    names = sorted(p.relative_to(expected) for p in expected.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(actual) for p in actual.rglob("*") if p.is_file())
+    compared = 0
+    for name in names:
+        a, b = expected / name, actual / name
+        if name.suffix == ".parquet":
+            pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b), obj=str(name))
+        elif name.suffix == ".json":
+            assert yaml.safe_load(a.read_text()) == yaml.safe_load(b.read_text()), name
+        elif name.suffix == ".csv":
+            pd.testing.assert_frame_equal(pd.read_csv(a), pd.read_csv(b), obj=str(name))
+        else:
+            continue
+        compared += 1
+    assert compared >= 4
+
+
+def flaky_workflow(directory: Path) -> Path:
+    """A one-rule workflow whose job fails on its first attempt, after writing output."""
+    snakefile = directory / "Snakefile"
+    snakefile.write_text(
+        'rule flaky:\n'
+        '    output: "out.txt"\n'
+        '    resources: try_no=lambda wildcards, attempt: attempt\n'
+        '    shell: "echo attempt {resources.try_no} > {output}; test {resources.try_no} -ge 2"\n'
+    )  # fmt: skip
+    return snakefile
+
+
+def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
+    """The profile's retries resubmit a failed job, scaled by attempt; its partial output
+    is discarded, so the kept file is the second attempt's."""
+    profile = write_test_profile(tmp_path / "profile")
+    workdir = tmp_path / "run"
+    result = run_workflow(
+        workdir, None, cores=None, snakefile=flaky_workflow(tmp_path),
+        extra_args=["--workflow-profile", str(profile)],
+    )  # fmt: skip
+    jobs = submissions(result.stdout)
+    assert len(jobs) == 2, result.stdout
+    first, second = (slurm_job(job_id) for job_id, _ in jobs)
+    assert first["JobState"] == "FAILED" and second["JobState"] == "COMPLETED"
+    assert (first["MinMemoryNode"], second["MinMemoryNode"]) == ("500M", "1000M")
+    assert (workdir / "out.txt").read_text() == "attempt 2\n"
+
+
+def test_unknown_partition_fails_with_the_plugins_error(slurm_cluster, tmp_path):
+    """A wrong partition fails at submission with sbatch's message (docs/cluster.md)."""
+
+    def wrong_partition(profile: dict) -> None:
+        profile["default-resources"]["slurm_partition"] = "nosuchpartition"
+        profile["retries"] = 0
+
+    profile = write_test_profile(tmp_path / "profile", wrong_partition)
+    result = run_workflow(
+        tmp_path / "run", None, cores=None, snakefile=flaky_workflow(tmp_path), check=False,
+        extra_args=["--workflow-profile", str(profile)],
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "SLURM sbatch failed" in result.stdout
+    assert "invalid partition specified: nosuchpartition" in result.stdout
+    assert not (tmp_path / "run" / "out.txt").exists()

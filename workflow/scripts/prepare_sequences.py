@@ -1,0 +1,30 @@
+"""Snakemake adapter: z-scored, split HMM sequences of one setting and a report of them."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import pandas as pd
+
+from trainmap.io import log_to_file, write_json, write_parquet
+from trainmap.sequences import prepare_sequences
+
+
+def main(trajectories: str, outputs, params, log: str) -> None:
+    log_to_file(log)
+    options = params.options
+    prepared = prepare_sequences(
+        pd.read_parquet(trajectories),
+        params.features,
+        max_checkpoints=options["max_checkpoints"],
+        normalize=options["normalize"],
+        val_fraction=options["val_fraction"],
+        seed=options["seed"],
+        states=options["states"],
+    )
+    write_parquet(prepared.table, outputs.sequences)
+    write_json({"setting": params.setting, **prepared.report()}, outputs.report)
+
+
+main(snakemake.input[0], snakemake.output, snakemake.params, snakemake.log[0])

@@ -1,0 +1,20 @@
+"""Snakemake adapter: choose K by validation BIC; write selection.json and its figure."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from trainmap.io import atomic_path, log_to_file, read_json, write_json
+from trainmap.selection import plot_selection, select_state_count
+
+
+def main(fits: list[str], outputs, params, log: str) -> None:
+    log_to_file(log)
+    selection = select_state_count([read_json(path) for path in fits])
+    write_json(selection, outputs.selection)
+    with atomic_path(outputs.figure) as tmp:
+        plot_selection(selection, params.setting).savefig(tmp, format="png", dpi=120)
+
+
+main(list(snakemake.input), snakemake.output, snakemake.params, snakemake.log[0])
