@@ -3,7 +3,8 @@
 Generates a ``source: table`` setting (runs sampled from a planted 4-state left-to-right
 Gaussian HMM), prepares its sequences with the workflow, then times
 (a) every fit_hmm computation (K = 1..8, all restarts) and the selection, sequentially
-    in this process, and
+    in this process with one BLAS/OpenMP thread (as each fit_hmm job has; threaded BLAS
+    on these small matrices is slower, several times so on a busy machine), and
 (b) the same through the workflow: ``snakemake --cores 2 results/<setting>/hmm/selection.json``
     (8 fit_hmm jobs, largest K first, then select_state_count; Snakemake's start-up and
     every job's Python start-up included).
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from threadpoolctl import threadpool_limits
 
 from trainmap.hmm import fit_state_count
 from trainmap.selection import select_state_count
@@ -99,27 +101,28 @@ def snakemake(workdir: Path, config: Path, target: str, cores: int) -> float:
 
 
 def sequential(workdir: Path, config: Path) -> tuple[float, int]:
-    """Every K's fit_state_count then the selection, in this process (default threads)."""
+    """Every K's fit_state_count then the selection, in this process, one thread."""
     hmm = yaml.safe_load(config.read_text())["hmm"]
     defaults = {"tol": 0.01, "min_covar": 0.001}  # the schema's defaults
     table = pd.read_parquet(workdir / "results" / SETTING / "hmm" / "sequences.parquet")
     features = feature_columns(table)
     start = time.perf_counter()
     fit, val = observations(table, features, "fit"), observations(table, features, "val")
-    fits = [
-        fit_state_count(
-            fit,
-            val,
-            k,
-            features,
-            restarts=hmm["restarts"],
-            n_iter=hmm["n_iter"],
-            covariance=hmm["covariance"],
-            seed=hmm["seed"],
-            **defaults,
-        )
-        for k in hmm["states"]
-    ]
+    with threadpool_limits(limits=1):
+        fits = [
+            fit_state_count(
+                fit,
+                val,
+                k,
+                features,
+                restarts=hmm["restarts"],
+                n_iter=hmm["n_iter"],
+                covariance=hmm["covariance"],
+                seed=hmm["seed"],
+                **defaults,
+            )
+            for k in hmm["states"]
+        ]
     selected = select_state_count(fits)["n_states"]
     return time.perf_counter() - start, selected
 

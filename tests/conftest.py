@@ -97,14 +97,15 @@ class PlannedJob:
         return dict(self.wildcards)
 
 
-_RULE_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_RULE_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):$")
 _WILDCARDS_LINE = re.compile(r"^\s+wildcards: (.*)$")
 
 
 def parse_jobs(output: str) -> list[PlannedJob]:
     """The jobs a Snakemake log announces (``rule NAME:`` blocks), in order.
 
-    Works on a dry run (``-n``) and on a real run; wildcard values must not contain ", ".
+    Works on a dry run (``-n``) and on a real run, group jobs included (their rule blocks
+    are indented); wildcard values must not contain ", ".
     """
     jobs: list[PlannedJob] = []
     rule: str | None = None

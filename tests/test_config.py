@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from trainmap.config import load_yaml, validate_config
-from trainmap.tasks import ConfigError
+from trainmap.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY = {
@@ -87,13 +87,30 @@ def test_every_key_is_documented():
     """config/README.md names every schema key and every task hyperparameter."""
     import dataclasses
 
-    from trainmap.tasks import TASKS
+    from trainmap.hyperparameters import HYPERPARAMETERS
 
     doc = (ROOT / "config" / "README.md").read_text()
     schema = load_yaml(ROOT / "workflow" / "schemas" / "config.schema.yaml")
     keys = set(schema["definitions"]["setting"]["properties"])
     keys |= set(schema["definitions"]["hmm_values"]["properties"])
-    for task in TASKS.values():
-        keys |= {field.name for field in dataclasses.fields(task.params)}
+    for params in HYPERPARAMETERS.values():
+        keys |= {field.name for field in dataclasses.fields(params)}
     missing = sorted(key for key in keys if f"`{key}`" not in doc)
     assert not missing, f"config/README.md does not document {missing}"
+
+
+def test_registries_agree():
+    from trainmap.hyperparameters import HYPERPARAMETERS
+    from trainmap.tasks import TASKS
+
+    assert {name: task.params for name, task in TASKS.items()} == HYPERPARAMETERS
+
+
+def test_config_validation_does_not_import_torch():
+    """The Snakefile validates the config at every start (and in every cluster job)."""
+    import subprocess
+    import sys
+
+    code = "import sys, trainmap.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

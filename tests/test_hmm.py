@@ -8,6 +8,7 @@ import pytest
 from hmmlearn.hmm import GaussianHMM
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
+from threadpoolctl import threadpool_limits
 
 from trainmap import hmm as hmm_module
 from trainmap.hmm import (
@@ -20,6 +21,13 @@ from trainmap.hmm import (
     score_model,
 )
 from trainmap.seeding import derive_seed
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As in the fit_hmm jobs: threaded BLAS on tiny matrices is slow on a busy machine."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def random_params(n_states: int, n_features: int, covariance: str, seed: int) -> dict:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY_CONFIG, PlannedJob, copy_run, planned_jobs, run_workflow
 
 pytestmark = pytest.mark.slow

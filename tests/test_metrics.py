@@ -10,6 +10,7 @@ from trainmap.metrics import METRIC_COLUMNS, WeightGroups, compute_metrics
 from trainmap.models import MLP, OneLayerTransformer
 
 MATRIX_KEYS = METRIC_COLUMNS[:8]
+MAX32 = float(np.finfo(np.float32).max)
 
 
 def numpy_metrics(
@@ -226,11 +227,15 @@ def test_empty_biases_give_nan():
         ([2.0, 2.0, 2.0, 7.0], 2.0),
         ([3.0, 1.0, 2.0], 2.0),  # odd
         ([-4.0], -4.0),
+        ([-MAX32, 2.0, -MAX32, 1.0], (-MAX32 + 1.0) / 2),  # extreme values stay exact
+        ([MAX32, -1.0, MAX32, 0.0], MAX32 / 2),
+        ([-0.0, 0.0, 3.0, -5.0], 0.0),
     ],
 )
 def test_median_hand_values(values, median):
     got = compute_metrics(WeightGroups([torch.eye(2)], weights=[torch.tensor(values)]))
     assert got["median_w"] == median
+    assert got["median_w"] == np.median(np.array(values, dtype=np.float32).astype(np.float64))
 
 
 def test_median_matches_numpy_on_even_counts_with_ties():

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,6 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG, run_workflow
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-
 SLURM_DIR = REPO / "tests" / "slurm"
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 MARKER = "# written by trainmap tests/slurm/start.sh"
@@ -33,6 +32,23 @@ TOOLS = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scont
 LOCK = Path("/tmp/trainmap-slurm-test.lock")
 LOCK_WAIT_S = 900
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def test_profiles_name_existing_rules():
+    """A renamed rule would silently drop out of its group or lose its resources."""
+    rules = set(
+        subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--list-rules"],
+            cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout.split()
+    )  # fmt: skip
+    for path in sorted((REPO / "profiles").glob("*/config.yaml")):
+        profile = yaml.safe_load(path.read_text())
+        named = set(profile.get("groups", {})) | set(profile.get("set-resources", {}))
+        named |= set(profile.get("set-threads", {}))
+        assert named <= rules, f"{path}: unknown rules {sorted(named - rules)}"
+        groups = set(profile.get("groups", {}).values())
+        assert set(profile.get("group-components", {})) <= groups, path
 
 
 def cannot_start_reason() -> str | None:
@@ -121,6 +137,8 @@ def submissions(output: str) -> list[tuple[str, str]]:
     return SUBMITTED.findall(output)
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_cluster_runs_a_gpu_job(slurm_cluster, tmp_path):
     """The fixture's cluster takes `--gpus=1` jobs and runs job steps (srun)."""
     out = tmp_path / "job.out"
@@ -137,6 +155,8 @@ def test_cluster_runs_a_gpu_job(slurm_cluster, tmp_path):
     assert out.read_text().strip() == "gpu=0"
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
     """Every job goes through sbatch; every table and JSON equals the local run's."""
     # tiny.yaml pins device: cpu, so its runs ask for no GPU: force one, as documented in
@@ -193,6 +213,8 @@ def flaky_workflow(directory: Path) -> Path:
     return snakefile
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
     """The profile's retries resubmit a failed job, scaled by attempt; its partial output
     is discarded, so the kept file is the second attempt's."""
@@ -210,6 +232,8 @@ def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
     assert (workdir / "out.txt").read_text() == "attempt 2\n"
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_unknown_partition_fails_with_the_plugins_error(slurm_cluster, tmp_path):
     """A wrong partition fails at submission with sbatch's message (docs/cluster.md)."""
 

@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
+from trainmap.errors import ConfigError
+from trainmap.hyperparameters import parse_params
 from trainmap.metrics import METRIC_COLUMNS
-from trainmap.tasks import TASKS, ConfigError, get_task, parse_params
+from trainmap.tasks import TASKS, get_task
 from trainmap.train import train
 
 TINY = {

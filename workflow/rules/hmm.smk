@@ -56,6 +56,7 @@ rule fit_hmm:
     log:
         "logs/{setting}/fit_hmm/k{k}.log",
     # Largest K first: the longest jobs start early, so the parallel fits end together.
+    # threads: 1 also makes Snakemake set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to 1.
     priority: get_state_count
     conda:
         "../../envs/analysis.yaml"

@@ -1,39 +1,13 @@
 # Figures that combine stages, comparisons of settings that differ in one switch, and
 # results/summary.md. `snakemake --report report.html` collects every report() figure.
-from trainmap.summary import comparison_pairs
+from trainmap.summary import (
+    comparison_figures,
+    comparison_pairs,
+    figure_paths,
+    setting_paths,
+)
 
-SETTING_FIGURES = ["map", "trajectories", "convergence", "coefficients"]
-
-
-def get_comparison_pairs():
-    return comparison_pairs(SETTINGS)
-
-
-def get_comparison(wildcards):
-    (pair,) = [
-        p
-        for p in get_comparison_pairs()
-        if (p["a"], p["b"]) == (wildcards.a, wildcards.b)
-    ]
-    return pair
-
-
-def comparison_figures():
-    return [
-        f"results/comparisons/{p['a']}--{p['b']}.png" for p in get_comparison_pairs()
-    ]
-
-
-def setting_files(file):
-    return expand("results/{setting}/{file}", setting=sorted(SETTINGS), file=file)
-
-
-def setting_figures():
-    return expand(
-        "results/{setting}/{figure}.png",
-        setting=sorted(SETTINGS),
-        figure=SETTING_FIGURES,
-    )
+COMPARISONS = comparison_pairs(SETTINGS)
 
 
 rule plot_state_trajectories:
@@ -85,7 +59,7 @@ rule compare_settings:
     conda:
         "../../envs/analysis.yaml"
     params:
-        pair=get_comparison,
+        pairs=COMPARISONS,  # the script picks its pair by the wildcards
         code=code_version("plots.py", "summary.py"),
     script:
         "../scripts/compare_settings.py"
@@ -93,11 +67,11 @@ rule compare_settings:
 
 rule summarize_settings:
     input:
-        maps=setting_files("map.json"),
-        detours=setting_files("detours.csv"),
-        regressions=setting_files("regression.json"),
-        figures=setting_figures(),
-        comparisons=comparison_figures(),
+        maps=setting_paths(SETTINGS, "map.json"),
+        detours=setting_paths(SETTINGS, "detours.csv"),
+        regressions=setting_paths(SETTINGS, "regression.json"),
+        figures=figure_paths(SETTINGS),
+        comparisons=comparison_figures(COMPARISONS),
     output:
         "results/summary.md",
     log:
@@ -106,7 +80,7 @@ rule summarize_settings:
         "../../envs/analysis.yaml"
     params:
         settings=sorted(SETTINGS),
-        pairs=get_comparison_pairs(),
+        pairs=COMPARISONS,
         code=code_version("summary.py"),
     script:
         "../scripts/summarize_settings.py"

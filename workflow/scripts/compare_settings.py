@@ -9,6 +9,7 @@ import pandas as pd
 
 from trainmap.io import log_to_file, read_json
 from trainmap.plots import plot_comparison, save_figure
+from trainmap.summary import find_pair
 
 
 def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -> dict:
@@ -21,9 +22,9 @@ def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -
     }
 
 
-def main(inputs, output: str, params, log: str) -> None:
+def main(inputs, output: str, params, wildcards, log: str) -> None:
     log_to_file(log)
-    pair = params.pair
+    pair = find_pair(params.pairs, wildcards.a, wildcards.b)
     first, second = (
         bundle(pair[side], inputs[f"map_{side}"], inputs[f"detours_{side}"],
                inputs[f"regression_{side}"], inputs[f"runs_{side}"])
@@ -32,4 +33,4 @@ def main(inputs, output: str, params, log: str) -> None:
     save_figure(plot_comparison(first, second, pair), output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.wildcards, snakemake.log[0])

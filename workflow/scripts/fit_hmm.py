@@ -6,33 +6,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from trainmap.hmm import fit_state_count
 from trainmap.io import log_to_file, write_json
 from trainmap.sequences import feature_columns, observations
 
 
-def main(sequences: str, output: str, params, threads: int, log: str) -> None:
+def main(sequences: str, output: str, params, log: str) -> None:
+    # BLAS/OpenMP threads: Snakemake sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to the
+    # rule's `threads: 1`; parallelism comes from one job per K.
     log_to_file(log)
     table = pd.read_parquet(sequences)
     features = feature_columns(table)
     options = params.options
-    # One BLAS/OpenMP thread per job (threads: 1): parallelism comes from jobs over K.
-    with threadpool_limits(limits=threads):
-        result = fit_state_count(
-            observations(table, features, "fit"),
-            observations(table, features, "val"),
-            params.n_states,
-            features,
-            restarts=options["restarts"],
-            n_iter=options["n_iter"],
-            covariance=options["covariance"],
-            seed=options["seed"],
-            tol=options["tol"],
-            min_covar=options["min_covar"],
-        )
+    result = fit_state_count(
+        observations(table, features, "fit"),
+        observations(table, features, "val"),
+        params.n_states,
+        features,
+        restarts=options["restarts"],
+        n_iter=options["n_iter"],
+        covariance=options["covariance"],
+        seed=options["seed"],
+        tol=options["tol"],
+        min_covar=options["min_covar"],
+    )
     write_json(result, output)
 
 
-main(snakemake.input[0], snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])
+main(snakemake.input[0], snakemake.output[0], snakemake.params, snakemake.log[0])

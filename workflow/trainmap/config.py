@@ -12,8 +12,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from trainmap.metrics import METRIC_COLUMNS
-from trainmap.tasks import ConfigError, get_task, parse_params
+from trainmap.columns import METRIC_COLUMNS
+from trainmap.errors import ConfigError
+from trainmap.hyperparameters import parse_params, task_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 SETTING_KEYS = {"source", "task", "seeds", "table", "features", "convergence", "hmm", "alpha"}
@@ -93,10 +94,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
-    task = get_task(entry["task"], where=f"{where}.task")
-    params = parse_params(task.params, extra, where)
+    params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
     seeds = entry["seeds"]
     seeds = list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
-    return Setting(
-        **common, seeds=seeds, task=task.name, params=dataclasses.asdict(params)
-    )
+    return Setting(**common, seeds=seeds, task=entry["task"], params=dataclasses.asdict(params))

@@ -2,7 +2,9 @@
 
 Everything is computed in float64 on the device the tensors live on (CPU or CUDA, one code
 path), with one ``torch.linalg.svdvals`` per matrix that gives both the spectral norm and the
-singular-value statistics, and one transfer of the 14 results to the host at the end.
+singular-value statistics, batched over matrices of equal shape. Host syncs: the 14 results
+come back in one transfer; on CUDA, svdvals also syncs once per call (documented by torch),
+so once per distinct matrix shape (4 for the transformer) instead of once per matrix.
 """
 
 import math
@@ -10,22 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-METRIC_COLUMNS = [
-    "l1",
-    "l2",
-    "code_sparsity",
-    "trace",
-    "spectral",
-    "computational_sparsity",
-    "mean_lambda",
-    "variance_lambda",
-    "mean_w",
-    "median_w",
-    "var_w",
-    "mean_b",
-    "median_b",
-    "var_b",
-]
+from trainmap.columns import METRIC_COLUMNS
 
 # Singular values below this are set to 0 before mean_lambda / variance_lambda (METHOD.md).
 SINGULAR_VALUE_FLOOR = 1e-5
@@ -124,16 +111,20 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     """NumPy's median of a 1-D float tensor: the mean of the two middle values for even counts.
 
     torch.median returns the lower middle value x_(k), k = (n - 1) // 2 (0-based). The upper
-    one x_(n // 2) is the smallest value above it when fewer than n - n // 2 values lie
-    above it, else (ties, and always for odd n) it equals it: O(n) passes instead of a
-    second selection, and no host sync. Selection runs in x's own dtype (exact); the mean
-    of the two is taken in float64.
+    one x_(n // 2) equals it when more than n // 2 values are <= it (ties, and always for odd
+    n), else it is the smallest value above it: O(n) passes instead of a second selection,
+    and no host sync. Selection runs in x's own dtype (exact); the mean is taken in float64.
     """
     lower = torch.median(x)
-    above = x > lower
-    smallest_above = torch.where(above, x, math.inf).min()
-    n_above_needed = x.numel() - x.numel() // 2
-    upper = torch.where(torch.count_nonzero(above) < n_above_needed, lower, smallest_above)
+    # Smallest value above `lower`: lift every value <= lower to lower, then push exactly
+    # those past all others by adding the dtype's max twice (v + 0 + 0 = v is exact for the
+    # rest; twice so that even lower = -max lands at >= max). On one CPU thread this is ~1.5x
+    # faster than torch.where(x > lower, x, inf).min(), whose kernel is not vectorised.
+    lifted = x.clamp(min=lower)
+    at_or_below = lifted == lower
+    big = torch.finfo(x.dtype).max
+    smallest_above = lifted.add(at_or_below, alpha=big).add_(at_or_below, alpha=big).min()
+    upper = torch.where(torch.count_nonzero(at_or_below) > x.numel() // 2, lower, smallest_above)
     return torch.stack([lower, upper]).to(DTYPE).mean()
 
 
@@ -175,5 +166,5 @@ def compute_metrics(groups: WeightGroups) -> dict[str, float]:
     else:
         means = torch.full((8,), math.nan, dtype=DTYPE, device=device)
     row = torch.cat([means, _pooled(groups.weights, device), _pooled(groups.biases, device)])
-    # The only host sync: 14 numbers in one transfer.
+    # One transfer of the 14 numbers to the host.
     return dict(zip(METRIC_COLUMNS, row.tolist(), strict=True))

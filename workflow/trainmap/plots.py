@@ -7,6 +7,7 @@ states in ``DETOUR`` red, so the map, the trajectories and the coefficients read
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def _column_width(training_map: dict, compact: bool) -> float:
     nodes = [_node_lines(s, training_map["n_runs"], None, False) for s in training_map["states"]]
     edge = max((_text_width(lines, 7.5) for lines in labels), default=0)
     node = max((_text_width(lines, 8) for lines in nodes), default=0)
-    return max(2.0, edge + 2 * NODE_RADIUS + 0.7, node + 0.25)
+    return max(2.6, edge + 2 * NODE_RADIUS + 1.0, node + 0.25)
 
 
 def _layout(training_map: dict, column: float = 3.0) -> dict[int, tuple[float, float]]:
@@ -175,7 +176,7 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
 
 
 def _edge_lines(edge: dict, compact: bool) -> list[str]:
-    lines = [f"{edge['runs']} runs \u00b7 p={edge['probability']:.2g}"]
+    lines = [f"{_plural(edge['runs'], 'run')} \u00b7 p={edge['probability']:.2g}"]
     if not compact:
         lines += [feature_change(f, d) for f, d in edge["feature_changes"].items()]
     return lines
@@ -244,6 +245,10 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
     ax.axis("off")
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _regression_line(regression: dict) -> str:
     if regression.get("r2") is None:
         return f"regression not interpretable: {regression.get('reason')}"
@@ -272,19 +277,23 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
     kind = "forking" if training_map["forking"] else "a single path"
     found = ", ".join(f"S{k}" for k in detour_ids) if detour_ids else "none"
     fig.suptitle(
-        f"{setting}: training map \u2014 {training_map['n_states']} states, "
-        f"{training_map['n_runs']} runs, {kind}",
+        f"{setting}: training map \u2014 {_plural(training_map['n_states'], 'state')}, "
+        f"{_plural(training_map['n_runs'], 'run')}, {kind}",
         fontsize=12,
         weight="bold",
         y=1 - 0.08 / fig_height,
         va="top",
     )
-    ax.set_title(f"detour states: {found} \u00b7 {_regression_line(regression)}", fontsize=9)
+    subtitle = f"detour states: {found} \u00b7 {_regression_line(regression)}"
+    if len(subtitle) > 90:
+        subtitle = f"detour states: {found}\n{_regression_line(regression)}"
+    ax.set_title(subtitle, fontsize=9)
     unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
     n_runs = training_map["n_runs"]
+    examples = sorted({max(1, round(f * n_runs)) for f in (1.0, 0.5, 0.1)}, reverse=True)
     handles = [
-        Line2D([], [], color=INK, lw=0.8 + 5.5 * f, label=f"{max(1, round(f * n_runs))} runs")
-        for f in (1.0, 0.5, 0.1)
+        Line2D([], [], color=INK, lw=0.8 + 5.5 * n / max(n_runs, 1), label=_plural(n, "run"))
+        for n in examples
     ]
     handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
     handles.append(Line2D([], [], ls="", label="\u2191/\u2193 feature: change of state means (z)"))
@@ -402,7 +411,12 @@ def plot_convergence(
     ]
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
-    edges = np.histogram_bin_edges(steps, bins=min(30, max(5, len(steps) // 2)))
+    if len(steps) and np.ptp(steps) == 0:  # one value: a bar of readable width around it
+        half = max(1.0, 0.05 * abs(steps[0]))
+        edges = steps[0] + np.array([-half, half])
+        ax.set_xlim(steps[0] - 6 * half, steps[0] + 6 * half)
+    else:
+        edges = np.histogram_bin_edges(steps, bins=min(30, max(5, len(steps) // 2)))
     bottom = np.zeros(len(edges) - 1)
     for values, color, label, hatch in groups:
         if len(values) == 0:
@@ -425,6 +439,7 @@ def plot_convergence(
     ax.set_xlabel(f"convergence step (first {conv.get('column', '?')} > {conv.get('threshold')})")
     ax.set_ylabel("runs")
     ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     excluded = regression.get("excluded_runs") or []
@@ -478,19 +493,13 @@ def plot_coefficients(
     ax.set_ylabel("delay vs average run (steps)")
     ax.grid(axis="y", alpha=0.3)
     if regression.get("r2") is None:
-        ax.text(
-            0.5,
-            0.5,
-            f"not fitted:\n{regression.get('reason')}",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=10,
-            color=DETOUR,
-            wrap=True,
-        )
+        reason = textwrap.fill(str(regression.get("reason")), 40)
+        ax.text(0.5, 0.5, f"regression not fitted:\n{reason}", transform=ax.transAxes,
+                ha="center", va="center", fontsize=10, color=DETOUR)  # fmt: skip
         ax.set_yticks([])
-    ax.set_title(_regression_line(regression) + " \u00b7 bars: 95% CI", fontsize=9)
+        ax.set_title("no coefficients to show", fontsize=9)
+    else:
+        ax.set_title(_regression_line(regression) + " \u00b7 bars: 95% CI", fontsize=9)
     fig.suptitle(f"{setting}: convergence delay by state", fontsize=12, weight="bold")
     return fig
 

@@ -91,6 +91,7 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     )
     left.plot(ks, column("val_loglik"), "o-", color="tab:blue", label="kept model")
     left.set_ylabel("validation log-likelihood (nats)")
+    left.set_title("fit to held-out runs (higher is better)", fontsize="medium")
     right.plot(ks, column("val_aic"), "s-", color="tab:orange", label="AIC (kept model)")
     right.plot(ks, column("val_bic"), "o-", color="tab:green", label="BIC (kept model)")
     right.plot(
@@ -101,6 +102,7 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
         [chosen], selected_bic, "*", color="black", markersize=16, label=f"selected K = {chosen}"
     )
     right.set_ylabel("validation criterion (lower is better)")
+    right.set_title("information criteria on held-out runs", fontsize="medium")
     for ax in (left, right):
         ax.axvline(chosen, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("number of states K")

@@ -61,6 +61,21 @@ def comparison_pairs(settings: dict[str, Setting]) -> list[dict[str, Any]]:
     return pairs
 
 
+def comparison_figures(pairs: list[dict[str, Any]]) -> list[str]:
+    """Paths of the pairs' comparison figures (setting names cannot contain '-')."""
+    return [f"results/comparisons/{pair['a']}--{pair['b']}.png" for pair in pairs]
+
+
+def find_pair(pairs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    (pair,) = [p for p in pairs if (p["a"], p["b"]) == (a, b)]
+    return pair
+
+
+def setting_paths(settings, file: str) -> list[str]:
+    """``results/<setting>/<file>`` for every setting, in sorted order."""
+    return [f"results/{name}/{file}" for name in sorted(settings)]
+
+
 def _number(value: float | None, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -94,6 +109,11 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
 
 
 FIGURES = ("selection", "map", "trajectories", "convergence", "coefficients")
+
+
+def figure_paths(settings) -> list[str]:
+    """Every per-setting figure summary.md links to (selection.png comes from hmm.smk)."""
+    return [path for figure in FIGURES for path in setting_paths(settings, f"{figure}.png")]
 
 
 def summary_markdown(

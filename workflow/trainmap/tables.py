@@ -67,9 +67,13 @@ def _read(path: Path) -> pd.DataFrame:
         raise TableError(f"{path}: cannot read the table: {error}") from error
 
 
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first_bad(values: pd.Series, bad: np.ndarray) -> str:
     index = int(np.flatnonzero(bad)[0])
-    return f"{values.iloc[index]!r} (row {index})"
+    return f"{_plain(values.iloc[index])!r} (data row {index + 1})"
 
 
 def _run_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
@@ -118,9 +122,9 @@ def _numbers(values: pd.Series, path: Path, column: str) -> pd.Series:
 def _check_unique(table: pd.DataFrame, path: Path, run_column: str) -> None:
     duplicated = table.duplicated(["seed", "step"], keep=False).to_numpy()
     if duplicated.any():
-        row = table[duplicated].iloc[0]
-        count = int(duplicated.sum())
+        first = int(np.flatnonzero(duplicated)[0])
+        run, step = (_plain(table[c].iloc[first]) for c in ("seed", "step"))
         raise TableError(
-            f"{path}: duplicate ({run_column}, step) rows, e.g. {run_column}={row['seed']!r} "
-            f"step={row['step']!r} ({count} rows in duplicate pairs)"
+            f"{path}: duplicate ({run_column}, step) rows, e.g. {run_column}={run!r} "
+            f"step={step!r} ({int(duplicated.sum())} rows in duplicate pairs)"
         )

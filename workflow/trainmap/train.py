@@ -15,13 +15,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainmap.metrics import METRIC_COLUMNS, compute_metrics
-from trainmap.seeding import generator
-from trainmap.tasks import Splits, Task, TrainingParams
+from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.hyperparameters import TrainingParams
+from trainmap.metrics import compute_metrics
+from trainmap.seeding import derive_seed
+from trainmap.tasks import Splits, Task
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["epoch", "train_loss", "eval_loss", "train_accuracy", "eval_accuracy"]
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating a whole split
 
 
@@ -36,6 +37,11 @@ class RunState:
     step: int = 0
     diverged: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def generator(*parts: object) -> torch.Generator:
+    """A CPU generator seeded by ``derive_seed(*parts)``: one per random stream of a run."""
+    return torch.Generator().manual_seed(derive_seed(*parts))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,7 +100,7 @@ def checkpoint(task: Task, data: Splits, state: RunState) -> dict[str, Any]:
     eval_loss, eval_acc = evaluate(task, state.model, data.eval_x, data.eval_y)
     scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc]).tolist()
     row = {"step": state.step, "epoch": state.epoch}
-    row.update(zip(LOG_COLUMNS[1:], scores, strict=True))
+    row.update(zip(RUN_COLUMNS[1:], scores, strict=True))
     row.update(compute_metrics(state.model.weight_groups()))
     if not all(math.isfinite(row[c]) for c in ("train_loss", "eval_loss")):
         state.diverged = True
@@ -146,8 +152,7 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     n_train = len(data.train_x)
     steps_per_epoch = math.ceil(n_train / p.batch_size)
     progress = Progress(steps_per_epoch * p.epochs)
-    log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train,
-             len(data.eval_x))
+    log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train, len(data.eval_x))
     progress.report(checkpoint(task, data, state), p.epochs)
     while state.epoch < p.epochs and not state.diverged:
         order = torch.randperm(n_train, generator=state.order_gen).to(device)
@@ -167,7 +172,7 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
                 if state.diverged:
                     log.warning("seed %d diverged at step %d: non-finite loss", seed, state.step)
                     break
-    table = pd.DataFrame(state.rows, columns=["step", *LOG_COLUMNS, *METRIC_COLUMNS])
+    table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
     weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
     return table, weights

@@ -1,29 +1,11 @@
 """Modular addition (a + b) mod p with a one-layer transformer (METHOD.md section 7)."""
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from trainmap.hyperparameters import ModularAdditionParams
 from trainmap.models import OneLayerTransformer
-from trainmap.tasks.base import Splits, Task, TrainingParams
-
-
-@dataclass(frozen=True)
-class ModularAdditionParams(TrainingParams):
-    p: int = 113
-    train_fraction: float = 0.3
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 512
-    layer_norm: bool = False
-    lr: float = 1e-3
-    weight_decay: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.98)
-    batch_size: int = 2048
-    epochs: int = 10000
-    eval_every: int = 10
+from trainmap.tasks.base import Splits, Task
 
 
 def make_data(p: ModularAdditionParams, gen: torch.Generator) -> Splits:

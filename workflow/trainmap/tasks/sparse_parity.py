@@ -1,26 +1,10 @@
 """Sparse parity: label = product of the first k of n random +/-1 bits (METHOD.md s. 7)."""
 
-from dataclasses import dataclass
-
 import torch
 
+from trainmap.hyperparameters import SparseParityParams
 from trainmap.models import MLP
-from trainmap.tasks.base import Splits, Task, TrainingParams
-
-
-@dataclass(frozen=True)
-class SparseParityParams(TrainingParams):
-    n_bits: int = 40
-    k: int = 3
-    hidden: int = 128
-    n_train: int = 1000
-    n_eval: int = 100
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    epochs: int = 300
-    eval_every: int = 10
+from trainmap.tasks.base import Splits, Task
 
 
 def make_data(p: SparseParityParams, gen: torch.Generator) -> Splits:
