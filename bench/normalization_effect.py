@@ -74,9 +74,17 @@ def main() -> None:
     parser.add_argument("--max-states", type=int, default=8)
     args = parser.parse_args()
     states = list(range(1, args.max_states + 1))
-    print("| stay | runs ending in state 0/1/2/3 | z-scoring | BIC selects K | restart-mean "
-          "rule | steps matched | validation BIC, K = 1.. |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    columns = [
+        "stay",
+        "runs ending in state 0/1/2/3",
+        "z-scoring",
+        "BIC selects K",
+        "restart-mean rule",
+        "steps matched",
+        "validation BIC, K = 1..",
+    ]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
     with threadpool_limits(limits=1):
         for stay in args.stay:
             runs = planted_runs(stay)

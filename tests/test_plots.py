@@ -1,7 +1,12 @@
 """Figures (trainmap.plots) and the summary across settings (trainmap.summary)."""
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG, copy_run, run_workflow
 from matplotlib.collections import LineCollection
 from matplotlib.patches import Circle, FancyArrowPatch
 from planted import FEATURES, THRESHOLD, planted_runs
@@ -179,3 +184,17 @@ def test_summary_markdown_has_a_row_per_setting_and_side_by_side_tables(detour_c
     assert "`batch_size` 2048 vs 256" in text
     assert "![mod vs mod_ln](comparisons/mod--mod_ln.png)" in text
     assert "[map](mod/map.png)" in text
+
+
+@pytest.mark.slow
+def test_report_builds_with_every_figure_grouped_by_setting(tiny_run, tmp_path):
+    """`snakemake --report` on the finished tiny run: every figure, one category per setting."""
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    run_workflow(workdir, TINY_CONFIG, extra_args=["--report", "report.html"])
+    html = (workdir / "report.html").read_text()
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    for setting in ("modular", "parity"):
+        figures = {Path(p).name for files in categories[setting].values() for p in files}
+        assert figures >= {"map.png", "trajectories.png", "convergence.png", "coefficients.png"}
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert "| modular |" in summary and "| parity |" in summary

@@ -32,6 +32,8 @@ TOOLS = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scont
 LOCK = Path("/tmp/trainmap-slurm-test.lock")
 LOCK_WAIT_S = 900
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# The plugin logs a group job under group_<group>_<its rules>/, a job under rule_<rule>/.
+JOB_KIND = re.compile(r"slurm_logs/(group_[a-z0-9]+(?=_)|rule_\w+(?=/))")
 
 
 def test_profiles_name_existing_rules():
@@ -159,25 +161,23 @@ def test_cluster_runs_a_gpu_job(slurm_cluster, tmp_path):
 @pytest.mark.slurm
 def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
     """Every job goes through sbatch; every table and JSON equals the local run's."""
-    # tiny.yaml pins device: cpu, so its runs ask for no GPU: force one, as documented in
-    # the profile, to send the GPU request through sbatch.
-    profile = write_test_profile(
-        tmp_path / "profile", lambda p: p["set-resources"]["train_run"].update(gpu=1)
-    )
-
+    profile = write_test_profile(tmp_path / "profile")
     workdir = tmp_path / "run"
     result = run_workflow(
         workdir, TINY_CONFIG, cores=None, extra_args=["--workflow-profile", str(profile)]
     )
     jobs = submissions(result.stdout)
-    assert jobs, "nothing was submitted to SLURM"
-    # The training runs went as one group job (group-components), asking for the GPU.
-    train_jobs = [job_id for job_id, log in jobs if "/group_train/" in log]
-    assert len(train_jobs) == 1, jobs
-    train_job = slurm_job(train_jobs[0])
-    assert train_job["TresPerJob"] == "gres:gpu:1"
-    assert int(train_job["NumCPUs"]) <= os.cpu_count()
     assert all(slurm_job(job_id)["JobState"] == "COMPLETED" for job_id, _ in jobs)
+    # The profile's groups: all four training runs in one SLURM job, each setting's
+    # analysis in one, and summarize_settings alone.
+    kinds = sorted(JOB_KIND.search(log).group(1) for _, log in jobs)
+    assert kinds == ["group_analysis", "group_analysis", "group_train", "rule_summarize_settings"]
+    # A group runs its jobs one at a time, and asks for that: one job's CPUs, the sum of
+    # the jobs' runtimes (4 x 30 min for the training group).
+    for job_id, log in jobs:
+        assert slurm_job(job_id)["NumCPUs"] == "1"
+        if "group_train" in log:
+            assert slurm_job(job_id)["TimeLimit"] == "02:00:00"
 
     compare_results(tiny_run / "results", workdir / "results")
 
@@ -207,7 +207,7 @@ def flaky_workflow(directory: Path) -> Path:
     snakefile.write_text(
         'rule flaky:\n'
         '    output: "out.txt"\n'
-        '    resources: try_no=lambda wildcards, attempt: attempt\n'
+        '    resources: try_no=lambda wildcards, attempt: attempt, gpu=1\n'
         '    shell: "echo attempt {resources.try_no} > {output}; test {resources.try_no} -ge 2"\n'
     )  # fmt: skip
     return snakefile
@@ -217,7 +217,8 @@ def flaky_workflow(directory: Path) -> Path:
 @pytest.mark.slurm
 def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
     """The profile's retries resubmit a failed job, scaled by attempt; its partial output
-    is discarded, so the kept file is the second attempt's."""
+    is discarded, so the kept file is the second attempt's. The job's `gpu: 1` reaches
+    sbatch as --gpus=1 (the cluster's fake GPU)."""
     profile = write_test_profile(tmp_path / "profile")
     workdir = tmp_path / "run"
     result = run_workflow(
@@ -229,6 +230,7 @@ def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
     first, second = (slurm_job(job_id) for job_id, _ in jobs)
     assert first["JobState"] == "FAILED" and second["JobState"] == "COMPLETED"
     assert (first["MinMemoryNode"], second["MinMemoryNode"]) == ("500M", "1000M")
+    assert first["TresPerJob"] == second["TresPerJob"] == "gres:gpu:1"
     assert (workdir / "out.txt").read_text() == "attempt 2\n"
 
 

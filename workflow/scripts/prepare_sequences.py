@@ -24,7 +24,7 @@ def main(trajectories: str, outputs, params, log: str) -> None:
         states=options["states"],
     )
     write_parquet(prepared.table, outputs.sequences)
-    write_json({"setting": params.setting, **prepared.report()}, outputs.report)
+    write_json({"setting": params.setting, **prepared.report(), "options": options}, outputs.report)
 
 
 main(snakemake.input[0], snakemake.output, snakemake.params, snakemake.log[0])

@@ -146,14 +146,17 @@ def fit_state_count(
                 tol=tol,
                 min_covar=min_covar,
             )
-            entry.update(score_model(model, fit, val), **report, error=None)
+            scores = score_model(model, fit, val)
+            if not np.isfinite(list(scores.values())).all():
+                raise FloatingPointError(f"non-finite scores {scores}")
+            entry.update(scores, **report, error=None)
         except (FloatingPointError, ValueError, np.linalg.LinAlgError) as error:
             log.warning("K=%d restart %d failed: %s", n_states, restart, error)
             model = None
             entry.update(dict.fromkeys(SCORES), error=f"{type(error).__name__}: {error}")
         runs.append(entry)
         models.append(model)
-    ok = [r for r in runs if r["error"] is None and np.isfinite(r["val_loglik"])]
+    ok = [r for r in runs if r["error"] is None]
     if not ok:
         raise HMMFitError(f"K={n_states}: all {restarts} restarts failed: {runs[0]['error']}")
     best = max(ok, key=lambda r: r["val_loglik"])  # first of equals: lowest restart index

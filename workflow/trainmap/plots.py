@@ -440,8 +440,9 @@ def plot_convergence(
     ax.set_ylabel("runs")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylim(0, max(bottom.max(initial=1) * 1.3, 1))  # headroom for the legend
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
     excluded = regression.get("excluded_runs") or []
     note = f" \u00b7 {len(excluded)} runs excluded from the HMM" if excluded else ""
     ax.set_title(f"{len(runs)} runs, {int(censored.sum())} censored{note}", fontsize=9, color=INK)
