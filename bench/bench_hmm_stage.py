@@ -9,14 +9,16 @@ Gaussian HMM), prepares its sequences with the workflow, then times
     (8 fit_hmm jobs, largest K first, then select_state_count; Snakemake's start-up and
     every job's Python start-up included).
 
-    .venv/bin/python bench/bench_hmm_stage.py            # the recorded case (~5 min, 2 cores)
+    .venv/bin/python bench/bench_hmm_stage.py            # the recorded case (~8 min, 2 cores)
     .venv/bin/python bench/bench_hmm_stage.py --runs 10 --steps 100 --restarts 1   # smoke
 """
 
 import argparse
+import base64
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -100,31 +102,53 @@ def snakemake(workdir: Path, config: Path, target: str, cores: int) -> float:
     return time.perf_counter() - start
 
 
-def sequential(workdir: Path, config: Path) -> tuple[float, int]:
-    """Every K's fit_state_count then the selection, in this process, one thread."""
+def sequential(workdir: Path, config: Path) -> tuple[dict[int, float], float, int]:
+    """Every K's fit_state_count then the selection, in this process, one thread.
+
+    Returns (seconds per K, total seconds, selected K).
+    """
     hmm = yaml.safe_load(config.read_text())["hmm"]
     defaults = {"tol": 0.01, "min_covar": 0.001}  # the schema's defaults
     table = pd.read_parquet(workdir / "results" / SETTING / "hmm" / "sequences.parquet")
     features = feature_columns(table)
     start = time.perf_counter()
     fit, val = observations(table, features, "fit"), observations(table, features, "val")
+    options = {key: hmm[key] for key in ("restarts", "n_iter", "covariance", "seed")}
+    fits, per_k = [], {}
     with threadpool_limits(limits=1):
-        fits = [
-            fit_state_count(
-                fit,
-                val,
-                k,
-                features,
-                restarts=hmm["restarts"],
-                n_iter=hmm["n_iter"],
-                covariance=hmm["covariance"],
-                seed=hmm["seed"],
-                **defaults,
-            )
-            for k in hmm["states"]
-        ]
+        for k in hmm["states"]:
+            begin = time.perf_counter()
+            fits.append(fit_state_count(fit, val, k, features, **options, **defaults))
+            per_k[k] = time.perf_counter() - begin
     selected = select_state_count(fits)["n_states"]
-    return time.perf_counter() - start, selected
+    return per_k, time.perf_counter() - start, selected
+
+
+def job_times(workdir: Path) -> dict[str, tuple[float, float]]:
+    """(start, end) of each job's output, from Snakemake's metadata records."""
+    times = {}
+    for record in (workdir / ".snakemake" / "metadata").iterdir():
+        path = base64.b64decode(record.name.replace("@", "/") + "===").decode()
+        data = json.loads(record.read_text())
+        times[path] = (data["starttime"], data["endtime"])
+    return times
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def wait_until_quiet(threshold: float, timeout_s: float = 600.0) -> float:
+    """On a shared machine, start a timed phase only once the 1-min load is below threshold."""
+    deadline = time.monotonic() + timeout_s
+    while load() >= threshold and time.monotonic() < deadline:
+        time.sleep(10)
+    return load()
 
 
 def machine() -> str:
@@ -144,17 +168,28 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--n-iter", type=int, default=32)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=0.5,
+        help="wait (up to 10 min) for the 1-min load average to drop below this before (a), (b)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_hmm_") as tmp:
         workdir = Path(tmp)
         config = write_setting(workdir, args)
         target = f"results/{SETTING}/hmm/sequences.parquet"
         prepare_s = snakemake(workdir, config, target, args.cores)
-        seq_s, seq_k = sequential(workdir, config)
+        loads = [wait_until_quiet(args.quiet_load)]
+        per_k, seq_s, seq_k = sequential(workdir, config)
+        loads += [load(), wait_until_quiet(args.quiet_load)]
+        cpu = children_cpu()
         flow_s = snakemake(workdir, config, f"results/{SETTING}/hmm/selection.json", args.cores)
-        selection = json.loads(
-            (workdir / "results" / SETTING / "hmm" / "selection.json").read_text()
-        )
+        flow_cpu = children_cpu() - cpu
+        loads.append(load())
+        results = workdir / "results" / SETTING / "hmm"
+        selection = json.loads((results / "selection.json").read_text())
+        jobs = job_times(workdir)
     print(f"machine: {machine()}")
     print(
         f"data: {args.runs - args.val_runs} fit + {args.val_runs} val runs x {args.steps} steps "
@@ -162,11 +197,21 @@ def main() -> None:
         f"{args.n_iter} iterations, full covariance"
     )
     print(f"collect + prepare (workflow, not compared): {prepare_s:.1f} s")
-    print(f"(a) sequential, one process: {seq_s:.1f} s (selected K={seq_k})")
+    print(f"(a) sequential, one process, one thread: {seq_s:.1f} s (selected K={seq_k})")
     print(
-        f"(b) workflow, --cores {args.cores}: {flow_s:.1f} s (selected K={selection['n_states']})"
+        f"(b) workflow, --cores {args.cores}: {flow_s:.1f} s (selected K={selection['n_states']}); "
+        f"CPU time of all its processes {flow_cpu:.1f} s"
     )
     print(f"ratio (b)/(a): {flow_s / seq_s:.2f}")
+    print(
+        "1-min load average at the start and end of (a), of (b): "
+        + ", ".join(f"{value:.2f}" for value in loads)
+    )
+    first = min(start for start, _ in jobs.values())
+    print("K | (a) s | (b) job start..end s")
+    for k, seconds in per_k.items():
+        start, end = jobs[f"results/{SETTING}/hmm/k{k}.json"]
+        print(f"{k} | {seconds:.1f} | {start - first:.1f}..{end - first:.1f}")
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ rule's ``code=code_version(...)`` param, and script edits through the script's m
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG, PlannedJob, copy_run, planned_jobs, run_workflow
-
-pytestmark = pytest.mark.slow
 
 UPSTREAM_OF_HMM = {"train_run", "collect_trajectories"}
 
@@ -52,6 +51,7 @@ def mtimes(directory: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_unchanged_run_does_nothing(workdir):
     assert planned_jobs(workdir) == []
     before = mtimes(workdir / "results")
@@ -60,6 +60,7 @@ def test_unchanged_run_does_nothing(workdir):
     assert mtimes(workdir / "results") == before
 
 
+@pytest.mark.slow
 def test_changed_hmm_option_refits_without_training(workdir, tmp_path):
     config = write_config(tmp_path / "config.yaml", lambda c: c["hmm"].update(n_iter=9))
     planned = set(planned_jobs(workdir, config))
@@ -71,6 +72,7 @@ def test_changed_hmm_option_refits_without_training(workdir, tmp_path):
     assert forced(workdir, fit_rule) <= planned
 
 
+@pytest.mark.slow
 def test_changed_hyperparameter_retrains_only_its_setting(workdir, tmp_path):
     config = write_config(
         tmp_path / "config.yaml", lambda c: c["settings"]["parity"].update(hidden=24)
@@ -82,6 +84,7 @@ def test_changed_hyperparameter_retrains_only_its_setting(workdir, tmp_path):
     assert not [job for job in planned if job.wildcard_dict.get("setting") == "modular"]
 
 
+@pytest.mark.slow
 def test_added_seed_trains_only_it_and_refits(workdir, tmp_path):
     config = write_config(
         tmp_path / "config.yaml", lambda c: c["settings"]["parity"].update(seeds=3)
@@ -119,6 +122,7 @@ def repo_copy(tmp_path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_code_changes_rerun_the_rules_that_run_the_code(workdir, repo_copy):
     snakefile = repo_copy / "Snakefile"
     assert planned_jobs(workdir, snakefile=snakefile) == []
@@ -141,3 +145,11 @@ def test_code_changes_rerun_the_rules_that_run_the_code(workdir, repo_copy):
     planned = set(planned_jobs(workdir, snakefile=snakefile))
     assert not trained(planned)
     assert planned == forced(workdir, "collect_trajectories", snakefile=snakefile)
+
+
+def test_scripts_and_rules_read_config_only_through_params():
+    """A value read from `config` outside `params:` would change results untracked."""
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        assert "snakemake.config" not in script.read_text(), script.name
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        assert not re.search(r"\bconfig\s*[\[.]", rules.read_text()), rules.name

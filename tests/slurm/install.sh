@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install the single-node SLURM cluster that tests/test_slurm.py starts (Debian/Ubuntu).
-# Idempotent and quiet: does nothing when the daemons are already installed. Needs root
-# (or passwordless sudo); without it, it says so and exits 0, and the test skips itself.
-set -euo pipefail
+# Install what tests/slurm/start.sh needs: Debian's slurmctld, slurmd, slurm-client, munge.
+# Idempotent and quiet: does nothing when they are installed. Never fails the caller: where
+# it cannot install (not root, no apt-get, no archive), it says why on stderr and exits 0,
+# and tests/test_slurm.py then skips with the reason.
+set -uo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge)
+
+say() { echo "tests/slurm/install.sh: $*; the SLURM tests will be skipped" >&2; }
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -13,24 +16,29 @@ for package in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if ! command -v apt-get >/dev/null; then
-    echo "tests/slurm/install.sh: no apt-get; the SLURM test will be skipped" >&2
-    exit 0
-fi
+command -v apt-get >/dev/null || { say "no apt-get"; exit 0; }
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()
 elif sudo -n true 2>/dev/null; then
     sudo=(sudo -n)
 else
-    echo "tests/slurm/install.sh: not root; the SLURM test will be skipped" >&2
+    say "not root"
     exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packages enable their services; the test starts its own daemons, so stop any
-# that the package scripts started (no-ops in containers without systemd).
+log=$(mktemp)
+if ! { "${sudo[@]}" apt-get update -qq &&
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 5 "$log" >&2
+    rm -f "$log"
+    say "could not install ${missing[*]}"
+    exit 0
+fi
+rm -f "$log"
+# The packages enable their services; the tests start their own daemons, so stop any the
+# package scripts started (no-ops in containers without systemd).
 for service in slurmctld slurmd munge; do
     "${sudo[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
 done
+exit 0

@@ -38,9 +38,15 @@ for file in slurm.conf gres.conf; do
     fi
 done
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 STATE=$(realpath -m "$1")
+# A cluster of an earlier run that was killed before its stop.sh: stop it by its PIDs.
+previous=$(sed -n "s|^$MARKER (state: \(.*\)); .*|\1|p" "$CONF_DIR/slurm.conf" 2>/dev/null || true)
+if [ -n "$previous" ] && [ -d "$previous" ]; then
+    "$HERE/stop.sh" "$previous" >/dev/null 2>&1 || true
+fi
 mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log"
-mkdir -p -m 700 "$STATE/munge-key"
+install -d -m 700 "$STATE/munge-key"
 # munged insists that every directory above its socket is traversable by all users, which
 # STATE_DIR's parents may not be (pytest's are 0700): the socket gets a directory in /tmp.
 SOCKET_DIR=$(mktemp -d /tmp/trainmap-munge.XXXXXX)
@@ -49,8 +55,12 @@ echo "$SOCKET_DIR" >"$STATE/munge-socket-dir"
 SOCKET=$SOCKET_DIR/munge.socket
 
 # Whatever fails from here on, stop what was started so far.
-HERE=$(cd "$(dirname "$0")" && pwd)
-trap 'rc=$?; [ $rc -eq 0 ] || "$HERE/stop.sh" "$STATE" >/dev/null 2>&1 || true' EXIT
+# shellcheck disable=SC2317  # called by the trap
+stop_on_failure() {
+    local status=$?
+    [ "$status" -eq 0 ] || "$HERE/stop.sh" "$STATE" >/dev/null 2>&1 || true
+}
+trap stop_on_failure EXIT
 
 mungekey --create --force --keyfile="$STATE/munge-key/munge.key"
 munged --foreground --socket="$SOCKET" \

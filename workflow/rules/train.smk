@@ -4,17 +4,17 @@ rule train_run:
         model="results/{setting}/runs/seed{seed}/model.safetensors",
     log:
         "logs/{setting}/train_run/seed{seed}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=get_gpu_count,
     params:
         setting="{setting}",
         seed=get_seed,
         task=get_task_name,
         hyper=get_hyperparameters,
         code=code_version("train.py", "models.py", "metrics.py", "tasks", "seeding.py"),
-    threads: 1
-    resources:
-        gpu=get_gpu_count,
-    conda:
-        "../../envs/train.yaml"
     script:
         "../scripts/train_run.py"
 
@@ -26,12 +26,12 @@ rule collect_trajectories:
         "results/{setting}/trajectories.parquet",
     log:
         "logs/{setting}/collect_trajectories.log",
+    conda:
+        "../../envs/analysis.yaml"
     params:
         source=get_source,
         features=get_features,
         convergence=get_convergence,
         code=code_version("trajectories.py"),
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/collect_trajectories.py"
