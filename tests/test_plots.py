@@ -13,18 +13,14 @@ from planted import FEATURES, THRESHOLD, planted_runs
 
 from trainmap.config import validate_config
 from trainmap.detours import analyze_detours
+from trainmap.map_plot import _layout, plot_map
 from trainmap.maps import build_map, mark_detours
+from trainmap.plot_style import DETOUR, feature_change, save_figure, state_colors
 from trainmap.plots import (
-    DETOUR,
-    _layout,
-    feature_change,
     plot_coefficients,
     plot_comparison,
     plot_convergence,
-    plot_map,
     plot_trajectories,
-    save_figure,
-    state_colors,
 )
 from trainmap.summary import comparison_pairs, headline, summary_markdown
 

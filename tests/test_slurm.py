@@ -37,21 +37,25 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\
 JOB_KIND = re.compile(r"slurm_logs/(group_[a-z0-9]+(?=_)|rule_\w+(?=/))")
 
 
-def test_profiles_name_existing_rules():
-    """A renamed rule would silently drop out of its group or lose its resources."""
-    rules = set(
-        subprocess.run(
-            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--list-rules"],
-            cwd=REPO, capture_output=True, text=True, check=True,
-        ).stdout.split()
-    )  # fmt: skip
-    for path in sorted((REPO / "profiles").glob("*/config.yaml")):
-        profile = yaml.safe_load(path.read_text())
-        named = set(profile.get("groups", {})) | set(profile.get("set-resources", {}))
-        named |= set(profile.get("set-threads", {}))
-        assert named <= rules, f"{path}: unknown rules {sorted(named - rules)}"
-        groups = set(profile.get("groups", {}).values())
-        assert set(profile.get("group-components", {})) <= groups, path
+def snakemake_stdout(*args: str) -> str:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "profiles").glob("*/config.yaml")),
+                         ids=lambda path: path.parent.name)  # fmt: skip
+def test_profile_uses_known_options_and_rules(path):
+    """Snakemake ignores a profile key that is no option, and a rule name that is no rule:
+    a typo would silently drop a setting (a group, a resource, a scope)."""
+    profile = yaml.safe_load(path.read_text())
+    options = set(re.findall(r"--([a-z0-9-]+)", snakemake_stdout("--help")))
+    assert set(profile) <= options, f"unknown options {sorted(set(profile) - options)}"
+    rules = set(snakemake_stdout("--list-rules").split())
+    named = set(profile.get("groups", {})) | set(profile.get("set-resources", {}))
+    named |= set(profile.get("set-threads", {}))
+    assert named <= rules, f"unknown rules {sorted(named - rules)}"
+    groups = set(profile.get("groups", {}).values())
+    assert set(profile.get("group-components", {})) <= groups
 
 
 def cannot_start_reason() -> str | None:

@@ -52,6 +52,6 @@ rule plot_detour_regression:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        code=code_version("plots.py", "summary.py"),
+        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
     script:
         "../scripts/plot_detour_regression.py"

@@ -30,7 +30,7 @@ rule plot_state_trajectories:
         setting="{setting}",
         features=get_features,
         convergence=get_convergence,
-        code=code_version("plots.py", "summary.py"),
+        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
     script:
         "../scripts/plot_state_trajectories.py"
 
@@ -60,7 +60,7 @@ rule compare_settings:
         "../../envs/analysis.yaml"
     params:
         pairs=COMPARISONS,  # the script picks its pair by the wildcards
-        code=code_version("plots.py", "summary.py"),
+        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
     script:
         "../scripts/compare_settings.py"
 

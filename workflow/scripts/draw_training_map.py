@@ -9,8 +9,9 @@ import pandas as pd
 
 from trainmap.hmm import model_from_json
 from trainmap.io import log_to_file, read_json, write_json
+from trainmap.map_plot import plot_map
 from trainmap.maps import build_map, mark_detours
-from trainmap.plots import plot_map, save_figure
+from trainmap.plot_style import save_figure
 
 
 def selected_model(model_paths: list[str], selection_path: str) -> dict:

@@ -8,7 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 import pandas as pd
 
 from trainmap.io import log_to_file, read_json
-from trainmap.plots import plot_trajectories, save_figure
+from trainmap.plot_style import save_figure
+from trainmap.plots import plot_trajectories
 
 
 def main(inputs, output: str, params, log: str) -> None:

@@ -1,0 +1,255 @@
+"""The training map figure: states laid out in training order, edges by runs taking them.
+
+Built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot, no global state); layout is
+our own (no external ``dot``): columns by mean first-visit order, states most runs skip
+on a second row.
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, FancyArrowPatch, Patch
+from matplotlib.textpath import TextToPath
+
+from trainmap.plot_style import (
+    DETOUR,
+    INK,
+    detour_states,
+    feature_change,
+    plural,
+    regression_line,
+    state_colors,
+)
+
+NODE_RADIUS = 0.34
+TEXT_TO_PATH = TextToPath()  # measures text without a figure
+ROW = 1.9  # vertical offset of states most runs skip (data units, about inches)
+
+
+def _text_width(lines: list[str], fontsize: float) -> float:
+    """Width in inches of a block of text in the default font."""
+    font = FontProperties(size=fontsize)
+    widths = [TEXT_TO_PATH.get_text_width_height_descent(line, font, False)[0] for line in lines]
+    return max(widths, default=0.0) / 72
+
+
+def _column_width(training_map: dict, compact: bool) -> float:
+    """Distance between consecutive states so that edge labels leave the arrows visible and
+    node labels do not touch (data units; map.png draws one unit as about one inch)."""
+    labels = [_edge_lines(e, compact) for e in training_map["edges"] if e["source"] != e["target"]]
+    nodes = [_node_lines(s, training_map["n_runs"], None, False) for s in training_map["states"]]
+    edge = max((_text_width(lines, 7.5) for lines in labels), default=0)
+    node = max((_text_width(lines, 8) for lines in nodes), default=0)
+    return max(2.6, edge + 2 * NODE_RADIUS + 1.0, node + 0.25)
+
+
+def _layout(training_map: dict, column: float = 3.0) -> dict[int, tuple[float, float]]:
+    """Node positions: x = training order; y = 0 for states most runs visit (the main
+    road), the others alternately above and below it, so that the road stays straight and
+    the runs that leave it are seen to leave it."""
+    n_runs = training_map["n_runs"]
+    states = {s["id"]: s for s in training_map["states"]}
+    visited = [k for k in training_map["order"] if states[k]["runs_visiting"] > 0]
+    positions, side = {}, 1
+    for i, k in enumerate(visited):
+        y = 0.0
+        if 2 * states[k]["runs_visiting"] <= n_runs:
+            y, side = side * ROW, -side
+        positions[k] = (i * column, y)
+    return positions
+
+
+def _edge_middle(p, q, rad: float) -> np.ndarray:
+    """Midpoint of an arc3 edge from p to q (equal-aspect axes): the quadratic Bezier at
+    t = 1/2, i.e. halfway between the chord's middle and arc3's control point."""
+    p, q = np.asarray(p), np.asarray(q)
+    d = q - p
+    return (p + q) / 2 + 0.5 * rad * np.array([d[1], -d[0]])
+
+
+def _edge_rad(p, q, positions: dict, source: int, target: int) -> float:
+    """Curvature of an edge: forward edges are straight unless they would pass through
+    another node (then they arc above it); backward edges arc below the row of nodes."""
+    p, q = np.asarray(p), np.asarray(q)
+    span = float(np.hypot(*(q - p)))
+    if q[0] < p[0]:
+        return -min(0.6, 2.6 / span)  # the arc dips at most 1.3 below the chord
+    for k, r in positions.items():
+        if k in (source, target):
+            continue
+        r = np.asarray(r)
+        t = np.clip(np.dot(r - p, q - p) / max(np.dot(q - p, q - p), 1e-9), 0, 1)
+        if np.hypot(*(p + t * (q - p) - r)) < 2.2 * NODE_RADIUS:
+            return -min(0.35, 2.0 / span)  # the arc rises at most 1 above the chord
+    return 0.0
+
+
+def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: bool) -> list[float]:
+    """Draw the non-self-loop edges; returns the lowest and highest y of their labels."""
+    n_runs = max(training_map["n_runs"], 1)
+    extent = []
+    for edge in training_map["edges"]:
+        source, target = edge["source"], edge["target"]
+        if source == target:
+            continue  # self-loops are written under their node ("stay p")
+        p, q = positions[source], positions[target]
+        rad = _edge_rad(p, q, positions, source, target)
+        color = DETOUR if target in detour_ids or source in detour_ids else INK
+        width = 0.8 + 5.5 * edge["runs"] / n_runs
+        ax.add_patch(
+            FancyArrowPatch(
+                p,
+                q,
+                connectionstyle=f"arc3,rad={rad}",
+                arrowstyle="-|>,head_length=0.55,head_width=0.3",
+                mutation_scale=10 + 1.5 * width,
+                linewidth=width,
+                color=color,
+                alpha=0.85,
+                patchA=nodes[source],  # clip the arrow at the node circles
+                patchB=nodes[target],
+                shrinkA=2,
+                shrinkB=3,
+                zorder=1,
+            )
+        )
+        middle, lines, fontsize = _edge_middle(p, q, rad), _edge_lines(edge, compact), 7.5
+        ax.text(
+            *middle,
+            "\n".join(lines),
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color=color,
+            linespacing=1.25,
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": color, "lw": 0.6},
+            zorder=4,
+        )
+        half = len(lines) * fontsize * 1.25 / 72 / 2 + 0.1
+        extent += [middle[1] - half, middle[1] + half]
+    return extent
+
+
+def _edge_lines(edge: dict, compact: bool) -> list[str]:
+    lines = [f"{plural(edge['runs'], 'run')} \u00b7 p={edge['probability']:.2g}"]
+    if not compact:
+        lines += [feature_change(f, d) for f, d in edge["feature_changes"].items()]
+    return lines
+
+
+def _node_lines(state: dict, n_runs: int, stay: dict | None, detour: bool) -> list[str]:
+    lines = ["DETOUR"] if detour else []
+    lines.append(f"{state['runs_visiting']}/{n_runs} runs")
+    if stay is not None:
+        lines[-1] += f" \u00b7 stay {stay['probability']:.2f}"
+    lines += state["top_features"]
+    ends = [f"start of {state['initial_runs']}"] if state["initial_runs"] else []
+    ends += [f"end of {state['final_runs']}"] if state["final_runs"] else []
+    if ends:
+        lines.append(" \u00b7 ".join(ends))
+    return lines
+
+
+def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compact=False) -> None:
+    """Draw the training map on ``ax``: nodes in training order, edge width by runs.
+
+    compact: leave out the edges' feature changes (for side-by-side comparisons).
+    """
+    states = {s["id"]: s for s in training_map["states"]}
+    colors = state_colors(training_map["n_states"])
+    detour_ids = detour_states(detours)
+    column = _column_width(training_map, compact)
+    positions = _layout(training_map, column)
+    loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
+    nodes = {}
+    for k, (x, y) in positions.items():
+        detour = k in detour_ids
+        nodes[k] = Circle(
+            (x, y),
+            NODE_RADIUS,
+            fc=colors[k],
+            ec=DETOUR if detour else "white",
+            lw=3.5 if detour else 1.5,
+            zorder=3,
+        )
+        ax.add_patch(nodes[k])
+        ax.text(x, y, f"S{k}", ha="center", va="center", color="white", weight="bold",
+                fontsize=10, zorder=5)  # fmt: skip
+        below = y <= 0
+        ax.text(
+            x,
+            y - NODE_RADIUS - 0.12 if below else y + NODE_RADIUS + 0.12,
+            "\n".join(_node_lines(states[k], training_map["n_runs"], loops.get(k), detour)),
+            ha="center",
+            va="top" if below else "bottom",
+            fontsize=7 if compact else 8,
+            color=DETOUR if detour else INK,
+            linespacing=1.3,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+            zorder=5,
+        )
+    labels = _draw_edges(ax, training_map, positions, nodes, detour_ids, compact)
+    xs = [x for x, _ in positions.values()] or [0.0]
+    ys = [y for _, y in positions.values()] or [0.0]
+    ax.set_xlim(min(xs) - column / 2, max(xs) + column / 2)
+    # Room for the node labels (under the road and the states below it, over the states
+    # above it) and for the edge labels.
+    low, high = min(ys) - NODE_RADIUS - 1.5, max(ys) + NODE_RADIUS + (1.5 if max(ys) > 0 else 0.3)
+    ax.set_ylim(min([low, *labels]), max([high, *labels]))
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, setting: str) -> Figure:
+    """map.png: the training map with detour states highlighted and a legend."""
+    fig = Figure()
+    ax = fig.add_axes((0, 0, 1, 1))
+    draw_map(ax, training_map, detours)
+    # Axes placed by hand so that one data unit is one inch: the gaps that _column_width
+    # sized for the labels are kept exactly. Margins: titles above, legend below.
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    width, height, top, bottom = x1 - x0, y1 - y0, 0.7, 0.7
+    fig_width, fig_height = max(7.0, width + 0.4), height + top + bottom
+    fig.set_size_inches(fig_width, fig_height)
+    ax.set_position(
+        ((fig_width - width) / 2 / fig_width, bottom / fig_height, width / fig_width,
+         height / fig_height)
+    )  # fmt: skip
+    detour_ids = sorted(detour_states(detours))
+    kind = "forking" if training_map["forking"] else "a single path"
+    found = ", ".join(f"S{k}" for k in detour_ids) if detour_ids else "none"
+    fig.suptitle(
+        f"{setting}: training map \u2014 {plural(training_map['n_states'], 'state')}, "
+        f"{plural(training_map['n_runs'], 'run')}, {kind}",
+        fontsize=12,
+        weight="bold",
+        y=1 - 0.08 / fig_height,
+        va="top",
+    )
+    subtitle = f"detour states: {found} \u00b7 {regression_line(regression)}"
+    if len(subtitle) > 90:
+        subtitle = f"detour states: {found}\n{regression_line(regression)}"
+    ax.set_title(subtitle, fontsize=9)
+    unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
+    n_runs = training_map["n_runs"]
+    examples = sorted({max(1, round(f * n_runs)) for f in (1.0, 0.5, 0.1)}, reverse=True)
+    handles = [
+        Line2D([], [], color=INK, lw=0.8 + 5.5 * n / max(n_runs, 1), label=plural(n, "run"))
+        for n in examples
+    ]
+    handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
+    handles.append(Line2D([], [], ls="", label="\u2191/\u2193 feature: change of state means (z)"))
+    if unvisited:
+        names = ", ".join(f"S{k}" for k in unvisited)
+        handles.append(Line2D([], [], ls="", label=f"never visited: {names}"))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.1 / fig_height),
+        ncols=3,
+        fontsize=8,
+        frameon=False,
+    )
+    return fig
