@@ -7,7 +7,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from trainmap.config import load_yaml, validate_config
 
-
 # A `configfile:` directive would resolve against the working directory and would be
 # deep-merged with --configfile (mixing the default settings into the user's), so the
 # default config is only loaded when none is given.
@@ -25,6 +24,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True
