@@ -4,22 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: run test lint clean
+.PHONY: run test slurm-deps clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 run: $(BIN)/snakemake
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	$(BIN)/snakemake --workflow-profile profiles/workstation --cores $(CORES) \
+		--configfile config/config.yaml
 
 test: $(BIN)/snakemake
 	$(BIN)/ruff check workflow tests bench
 	$(BIN)/ruff format --check workflow tests bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/pytest
+
+# Debian packages for the real-SLURM test (tests/test_slurm.py skips without them).
+slurm-deps:
+	tests/slurm/install.sh
 
 clean:
 	rm -rf results logs .snakemake

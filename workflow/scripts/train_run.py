@@ -7,9 +7,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
-from trainmap.io import log_to_file, write_parquet, write_safetensors
+from trainmap.io import log_to_file, write_parquet
 from trainmap.tasks import get_task
-from trainmap.train import train
+from trainmap.train import save_weights, train
 
 
 def main(outputs, params, threads: int, log: str) -> None:
@@ -19,7 +19,7 @@ def main(outputs, params, threads: int, log: str) -> None:
     table, weights = train(task, task.params(**params.hyper), params.seed)
     table.insert(0, "setting", params.setting)
     table.insert(1, "seed", params.seed)
-    write_safetensors(weights, outputs.model)
+    save_weights(weights, outputs.model)
     write_parquet(table, outputs.metrics)
 
 

@@ -1,4 +1,4 @@
-"""File IO at the edges: Parquet, JSON, safetensors and log files, written atomically.
+"""File IO at the edges: Parquet, JSON and log files, written atomically.
 
 Atomic writes (to a temporary name, then rename) mean a killed job never leaves a file
 that looks complete.
@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
-from safetensors.torch import save_file
 
 
 @contextmanager
@@ -42,11 +40,6 @@ def write_json(data: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
-
-
-def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
 
 
 def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:

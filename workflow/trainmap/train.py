@@ -9,14 +9,17 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.hyperparameters import TrainingParams
+from trainmap.io import atomic_path
 from trainmap.metrics import compute_metrics
 from trainmap.seeding import derive_seed
 from trainmap.tasks import Splits, Task
@@ -176,3 +179,9 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     table["diverged"] = state.diverged
     weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
     return table, weights
+
+
+def save_weights(weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Final weights as safetensors, keys = the module's ``state_dict()`` names."""
+    with atomic_path(path) as tmp:
+        save_file(weights, str(tmp))
