@@ -19,6 +19,7 @@ test: $(BIN)/snakemake
 	$(BIN)/ruff check workflow tests bench
 	$(BIN)/ruff format --check workflow tests bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
 	$(BIN)/pytest
 
 # Debian packages for the real-SLURM test (tests/test_slurm.py skips without them).

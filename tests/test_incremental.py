@@ -4,8 +4,9 @@ Each test clones one finished run of tests/configs/tiny.yaml (outputs, mtimes an
 Snakemake's metadata), changes one thing, and compares the dry run's job list with the
 jobs that depend on what changed, which ``--forcerun TARGET`` lists. Config values reach
 the rules through ``params:`` (Snakemake's params trigger), package code through each
-rule's ``code=code_version(...)`` param, and script edits through the script's mtime
-(Snakemake's code trigger); docs/cluster.md describes the mechanisms.
+rule's ``code=script_code(...)`` param (a digest of the script and the package modules it
+imports), and script edits through the script's mtime (Snakemake's code trigger);
+docs/cluster.md describes the mechanisms.
 """
 
 import os

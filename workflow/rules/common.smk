@@ -1,7 +1,8 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
-import hashlib
 
-PACKAGE_DIR = Path(workflow.basedir) / "workflow" / "trainmap"
+from trainmap.provenance import code_digest
+
+SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
 
 wildcard_constraints:
@@ -10,15 +11,11 @@ wildcard_constraints:
     k="[0-9]+",
 
 
-def code_version(*modules):
-    """Hash of package modules: a rule's params change when code it runs changes."""
-    digest = hashlib.sha256()
-    for module in modules:
-        path = PACKAGE_DIR / module
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+def script_code(script):
+    """Digest of a rule's script and every package module it imports (a param, so that
+    editing e.g. metrics.py reruns the rules whose code changed; trainmap.provenance).
+    """
+    return code_digest(SCRIPTS_DIR / script)
 
 
 def get_setting(wildcards):
@@ -72,6 +69,39 @@ def get_hyperparameters(wildcards):
 
 def get_task_name(wildcards):
     return get_setting(wildcards).task
+
+
+SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
+FIT_OPTIONS = ("restarts", "n_iter", "covariance", "seed", "tol", "min_covar")
+
+
+def get_sequence_options(wildcards):
+    """The hmm options prepare_sequences uses (others must not rerun it)."""
+    hmm = get_hmm_options(wildcards)
+    return {key: hmm[key] for key in SEQUENCE_OPTIONS}
+
+
+def get_fit_options(wildcards):
+    """The hmm options fit_hmm uses (others must not rerun the fits)."""
+    hmm = get_hmm_options(wildcards)
+    return {key: hmm[key] for key in FIT_OPTIONS}
+
+
+def get_state_count(wildcards):
+    return int(wildcards.k)
+
+
+def get_hmm_fits(wildcards):
+    """k<K>.json of every candidate K of the setting (the fan-in of select_state_count)."""
+    return expand(
+        "results/{setting}/hmm/k{k}.json",
+        setting=wildcards.setting,
+        k=sorted(get_hmm_options(wildcards)["states"]),
+    )
+
+
+def get_alpha(wildcards):
+    return get_setting(wildcards).alpha
 
 
 def get_final_outputs():

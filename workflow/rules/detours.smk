@@ -2,10 +2,6 @@
 # section 6), and its figures.
 
 
-def get_alpha(wildcards):
-    return get_setting(wildcards).alpha
-
-
 rule fit_detour_regression:
     input:
         trajectories="results/{setting}/trajectories.parquet",
@@ -22,7 +18,7 @@ rule fit_detour_regression:
     params:
         convergence=get_convergence,
         alpha=get_alpha,
-        code=code_version("detours.py"),
+        code=script_code("fit_detour_regression.py"),
     script:
         "../scripts/fit_detour_regression.py"
 
@@ -52,6 +48,6 @@ rule plot_detour_regression:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
+        code=script_code("plot_detour_regression.py"),
     script:
         "../scripts/plot_detour_regression.py"

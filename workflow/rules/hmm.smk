@@ -1,32 +1,5 @@
 # HMM stage (METHOD.md sections 3-4): prepare sequences, fit one job per (setting, K),
 # select K by validation BIC, decode every run under the selected model.
-SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
-FIT_OPTIONS = ("restarts", "n_iter", "covariance", "seed", "tol", "min_covar")
-
-
-def get_sequence_options(wildcards):
-    """The hmm options prepare_sequences uses (others must not rerun it)."""
-    hmm = get_hmm_options(wildcards)
-    return {key: hmm[key] for key in SEQUENCE_OPTIONS}
-
-
-def get_fit_options(wildcards):
-    """The hmm options fit_hmm uses (others must not rerun the fits)."""
-    hmm = get_hmm_options(wildcards)
-    return {key: hmm[key] for key in FIT_OPTIONS}
-
-
-def get_state_count(wildcards):
-    return int(wildcards.k)
-
-
-def get_hmm_fits(wildcards):
-    """k<K>.json of every candidate K of the setting (the fan-in of select_state_count)."""
-    return expand(
-        "results/{setting}/hmm/k{k}.json",
-        setting=wildcards.setting,
-        k=sorted(get_hmm_options(wildcards)["states"]),
-    )
 
 
 rule prepare_sequences:
@@ -43,7 +16,7 @@ rule prepare_sequences:
         setting="{setting}",
         features=get_features,
         options=get_sequence_options,
-        code=code_version("sequences.py", "seeding.py"),
+        code=script_code("prepare_sequences.py"),
     script:
         "../scripts/prepare_sequences.py"
 
@@ -64,7 +37,7 @@ rule fit_hmm:
     params:
         n_states=get_state_count,
         options=get_fit_options,
-        code=code_version("hmm.py", "sequences.py", "seeding.py"),
+        code=script_code("fit_hmm.py"),
     script:
         "../scripts/fit_hmm.py"
 
@@ -81,7 +54,7 @@ rule select_state_count:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        code=code_version("selection.py"),
+        code=script_code("select_state_count.py"),
     script:
         "../scripts/select_state_count.py"
 
@@ -99,6 +72,6 @@ rule decode_states:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        code=code_version("decode.py", "hmm.py", "sequences.py"),
+        code=script_code("decode_states.py"),
     script:
         "../scripts/decode_states.py"

@@ -24,13 +24,6 @@ rule draw_training_map:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        code=code_version(
-            "maps.py",
-            "filtering.py",
-            "map_plot.py",
-            "plot_style.py",
-            "summary.py",
-            "hmm.py",
-        ),
+        code=script_code("draw_training_map.py"),
     script:
         "../scripts/draw_training_map.py"

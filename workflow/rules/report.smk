@@ -30,7 +30,7 @@ rule plot_state_trajectories:
         setting="{setting}",
         features=get_features,
         convergence=get_convergence,
-        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
+        code=script_code("plot_state_trajectories.py"),
     script:
         "../scripts/plot_state_trajectories.py"
 
@@ -60,7 +60,7 @@ rule compare_settings:
         "../../envs/analysis.yaml"
     params:
         pairs=COMPARISONS,  # the script picks its pair by the wildcards
-        code=code_version("plots.py", "plot_style.py", "map_plot.py", "summary.py"),
+        code=script_code("compare_settings.py"),
     script:
         "../scripts/compare_settings.py"
 
@@ -81,6 +81,6 @@ rule summarize_settings:
     params:
         settings=sorted(SETTINGS),
         pairs=COMPARISONS,
-        code=code_version("summary.py"),
+        code=script_code("summarize_settings.py"),
     script:
         "../scripts/summarize_settings.py"

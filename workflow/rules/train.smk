@@ -14,7 +14,7 @@ rule train_run:
         seed=get_seed,
         task=get_task_name,
         hyper=get_hyperparameters,
-        code=code_version("train.py", "models.py", "metrics.py", "tasks", "seeding.py"),
+        code=script_code("train_run.py"),
     script:
         "../scripts/train_run.py"
 
@@ -32,6 +32,6 @@ rule collect_trajectories:
         source=get_source,
         features=get_features,
         convergence=get_convergence,
-        code=code_version("trajectories.py"),
+        code=script_code("collect_trajectories.py"),
     script:
         "../scripts/collect_trajectories.py"
