@@ -35,6 +35,7 @@ def report(name: str, seconds: float, budget: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--keep", type=Path, help="run the default job in this directory")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,11 +44,14 @@ def main() -> None:
     if args.skip_training:
         return
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.keep or Path(tmp)
+        if any(workdir.glob("results/*")):
+            sys.exit(f"{workdir} already holds results: give an empty --keep directory")
         config = ROOT / "config" / "config.yaml"
         targets = [f"results/{s}/trajectories.parquet" for s in ("parity", "modular")]
-        training = timed_snakemake(Path(tmp), config, *targets)
+        training = timed_snakemake(workdir, config, *targets)
         report("training + metrics, config/config.yaml", training, 360)
-        rest = timed_snakemake(Path(tmp), config)
+        rest = timed_snakemake(workdir, config)
         report("whole default job (all stages)", training + rest, 600)
 
 
