@@ -22,7 +22,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 def timed_snakemake(workdir: Path, configfile: Path, *args: str) -> float:
     command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir)]
-    command += ["--configfile", str(configfile), "--cores", str(os.cpu_count()), "--quiet"]
+    command += ["--configfile", str(configfile), "--cores", str(os.cpu_count())]
     start = time.perf_counter()
     subprocess.run([*command, *args], check=True, capture_output=True, text=True)
     return time.perf_counter() - start
