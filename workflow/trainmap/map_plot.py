@@ -86,11 +86,52 @@ def _edge_rad(p, q, positions: dict, source: int, target: int) -> float:
     return 0.0
 
 
+def _bezier(p, q, rad: float, t: float) -> np.ndarray:
+    """Point at parameter t of an arc3 edge from p to q: a quadratic Bezier whose control
+    point is the chord's middle moved by rad times the chord, perpendicular to it."""
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    d = q - p
+    control = (p + q) / 2 + rad * np.array([d[1], -d[0]])
+    return (1 - t) ** 2 * p + 2 * t * (1 - t) * control + t**2 * q
+
+
+def _box(centre, width: float, height: float) -> tuple[float, float, float, float]:
+    return (centre[0] - width / 2, centre[1] - height / 2, centre[0] + width / 2,
+            centre[1] + height / 2)  # fmt: skip
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+LABEL_TS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75, 0.2, 0.8)  # positions tried along an edge
+
+
+def _place_label(p, q, rad, width, height, taken, circles) -> np.ndarray:
+    """Centre of an edge label: the edge's middle unless its box would overlap an already
+    placed label box or a node, then another point along the edge, then the middle nudged
+    up or down; the first candidate that is free of both wins (else the middle)."""
+    middle = _edge_middle(p, q, rad)
+    candidates = [_bezier(p, q, rad, t) for t in LABEL_TS]
+    candidates += [middle + [0, s * k * height / 2] for k in range(1, 7) for s in (1, -1)]
+    for centre in candidates:
+        box = _box(centre, width, height)
+        if not any(_overlaps(box, other) for other in taken) and not any(
+            _overlaps(box, circle) for circle in circles
+        ):
+            return centre
+    return middle
+
+
 def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: bool) -> list[float]:
     """Draw the non-self-loop edges; returns the lowest and highest y of their labels."""
     n_runs = max(training_map["n_runs"], 1)
-    extent = []
-    for edge in training_map["edges"]:
+    extent, taken = [], []
+    circles = [
+        _box(xy, 2 * NODE_RADIUS + 0.05, 2 * NODE_RADIUS + 0.05) for xy in positions.values()
+    ]
+    # Labels of the edges most runs take are placed first and keep the edge's middle.
+    for edge in sorted(training_map["edges"], key=lambda e: -e["runs"]):
         source, target = edge["source"], edge["target"]
         if source == target:
             continue  # self-loops are written under their node ("stay p")
@@ -115,7 +156,12 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
                 zorder=1,
             )
         )
-        middle, lines, fontsize = _edge_middle(p, q, rad), _edge_lines(edge, compact), 7.5
+        lines, fontsize = _edge_lines(edge, compact), 7.5
+        # Label box in data units (about inches): text plus the round box's padding.
+        box_w = _text_width(lines, fontsize) + 2 * 0.25 * fontsize / 72 + 0.12
+        box_h = len(lines) * fontsize * 1.25 / 72 + 2 * 0.25 * fontsize / 72 + 0.12
+        middle = _place_label(p, q, rad, box_w, box_h, taken, circles)
+        taken.append(_box(middle, box_w, box_h))
         ax.text(
             *middle,
             "\n".join(lines),
