@@ -106,3 +106,30 @@ def test_bad_hyperparameters_name_key_and_value(values, message):
 def test_unknown_task_lists_the_registered_ones():
     with pytest.raises(ConfigError, match="unknown task 'grok'.*modular_addition"):
         get_task("grok", where="settings.x.task")
+
+
+def test_last_position_transformer_matches_full_causal_computation():
+    """The model computes only the last position's stream; a full causal pass agrees."""
+    from torch import nn
+
+    from trainmap.models import OneLayerTransformer
+    from trainmap.train import generator
+
+    model = OneLayerTransformer(14, 13, 3, 16, 2, 8, 32, layer_norm=True)
+    model.reset_parameters(generator("init", 0))
+    tokens = torch.randint(0, 14, (9, 3), generator=generator("data", 0))
+    attn = model.attn
+    with torch.no_grad():
+        x = model.embed(tokens) + model.pos_embed
+        h = model.ln1(x)
+
+        def heads(proj):
+            return proj(h).view(9, 3, attn.n_heads, attn.d_head).transpose(1, 2)
+
+        out = nn.functional.scaled_dot_product_attention(
+            heads(attn.W_Q), heads(attn.W_K), heads(attn.W_V), is_causal=True
+        )
+        x = x + attn.W_O(out.transpose(1, 2).reshape(9, 3, -1))
+        x = x + model.W_out(torch.relu(model.W_in(model.ln2(x))))
+        expected = model.unembed(x[:, -1])
+        torch.testing.assert_close(model(tokens), expected, rtol=1e-5, atol=1e-6)
