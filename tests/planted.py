@@ -82,3 +82,13 @@ def planted_runs(
         pd.concat(trajectories, ignore_index=True),
         detour_runs,
     )
+
+
+def paths_table(paths: dict[int, list[int]]) -> pd.DataFrame:
+    """Decoded paths as a states table: ``seed, step, state``, steps 10, 20, ..."""
+    rows = [
+        {"seed": seed, "step": 10 * (t + 1), "state": s}
+        for seed, path in paths.items()
+        for t, s in enumerate(path)
+    ]
+    return pd.DataFrame(rows)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from planted import THRESHOLD, planted_runs
+from planted import THRESHOLD, paths_table, planted_runs
 
 from trainmap.detours import (
     analyze_detours,
@@ -14,15 +14,6 @@ from trainmap.detours import (
 )
 
 CONVERGENCE = {"column": "eval_accuracy", "threshold": THRESHOLD}
-
-
-def paths_table(paths: dict[int, list[int]]) -> pd.DataFrame:
-    rows = [
-        {"seed": seed, "step": 10 * (t + 1), "state": s}
-        for seed, path in paths.items()
-        for t, s in enumerate(path)
-    ]
-    return pd.DataFrame(rows)
 
 
 def times(steps: list[int], censored: list[bool] | None = None) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hmmlearn.hmm import GaussianHMM
-from planted import FEATURES, THRESHOLD, planted_runs
+from planted import FEATURES, THRESHOLD, paths_table, planted_runs
 
 from trainmap.detours import convergence_times
 from trainmap.filtering import (
@@ -14,15 +14,6 @@ from trainmap.filtering import (
     posterior_gradients,
 )
 from trainmap.maps import build_map, edge_table, entry_importance, is_forking, transitions
-
-
-def paths_table(paths: dict[int, list[int]]) -> pd.DataFrame:
-    rows = [
-        {"seed": seed, "step": 10 * (t + 1), "state": s}
-        for seed, path in paths.items()
-        for t, s in enumerate(path)
-    ]
-    return pd.DataFrame(rows)
 
 
 def uniform_convergence(seeds, step: int = 100) -> pd.DataFrame:
