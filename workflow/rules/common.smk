@@ -22,10 +22,6 @@ def get_setting(wildcards):
     return SETTINGS[wildcards.setting]
 
 
-def train_settings():
-    return [name for name, s in SETTINGS.items() if s.source == "train"]
-
-
 def get_run_metrics(wildcards):
     """Per-seed metrics of a trained setting, or the user's table (source table)."""
     setting = get_setting(wildcards)

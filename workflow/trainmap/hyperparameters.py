@@ -122,9 +122,8 @@ def parse_params(cls: type[TrainingParams], values: Mapping[str, Any], where: st
 
 
 def _check_training(p: TrainingParams, where: str) -> None:
-    positive = {"lr": p.lr, "batch_size": p.batch_size, "epochs": p.epochs}
-    positive["eval_every"] = p.eval_every
-    for key, value in positive.items():
+    for key in ("lr", "batch_size", "epochs", "eval_every"):
+        value = getattr(p, key)
         if value <= 0:
             raise ConfigError(f"{where}.{key}: must be positive, got {value!r}")
     choices = {
