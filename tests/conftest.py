@@ -42,13 +42,14 @@ def snakemake_command(
 
     ``cores=None`` leaves ``--cores`` to a profile; ``configfile=None`` to the Snakefile.
     """
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile)]
+    # Targets first: --configfile takes several values and would swallow them.
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(snakefile)]
     command += ["--directory", str(workdir)]
     if cores is not None:
         command += ["--cores", str(cores)]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    return command + [*extra_args, *targets]
+    return command + [*extra_args]
 
 
 def run_workflow(

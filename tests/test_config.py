@@ -57,6 +57,8 @@ def test_explicit_seed_list_is_sorted():
         (config_with(seeds=[1, 1]), r"settings\.parity\.seeds: \[1, 1\] is not valid"),
         (config_with(seeds=0), r"settings\.parity\.seeds: 0 is not valid"),
         (config_with(seeds="40"), r"settings\.parity\.seeds: '40' is not valid"),
+        (config_with(seeds_per_job=0), r"settings\.parity\.seeds_per_job: 0 is less than"),
+        (config_with(seeds_per_job=2.5), r"settings\.parity\.seeds_per_job: 2\.5 is not of"),
         (config_with(epochs=0), r"settings\.parity\.epochs: must be positive, got 0"),
         (config_with(epochs=-3), r"settings\.parity\.epochs: must be positive, got -3"),
         (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
@@ -78,9 +80,19 @@ def test_bad_config_names_key_and_value(config, message):
 
 
 def test_table_setting_rejects_training_keys():
-    config = config_with(source="table", table="runs.csv")
-    with pytest.raises(ConfigError, match=r"settings\.parity: keys \['seeds', 'task'\]"):
+    config = config_with(source="table", table="runs.csv", seeds_per_job=4)
+    keys = r"\['seeds', 'seeds_per_job', 'task'\]"
+    with pytest.raises(ConfigError, match=rf"settings\.parity: keys {keys} only apply"):
         validate_config(config)
+
+
+def test_seed_groups_are_by_value():
+    """Job g trains seeds g*n .. g*n+n-1: adding seeds never moves one to another job."""
+    setting = validate_config(config_with(seeds=[0, 1, 2, 7, 9, 12], seeds_per_job=4))["parity"]
+    assert setting.seed_groups() == {0: [0, 1, 2], 1: [7], 2: [9], 3: [12]}
+    more = validate_config(config_with(seeds=[0, 1, 2, 3, 7, 9, 12], seeds_per_job=4))["parity"]
+    assert more.seed_groups() == {0: [0, 1, 2, 3], 1: [7], 2: [9], 3: [12]}
+    assert validate_config(config_with(seeds=3))["parity"].seed_groups() == {0: [0], 1: [1], 2: [2]}
 
 
 def test_every_key_is_documented():

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG, PlannedJob, copy_run, planned_jobs, run_workflow
 
-UPSTREAM_OF_HMM = {"train_run", "collect_trajectories"}
+UPSTREAM_OF_HMM = {"train_run", "unpack_run", "collect_trajectories"}
 
 
 @pytest.fixture
@@ -39,7 +39,14 @@ def forced(workdir: Path, *targets: str, **kwargs) -> set[PlannedJob]:
 
 
 def trained(jobs) -> set[tuple[str, str]]:
+    """(setting, seed) of the runs a plan retrains: unpack_run is one job per seed."""
     return {(j.wildcard_dict["setting"], j.wildcard_dict["seed"]) for j in jobs
+            if j.rule == "unpack_run"}  # fmt: skip
+
+
+def training_jobs(jobs) -> set[tuple[str, str]]:
+    """(setting, group) of the train_run jobs of a plan."""
+    return {(j.wildcard_dict["setting"], j.wildcard_dict["group"]) for j in jobs
             if j.rule == "train_run"}  # fmt: skip
 
 
@@ -80,6 +87,7 @@ def test_changed_hyperparameter_retrains_only_its_setting(workdir, tmp_path):
     )
     planned = set(planned_jobs(workdir, config))
     assert trained(planned) == {("parity", "0"), ("parity", "1")}
+    assert training_jobs(planned) == {("parity", "0")}  # tiny.yaml: both seeds in one job
     runs = [f"results/parity/runs/seed{seed}/metrics.parquet" for seed in (0, 1)]
     assert planned == forced(workdir, *runs)
     assert not [job for job in planned if job.wildcard_dict.get("setting") == "modular"]
@@ -92,6 +100,7 @@ def test_added_seed_trains_only_it_and_refits(workdir, tmp_path):
     )
     planned = set(planned_jobs(workdir, config))
     assert trained(planned) == {("parity", "2")}
+    assert training_jobs(planned) == {("parity", "1")}  # seeds 2-3 (seeds_per_job 2)
     parity_fits = {j for j in hmm_fits(forced(workdir, "train_run"))
                    if j.wildcard_dict["setting"] == "parity"}  # fmt: skip
     assert parity_fits <= planned
@@ -134,6 +143,7 @@ def test_code_changes_rerun_the_rules_that_run_the_code(workdir, repo_copy):
     metrics.write_text(metrics.read_text() + "\n# an edit\n")
     planned = set(planned_jobs(workdir, snakefile=snakefile))
     assert trained(planned) == {(s, str(seed)) for s in ("parity", "modular") for seed in (0, 1)}
+    assert training_jobs(planned) == {("parity", "0"), ("modular", "0"), ("modular", "1")}
     assert planned == forced(workdir, "train_run", snakefile=snakefile)
     (repo_copy / "workflow" / "trainmap" / "metrics.py").write_text(
         (REPO / "workflow" / "trainmap" / "metrics.py").read_text()

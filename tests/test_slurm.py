@@ -176,16 +176,17 @@ def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_p
     )
     jobs = submissions(result.stdout)
     assert all(slurm_job(job_id)["JobState"] == "COMPLETED" for job_id, _ in jobs)
-    # The profile's groups: all four training runs in one SLURM job, each setting's
+    # The profile's groups: all three training jobs (parity's two seeds share one) in one
+    # SLURM job, unpacking on the submitting host (local rule), each setting's
     # analysis in one, and summarize_settings alone.
     kinds = sorted(JOB_KIND.search(log).group(1) for _, log in jobs)
     assert kinds == ["group_analysis", "group_analysis", "group_train", "rule_summarize_settings"]
     # A group runs its jobs one at a time, and asks for that: one job's CPUs, the sum of
-    # the jobs' runtimes (4 x 30 min for the training group).
+    # the jobs' runtimes (3 x 30 min for the training group).
     for job_id, log in jobs:
         assert slurm_job(job_id)["NumCPUs"] == "1"
         if "group_train" in log:
-            assert slurm_job(job_id)["TimeLimit"] == "02:00:00"
+            assert slurm_job(job_id)["TimeLimit"] == "01:30:00"
 
     compare_results(tiny_run / "results", workdir / "results")
 

@@ -40,7 +40,9 @@ def test_paper_config_dry_run_counts_jobs(tmp_path):
     result = run_workflow(tmp_path, ROOT / "config" / "paper.yaml", extra_args=["--dry-run"])
     counts = job_counts(result.stdout)
     settings = validate_config(load_yaml(ROOT / "config" / "paper.yaml"))
+    # One training job per seed (seeds_per_job defaults to 1), one unpack job per seed.
     assert counts["train_run"] == sum(len(s.seeds) for s in settings.values()) == 3 * 40
+    assert counts["unpack_run"] == 3 * 40
     n_states = sum(len(s.hmm["states"]) for s in settings.values())
     assert counts["fit_hmm"] == n_states == 3 * 8
     for rule in ("collect_trajectories", "prepare_sequences", "select_state_count"):
@@ -78,9 +80,31 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
         metrics = pd.read_parquet(run_dir / "metrics.parquet")
         expected = trajectories[trajectories["seed"] == seed].reset_index(drop=True)
         pd.testing.assert_frame_equal(metrics, expected)
-        assert (tiny_run / f"logs/{setting}/train_run/seed{seed}.log").read_text().count(
-            "elapsed"
-        ) == len(metrics)
+        # The seed's progress lines are in its training job's log (parity: one job for
+        # both seeds, modular: a job per seed).
+        group = 0 if setting == "parity" else seed
+        log = (tiny_run / f"logs/{setting}/train_run/group{group}.log").read_text()
+        assert len(re.findall(rf"seed {seed} epoch .* elapsed", log)) == len(metrics)
+    # The training jobs' temporary bundles are gone once every seed is unpacked.
+    assert sorted(p.name for p in (tiny_run / f"results/{setting}/runs").iterdir()) == [
+        "seed0",
+        "seed1",
+    ]
+
+
+@pytest.mark.slow
+def test_grouped_training_equals_training_alone(tiny_run, tmp_path):
+    """Parity's seed 1, trained second in a two-seed job (tiny config), is byte-identical
+    to seed 1 trained in a job of its own."""
+    config = load_yaml(TINY_CONFIG)
+    config["settings"]["parity"]["seeds_per_job"] = 1
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump(config))
+    run = "results/parity/runs/seed1"
+    result = run_workflow(tmp_path, alone, targets=[f"{run}/model.safetensors"])
+    assert "train_run" in result.stdout
+    for name in ("metrics.parquet", "model.safetensors"):
+        assert (tmp_path / run / name).read_bytes() == (tiny_run / run / name).read_bytes()
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 wildcard_constraints:
     setting="[a-z0-9_]+",
     seed="[0-9]+",
+    group="[0-9]+",
     k="[0-9]+",
 
 
@@ -34,8 +35,26 @@ def get_run_metrics(wildcards):
     )
 
 
-def get_seed(wildcards):
-    return int(wildcards.seed)
+def get_group_seeds(wildcards):
+    """The seeds one train_run job trains (its group of the setting's seeds)."""
+    setting = get_setting(wildcards)
+    seeds = setting.seed_groups().get(int(wildcards.group))
+    if seeds is None:
+        raise ValueError(
+            f"settings.{setting.name}: no seeds in training group {wildcards.group}"
+        )
+    return seeds
+
+
+def get_run_bundle(wildcards):
+    """The train_run output holding this seed's files."""
+    setting = get_setting(wildcards)
+    seed = int(wildcards.seed)
+    if seed not in setting.seeds:
+        raise ValueError(
+            f"settings.{setting.name}.seeds: {seed} is not one of the seeds"
+        )
+    return f"results/{setting.name}/runs/group{setting.group_of(seed)}"
 
 
 def get_gpu_count(wildcards):

@@ -1,9 +1,12 @@
+# Training: one job trains a group of seeds of a setting (settings.<name>.seeds_per_job,
+# default 1) into a temporary bundle; unpack_run copies each seed's files to its results
+# folder, and Snakemake deletes the bundle once every seed of the group is unpacked.
+# Snakemake cannot give one job a varying list of per-seed outputs, hence the bundle.
 rule train_run:
     output:
-        metrics="results/{setting}/runs/seed{seed}/metrics.parquet",
-        model="results/{setting}/runs/seed{seed}/model.safetensors",
+        temp(directory("results/{setting}/runs/group{group}")),
     log:
-        "logs/{setting}/train_run/seed{seed}.log",
+        "logs/{setting}/train_run/group{group}.log",
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -11,12 +14,36 @@ rule train_run:
         gpu=get_gpu_count,
     params:
         setting="{setting}",
-        seed=get_seed,
+        seeds=get_group_seeds,
         task=get_task_name,
         hyper=get_hyperparameters,
         code=script_code("train_run.py"),
     script:
         "../scripts/train_run.py"
+
+
+# Copies one seed's files out of its group's bundle (only `cp`: the training env, already
+# there wherever training ran, serves).
+rule unpack_run:
+    input:
+        get_run_bundle,
+    output:
+        metrics="results/{setting}/runs/seed{seed}/metrics.parquet",
+        model="results/{setting}/runs/seed{seed}/model.safetensors",
+    log:
+        "logs/{setting}/unpack_run/seed{seed}.log",
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    params:
+        # What decides the seed's files: a change reruns this job, hence its group's
+        # training (the bundle is temporary and gone by then).
+        task=get_task_name,
+        hyper=get_hyperparameters,
+        code=script_code("train_run.py"),
+    shell:
+        "(cp {input}/seed{wildcards.seed}/metrics.parquet {output.metrics}"
+        " && cp {input}/seed{wildcards.seed}/model.safetensors {output.model}) 2> {log}"
 
 
 rule collect_trajectories:

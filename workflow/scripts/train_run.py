@@ -1,4 +1,6 @@
-"""Snakemake adapter: train one (setting, seed) and write its metrics and final weights."""
+"""Snakemake adapter: train a group of seeds of one setting, one after another, and write
+each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run moves them
+to results/<setting>/runs/seed<seed>/)."""
 
 import sys
 from pathlib import Path
@@ -12,15 +14,17 @@ from trainmap.tasks import get_task
 from trainmap.train import save_weights, train
 
 
-def main(outputs, params, threads: int, log: str) -> None:
+def main(bundle: str, params, threads: int, log: str) -> None:
     log_to_file(log)
     torch.set_num_threads(threads)
     task = get_task(params.task)
-    table, weights = train(task, task.params(**params.hyper), params.seed)
-    table.insert(0, "setting", params.setting)
-    table.insert(1, "seed", params.seed)
-    save_weights(weights, outputs.model)
-    write_parquet(table, outputs.metrics)
+    hyper = task.params(**params.hyper)
+    for seed in params.seeds:
+        table, weights = train(task, hyper, seed)
+        table.insert(0, "setting", params.setting)
+        table.insert(1, "seed", seed)
+        save_weights(weights, Path(bundle) / f"seed{seed}" / "model.safetensors")
+        write_parquet(table, Path(bundle) / f"seed{seed}" / "metrics.parquet")
 
 
-main(snakemake.output, snakemake.params, snakemake.threads, snakemake.log[0])
+main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])

@@ -17,7 +17,11 @@ from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params, task_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-SETTING_KEYS = {"source", "task", "seeds", "table", "features", "convergence", "hmm", "alpha"}
+SETTING_KEYS = {
+    *("source", "task", "seeds", "seeds_per_job", "table"),
+    *("features", "convergence", "hmm", "alpha"),
+}
+TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,22 @@ class Setting:
     alpha: float
     features: list[str]
     seeds: list[int] = dataclasses.field(default_factory=list)
+    seeds_per_job: int = 1
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
+
+    def group_of(self, seed: int) -> int:
+        """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
+        the setting lists (n = seeds_per_job). Grouping by value, not by position, keeps
+        every seed's group when seeds are added or removed."""
+        return seed // self.seeds_per_job
+
+    def seed_groups(self) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for seed in self.seeds:
+            groups.setdefault(self.group_of(seed), []).append(seed)
+        return groups
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -87,8 +104,8 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     if entry["source"] == "table":
         if "table" not in entry:
             raise ConfigError(f"{where}.table: required for source 'table'")
-        if extra or "task" in entry or "seeds" in entry:
-            keys = sorted(set(extra) | ({"task", "seeds"} & set(entry)))
+        if extra or TRAIN_ONLY_KEYS & set(entry):
+            keys = sorted(set(extra) | (TRAIN_ONLY_KEYS & set(entry)))
             raise ConfigError(f"{where}: keys {keys} only apply to source 'train'")
         return Setting(**common, table=entry["table"])
     for key in ("task", "seeds"):
@@ -97,4 +114,10 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
     seeds = entry["seeds"]
     seeds = list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
-    return Setting(**common, seeds=seeds, task=entry["task"], params=dataclasses.asdict(params))
+    return Setting(
+        **common,
+        seeds=seeds,
+        seeds_per_job=entry.get("seeds_per_job", 1),
+        task=entry["task"],
+        params=dataclasses.asdict(params),
+    )

@@ -114,17 +114,19 @@ def checkpoint(task: Task, data: Splits, state: RunState) -> dict[str, Any]:
 class Progress:
     """Log lines a person following a run's log file can read: where it is, how long left."""
 
-    def __init__(self, total_steps: int):
+    def __init__(self, seed: int, total_steps: int):
+        self.seed = seed
         self.total = total_steps
         self.start = time.perf_counter()
 
     def report(self, row: dict[str, Any], epochs: int) -> None:
         elapsed = time.perf_counter() - self.start
         done = row["step"] / self.total if self.total else 1.0
-        eta = elapsed * (1 - done) / done if done > 0 else float("nan")
+        eta = f"~{elapsed * (1 - done) / done:.1f}s" if done > 0 else "?"
         log.info(
-            "epoch %d/%d step %d/%d | train loss %.4g acc %.3f | eval loss %.4g acc %.3f"
-            " | %.1fs elapsed, ~%.1fs left",
+            "seed %d epoch %d/%d step %d/%d | train loss %.4g acc %.3f | eval loss %.4g acc %.3f"
+            " | %.1fs elapsed, %s left",
+            self.seed,
             row["epoch"],
             epochs,
             row["step"],
@@ -154,7 +156,7 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     data, state = init_run(task, p, seed, device)
     n_train = len(data.train_x)
     steps_per_epoch = math.ceil(n_train / p.batch_size)
-    progress = Progress(steps_per_epoch * p.epochs)
+    progress = Progress(seed, steps_per_epoch * p.epochs)
     log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train, len(data.eval_x))
     progress.report(checkpoint(task, data, state), p.epochs)
     while state.epoch < p.epochs and not state.diverged:
