@@ -9,7 +9,7 @@ from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params
 from trainmap.metrics import METRIC_COLUMNS
 from trainmap.tasks import TASKS, get_task
-from trainmap.train import train
+from trainmap.train import resolve_device, train
 
 TINY = {
     "sparse_parity": {"n_bits": 8, "n_train": 64, "n_eval": 32, "hidden": 16, "epochs": 4},
@@ -133,3 +133,11 @@ def test_last_position_transformer_matches_full_causal_computation():
         x = x + model.W_out(torch.relu(model.W_in(model.ln2(x))))
         expected = model.unembed(x[:, -1])
         torch.testing.assert_close(model(tokens), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_falls_back_to_cpu_only_when_asked():
+    """`auto` trains on the CPU without a GPU; an explicit `cuda` stops with a clear error."""
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="device 'cuda' requested but torch sees no CUDA"):
+        resolve_device("cuda")
