@@ -63,6 +63,13 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_asking_for_a_seed_the_config_lacks_names_it(tmp_path):
+    target = "results/parity/runs/seed7/metrics.parquet"
+    result = run_workflow(tmp_path, targets=[target], extra_args=["--dry-run"], check=False)
+    assert result.returncode != 0
+    assert "settings.parity.seeds: 7 is not one of the seeds" in result.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["parity", "modular"])
 def test_tiny_run_writes_contract_files(tiny_run, setting):
