@@ -9,7 +9,7 @@ from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params
 from trainmap.metrics import METRIC_COLUMNS
 from trainmap.tasks import TASKS, get_task
-from trainmap.train import resolve_device, train
+from trainmap.train import resolve_device, train, train_group
 
 TINY = {
     "sparse_parity": {"n_bits": 8, "n_train": 64, "n_eval": 32, "hidden": 16, "epochs": 4},
@@ -39,6 +39,22 @@ def test_same_seed_gives_identical_metrics(task_name):
     pd.testing.assert_frame_equal(first, second, check_exact=True)
     for key in weights:
         assert torch.equal(weights[key], weights_again[key])
+
+
+def test_a_group_trains_each_seed_as_alone(caplog):
+    """One job's seeds, one after another: each table equals the seed trained alone, and
+    the log says how far the job is."""
+    task = get_task("modular_addition")
+    params = parse_params(task.params, {**TINY["modular_addition"], "eval_every": 1}, "t")
+    caplog.set_level("INFO", logger="trainmap.train")
+    runs = list(train_group(task, params, [4, 1]))
+    assert [seed for seed, _, _ in runs] == [4, 1]
+    for seed, table, weights in runs:
+        alone, alone_weights = run("modular_addition", seed=seed)
+        pd.testing.assert_frame_equal(table, alone, check_exact=True)
+        assert all(torch.equal(weights[k], alone_weights[k]) for k in weights)
+    assert "run 2 of 2 in this job: seed 1" in caplog.text
+    assert "2 of 2 runs done" in caplog.text
 
 
 @pytest.mark.parametrize("task_name", sorted(TASKS))

@@ -11,16 +11,14 @@ import torch
 
 from trainmap.io import log_to_file, write_parquet
 from trainmap.tasks import get_task
-from trainmap.train import save_weights, train
+from trainmap.train import save_weights, train_group
 
 
 def main(bundle: str, params, threads: int, log: str) -> None:
     log_to_file(log)
     torch.set_num_threads(threads)
     task = get_task(params.task)
-    hyper = task.params(**params.hyper)
-    for seed in params.seeds:
-        table, weights = train(task, hyper, seed)
+    for seed, table, weights in train_group(task, task.params(**params.hyper), params.seeds):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
         save_weights(weights, Path(bundle) / f"seed{seed}" / "model.safetensors")

@@ -183,6 +183,21 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     return table, weights
 
 
+def train_group(task: Task, p: TrainingParams, seeds: list[int]):
+    """Train the seeds of one job one after another; yield ``(seed, table, weights)``.
+
+    Between runs the log says how far the job is and how long it has left (each run's own
+    lines only know about that run).
+    """
+    start = time.perf_counter()
+    for done, seed in enumerate(seeds, start=1):
+        log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)
+        yield seed, *train(task, p, seed)
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (len(seeds) - done)
+        log.info("%d of %d runs done in %.1fs, ~%.1fs left", done, len(seeds), elapsed, left)
+
+
 def save_weights(weights: dict[str, torch.Tensor], path: str | Path) -> None:
     """Final weights as safetensors, keys = the module's ``state_dict()`` names."""
     with atomic_path(path) as tmp:
