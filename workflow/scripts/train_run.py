@@ -1,5 +1,5 @@
 """Snakemake adapter: train a group of seeds of one setting, one after another, and write
-each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run moves them
+each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run copies them
 to results/<setting>/runs/seed<seed>/)."""
 
 import sys
@@ -21,8 +21,9 @@ def main(bundle: str, params, threads: int, log: str) -> None:
     for seed, table, weights in train_group(task, task.params(**params.hyper), params.seeds):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
-        save_weights(weights, Path(bundle) / f"seed{seed}" / "model.safetensors")
-        write_parquet(table, Path(bundle) / f"seed{seed}" / "metrics.parquet")
+        run_dir = Path(bundle) / f"seed{seed}"
+        save_weights(weights, run_dir / "model.safetensors")
+        write_parquet(table, run_dir / "metrics.parquet")
 
 
 main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])
