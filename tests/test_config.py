@@ -64,7 +64,7 @@ def test_explicit_seed_list_is_sorted():
         (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
         (config_with(lr="fast"), r"settings\.parity\.lr: expected float, got 'fast'"),
         (config_with(source="s3"), r"settings\.parity\.source: 's3' is not one of"),
-        (config_with(source="checkpoints"), r"settings\.parity\.source: 'checkpoints' is on"),
+        (config_with(source="checkpoints"), r"settings\.parity\.task: does not apply to source"),
         (config_with(source="table"), r"settings\.parity\.table: required for source 'table'"),
         (config_with(convergence={"column": "x"}), r"convergence: 'threshold' is a required"),
         (config_with(hmm={"covariance": "tied"}), r"hmm\.covariance: 'tied' is not one of"),
