@@ -1,5 +1,6 @@
 """source: checkpoints: reading series of checkpoints, their families and their metrics."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 from transformers import (
     BertConfig,
@@ -34,6 +36,8 @@ from trainmap.series import TRANSFORMER_FAMILIES, known_families
 from trainmap.tasks import get_task
 
 SEEDS, STEPS = [0, 1, 2], [0, 10, 20, 30]
+CONTRACT_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
+CONTRACT_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]
 CPU = torch.device("cpu")
 BERT = BertConfig(
     vocab_size=40,
@@ -328,3 +332,74 @@ def test_gpt_neox_groups_split_the_fused_projection_into_q_k_v():
     assert [b.data_ptr() for b in groups.biases[:2]] == [tensors[n].data_ptr() for n in names]
     with pytest.raises(ValueError, match="num_attention_heads"):
         get_family("gpt_neox")(tensors, {})
+
+
+def write_evals(path) -> None:
+    """mlm_accuracy crosses 0.5 at step 10 (seed 0), step 20 (seed 1), never (seed 2)."""
+    first = {0: 10, 1: 20, 2: 99}
+    rows = [
+        {"seed": s, "step": t, "eval_loss": 3.0 - t / 20, "mlm_accuracy": 0.2 + 0.5 * (t >= f)}
+        for s, f in first.items()
+        for t in STEPS
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.mark.slow
+def test_checkpoint_series_run_through_the_whole_workflow(tmp_path):
+    """Relative paths resolve against the working directory; both families and both
+    paths (regression with evals, none without) reach a map."""
+    from conftest import run_workflow
+
+    expected = {"bert": write_bert_series(tmp_path / "ckpts")}
+    expected["parity"] = write_parity_series(tmp_path / "parity")
+    write_evals(tmp_path / "evals.csv")
+    features = ["l1", "l2", "spectral", "var_w"]
+    config = {
+        "settings": {
+            "bert": {
+                "source": "checkpoints",
+                "checkpoints": "ckpts/seed{seed}/step{step}",
+                "seeds": 3,
+                "evals": "evals.csv",
+                "features": features,
+                "convergence": {"column": "mlm_accuracy", "threshold": 0.5},
+                "device": "cpu",
+            },
+            "parity": {
+                "source": "checkpoints",
+                "checkpoints": "parity/s{seed}_t{step}.safetensors",
+                "seeds": SEEDS,
+                "steps": STEPS,
+                "model": "sparse_parity",
+                **PARITY,
+                "features": features,
+                "device": "cpu",
+            },
+        },
+        "hmm": {"states": [1, 2], "restarts": 1, "n_iter": 5, "covariance": "diag"},
+    }
+    config["hmm"]["val_fraction"] = 0.34
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    run_workflow(tmp_path, configfile)
+    results = tmp_path / "results"
+    for name in ("bert", "parity"):
+        trajectories = pd.read_parquet(results / name / "trajectories.parquet")
+        assert list(trajectories.columns[:23]) == CONTRACT_COLUMNS
+        for seed in SEEDS:
+            assert_metrics_equal(trajectories[trajectories["seed"] == seed], expected[name], seed)
+        training_map = json.loads((results / name / "map.json").read_text())
+        assert training_map["n_runs"] == 3 and training_map["states"]
+        assert (results / name / "map.png").stat().st_size > 0
+        assert (results / name / "convergence.png").stat().st_size > 0
+        assert pd.read_parquet(results / name / "states.parquet")["seed"].nunique() == 3
+    bert = json.loads((results / "bert" / "regression.json").read_text())
+    assert bert["convergence"]["column"] == "mlm_accuracy" and bert["n_censored"] == 1
+    trajectories = pd.read_parquet(results / "bert" / "trajectories.parquet")
+    assert trajectories["mlm_accuracy"].notna().all()
+    parity = json.loads((results / "parity" / "regression.json").read_text())
+    assert parity["r2"] is None and parity["reason"].startswith("no convergence column")
+    detours = pd.read_csv(results / "parity" / "detours.csv")
+    assert detours["runs_visiting"].max() >= 1 and not detours["is_detour"].any()
+    assert "parity" in (results / "summary.md").read_text()
