@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -285,6 +286,37 @@ def test_hub_offline_fails_with_a_clear_message(tmp_path):
     assert "HF_HUB_OFFLINE=1" in message and str(tmp_path / "hf") in message
     assert "hf download google/multiberts-seed_0-step_0k" in message
     assert callable(hub_snapshot)
+
+
+def fake_hub_cache(cache, repo_id: str, revision: str, snapshot, commit: str) -> None:
+    """The Hub cache layout huggingface_hub reads offline: refs/<revision> -> commit,
+    snapshots/<commit>/<files> (what a download of the repository leaves)."""
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / revision).write_text(commit)
+    shutil.copytree(snapshot, folder / "snapshots" / commit)
+
+
+def test_hub_series_is_read_from_the_cache_offline(bert_series, tmp_path):
+    """The hub path end to end without a network: repo@revision, cache, family, metrics."""
+    root, expected = bert_series
+    cache = tmp_path / "hub"
+    for i, step in enumerate(STEPS):
+        snapshot = root / f"seed0/step{step}"
+        fake_hub_cache(cache, "org/bert-seed0", f"step{step}", snapshot, f"{i:040x}")
+    code = (
+        "import json, torch\n"
+        "from trainmap.checkpoints import series_metrics\n"
+        f"locations = {{s: f'org/bert-seed0@step{{s}}' for s in {STEPS}}}\n"
+        "table = series_metrics(locations, True, None, {}, torch.device('cpu'))\n"
+        "print(json.dumps(table.to_dict('records')))\n"  # repr floats: exact round trip
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.DataFrame(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert table["step"].tolist() == STEPS
+    assert_metrics_equal(table, expected, 0)
 
 
 def test_gpt2_groups_are_whole_q_k_v_attention_and_mlp_matrices():
