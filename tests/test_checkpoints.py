@@ -184,6 +184,18 @@ def test_unknown_family_is_refused_naming_it_and_the_known(bert_series):
         get_family("roberta", "x/config.json: model_type")
 
 
+def test_unknown_model_type_in_config_json_is_refused_naming_the_file(tmp_path):
+    for seed in SEEDS:
+        folder = tmp_path / f"s{seed}" / "t0"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"model_type": "roberta"}')
+        save_file({"w": torch.zeros(2, 2)}, folder / "model.safetensors")
+    config = checkpoint_config(checkpoints=f"{tmp_path}/s{{seed}}/t{{step}}")
+    where = rf"model \(model_type of {tmp_path}/s0/t0/config\.json\): unknown model family"
+    with pytest.raises(ConfigError, match=rf"{where} 'roberta'; known families: bert, gpt2"):
+        validate_config(config)
+
+
 def test_registry_agrees_with_the_config_names():
     assert set(FAMILIES) == set(known_families())
     assert set(TRANSFORMER_FAMILIES) <= set(FAMILIES)
