@@ -34,12 +34,16 @@ from trainmap.tables import READERS
 
 log = logging.getLogger(__name__)
 
+# What a Hub snapshot needs: config.json and the top-level weights of a save_pretrained
+# directory (single or sharded); TF/Flax weights, tokenizers and subfolders stay remote.
 HUB_FILES = [
     "config.json",
-    "*.safetensors",
+    "model.safetensors",
     "model.safetensors.index.json",
-    "pytorch_model*.bin",
+    "model-*-of-*.safetensors",
+    "pytorch_model.bin",
     "pytorch_model.bin.index.json",
+    "pytorch_model-*-of-*.bin",
 ]
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
