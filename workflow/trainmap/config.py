@@ -111,8 +111,9 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     }
     if entry["source"] == "checkpoints":
         return _build_checkpoint_setting(entry, common, where)
-    for key in sorted((CHECKPOINT_KEYS - {"model"}) & set(entry)):
-        raise ConfigError(f"{where}.{key}: only applies to source 'checkpoints'")
+    misplaced = sorted((CHECKPOINT_KEYS - {"model"}) & set(entry))
+    if misplaced:
+        raise ConfigError(f"{where}.{misplaced[0]}: only applies to source 'checkpoints'")
     extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     if entry["source"] == "table":
         if "table" not in entry:
