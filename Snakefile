@@ -17,6 +17,7 @@ SETTINGS = validate_config(config)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/hmm.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/detours.smk"

@@ -37,18 +37,24 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 
 def test_paper_config_dry_run_counts_jobs(tmp_path):
-    result = run_workflow(tmp_path, ROOT / "config" / "paper.yaml", extra_args=["--dry-run"])
+    offline = {"HF_HUB_OFFLINE": "1"}  # the multiberts setting needs no network to plan
+    result = run_workflow(
+        tmp_path, ROOT / "config" / "paper.yaml", extra_args=["--dry-run"], env=offline
+    )
     counts = job_counts(result.stdout)
     settings = validate_config(load_yaml(ROOT / "config" / "paper.yaml"))
+    trained = [s for s in settings.values() if s.source == "train"]
     # One training job per seed (seeds_per_job defaults to 1), one unpack job per seed.
-    assert counts["train_run"] == sum(len(s.seeds) for s in settings.values()) == 3 * 40
+    assert counts["train_run"] == sum(len(s.seeds) for s in trained) == 3 * 40
     assert counts["unpack_run"] == 3 * 40
+    # MultiBERTs: one metrics job per seed; a dry run downloads nothing.
+    assert counts["compute_checkpoint_metrics"] == 5
     n_states = sum(len(s.hmm["states"]) for s in settings.values())
-    assert counts["fit_hmm"] == n_states == 3 * 8
+    assert counts["fit_hmm"] == n_states == 4 * 8
     for rule in ("collect_trajectories", "prepare_sequences", "select_state_count"):
-        assert counts[rule] == 3
+        assert counts[rule] == 4
     for rule in ("decode_states", "draw_training_map", "fit_detour_regression"):
-        assert counts[rule] == 3
+        assert counts[rule] == 4
     assert not (tmp_path / "results").exists()
 
 

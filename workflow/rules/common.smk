@@ -57,8 +57,38 @@ def get_run_bundle(wildcards):
     return f"results/{setting.name}/runs/group{setting.group_of(seed)}"
 
 
+def settings_pattern(source):
+    """A wildcard constraint matching the names of the settings with this source."""
+    names = [name for name, s in SETTINGS.items() if s.source == source]
+    return "|".join(names) or "(?!)"  # (?!) matches nothing
+
+
+def get_checkpoint_series(wildcards):
+    """One seed's checkpoint series as plain data: step -> location, and how to read it."""
+    setting = get_setting(wildcards)
+    seed = int(wildcards.seed)
+    if seed not in setting.seeds:
+        raise ValueError(
+            f"settings.{setting.name}.seeds: {seed} is not one of the seeds"
+        )
+    series = setting.series
+    return {
+        "locations": series.locations(seed),
+        "hub": series.hub,
+        "model": series.model,
+        "evals": series.evals,
+    }
+
+
+def get_checkpoint_files(wildcards):
+    """A seed's local checkpoints (none for the Hub) and the evals table, if any."""
+    series = get_checkpoint_series(wildcards)
+    files = [] if series["hub"] else list(series["locations"].values())
+    return files + ([series["evals"]] if series["evals"] else [])
+
+
 def get_gpu_count(wildcards):
-    """Training asks for a GPU unless the setting pins device: cpu."""
+    """Training (and checkpoint metrics) ask for a GPU unless the setting pins device: cpu."""
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1
 
 

@@ -11,18 +11,18 @@ import pandas as pd
 
 from trainmap.detours import analyze_detours
 from trainmap.io import atomic_path, log_to_file, read_json, write_json, write_parquet
+from trainmap.no_regression import describe_without_regression
 
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     n_states = read_json(inputs.selection)["n_states"]
-    table, summary, runs = analyze_detours(
-        pd.read_parquet(inputs.states),
-        pd.read_parquet(inputs.trajectories),
-        n_states,
-        params.convergence,
-        params.alpha,
-    )
+    states, trajectories = pd.read_parquet(inputs.states), pd.read_parquet(inputs.trajectories)
+    if params.convergence:
+        analysis = analyze_detours(states, trajectories, n_states, params.convergence, params.alpha)
+    else:  # a checkpoint series without evals: no convergence times, no regression
+        analysis = describe_without_regression(states, trajectories, n_states, params.alpha)
+    table, summary, runs = analysis
     logging.info("regression: %s", {k: summary[k] for k in ("r2", "f_pvalue", "reason")})
     with atomic_path(outputs.detours) as tmp:
         table.to_csv(tmp, index=False)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from trainmap.io import log_to_file, read_json
 from trainmap.plot_style import save_figure
-from trainmap.plots import plot_coefficients, plot_convergence
+from trainmap.plots import plot_coefficients, plot_convergence, plot_no_convergence
 
 
 def main(inputs, outputs, params, log: str) -> None:
@@ -17,7 +17,11 @@ def main(inputs, outputs, params, log: str) -> None:
     detours = pd.read_csv(inputs.detours)
     regression = read_json(inputs.regression)
     runs = pd.read_parquet(inputs.runs)
-    save_figure(plot_convergence(runs, detours, regression, params.setting), outputs.convergence)
+    if regression.get("convergence"):
+        figure = plot_convergence(runs, detours, regression, params.setting)
+    else:  # no convergence column (trainmap.no_regression)
+        figure = plot_no_convergence(regression, params.setting)
+    save_figure(figure, outputs.convergence)
     figure = plot_coefficients(detours, regression, read_json(inputs.map), params.setting)
     save_figure(figure, outputs.coefficients)
 

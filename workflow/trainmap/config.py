@@ -14,7 +14,8 @@ import yaml
 
 from trainmap.columns import METRIC_COLUMNS
 from trainmap.errors import ConfigError
-from trainmap.hyperparameters import parse_params, task_params
+from trainmap.hyperparameters import HYPERPARAMETERS, parse_params, task_params
+from trainmap.series import CheckpointSeries, build_series
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 SETTING_KEYS = {
@@ -22,11 +23,20 @@ SETTING_KEYS = {
     *("features", "convergence", "hmm", "alpha"),
 }
 TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job"}
+# source: checkpoints. `model` is not among them for source train, where it stays free
+# for a task hyperparameter of that name.
+CHECKPOINT_KEYS = {"hub", "checkpoints", "steps", "model", "evals"}
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One validated setting. ``params``: the task's full hyperparameters (source train)."""
+    """One validated setting.
+
+    ``params``: the task's full hyperparameters (source train); for source checkpoints,
+    ``device`` and, when the family is a task, that task's hyperparameters. ``convergence``
+    is empty for a checkpoint series without one (no detour regression).
+    """
 
     name: str
     source: str
@@ -39,6 +49,7 @@ class Setting:
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
+    series: CheckpointSeries | None = None
 
     def group_of(self, seed: int) -> int:
         """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
@@ -93,13 +104,16 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     common = {
         "name": name,
         "source": entry["source"],
-        "convergence": entry["convergence"],
+        "convergence": entry.get("convergence", {}),
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
     if entry["source"] == "checkpoints":
-        raise ConfigError(f"{where}.source: 'checkpoints' is on the roadmap, not implemented")
+        return _build_checkpoint_setting(entry, common, where)
+    misplaced = sorted((CHECKPOINT_KEYS - {"model"}) & set(entry))
+    if misplaced:
+        raise ConfigError(f"{where}.{misplaced[0]}: only applies to source 'checkpoints'")
     extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     if entry["source"] == "table":
         if "table" not in entry:
@@ -112,8 +126,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
     params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
-    seeds = entry["seeds"]
-    seeds = list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
+    seeds = _seed_list(entry["seeds"])
     return Setting(
         **common,
         seeds=seeds,
@@ -121,3 +134,45 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         task=entry["task"],
         params=dataclasses.asdict(params),
     )
+
+
+def _seed_list(seeds: int | list[int]) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
+
+
+def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
+    """source: checkpoints: a series per seed, its family and the optional evals."""
+    for key in ("task", "seeds_per_job", "table"):
+        if key in entry:
+            raise ConfigError(f"{where}.{key}: does not apply to source 'checkpoints'")
+    if "seeds" not in entry:
+        raise ConfigError(f"{where}.seeds: required for source 'checkpoints'")
+    seeds = _seed_list(entry["seeds"])
+    convergence = common["convergence"]
+    wanted = [*common["features"], *([convergence["column"]] if convergence else [])]
+    needed = [c for c in dict.fromkeys(wanted) if c not in METRIC_COLUMNS]
+    series = build_series(entry, seeds, needed, where)
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS | CHECKPOINT_KEYS}
+    return Setting(
+        **common,
+        seeds=seeds,
+        params=_family_params(entry.get("model"), extra, where),
+        series=series,
+    )
+
+
+def _family_params(model: str | None, extra: dict, where: str) -> dict[str, Any]:
+    """``device``, plus the task's hyperparameters when the family is a task (its model is
+    rebuilt from them to read the checkpoint's tensors)."""
+    if model in HYPERPARAMETERS:
+        return dataclasses.asdict(parse_params(HYPERPARAMETERS[model], extra, where))
+    for key, value in extra.items():
+        if key != "device":
+            raise ConfigError(
+                f"{where}.{key}: unknown key for source 'checkpoints' (value {value!r}); "
+                "task hyperparameters apply only when model is a task"
+            )
+    device = extra.get("device", "auto")
+    if device not in DEVICES:
+        raise ConfigError(f"{where}.device: {device!r} is not one of {', '.join(DEVICES)}")
+    return {"device": device}

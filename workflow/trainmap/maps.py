@@ -217,7 +217,8 @@ def _edge_entry(
         "target": target,
         "probability": float(row.probability),
         "runs": int(row.runs),
-        "mean_convergence": float(row.mean_convergence),
+        # null without convergence times (a setting without a convergence column)
+        "mean_convergence": None if pd.isna(row.mean_convergence) else float(row.mean_convergence),
         "feature_changes": changes,
         "occurrences": int(row.occurrences),
         "runs_censored": int(row.runs_censored),

@@ -45,9 +45,12 @@ def plot_trajectories(
     training_map: dict,
     setting: str,
 ) -> Figure:
-    """trajectories.png: every run's metrics over steps, coloured by decoded state."""
-    column = convergence["column"]
-    panels = [column] + [f for f in features if f != column]
+    """trajectories.png: every run's metrics over steps, coloured by decoded state.
+
+    convergence: ``{column, threshold}``, or empty (no convergence panel).
+    """
+    column = convergence["column"] if convergence else None
+    panels = ([column] if column else []) + [f for f in features if f != column]
     table = trajectories.merge(states[["seed", "step", "state"]], on=["seed", "step"], how="left")
     table = table.sort_values(["seed", "step"], kind="stable")
     colors = state_colors(training_map["n_states"])
@@ -163,6 +166,18 @@ def plot_convergence(
     excluded = regression.get("excluded_runs") or []
     note = f" \u00b7 {len(excluded)} runs excluded from the HMM" if excluded else ""
     ax.set_title(f"{len(runs)} runs, {int(censored.sum())} censored{note}", fontsize=9, color=INK)
+    fig.suptitle(f"{setting}: convergence time", fontsize=12, weight="bold")
+    return fig
+
+
+def plot_no_convergence(regression: dict, setting: str) -> Figure:
+    """convergence.png of a setting without a convergence column: why there is none."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axis("off")
+    reason = textwrap.fill(str(regression.get("reason")), 60)
+    ax.text(0.5, 0.5, f"no convergence times:\n{reason}", transform=ax.transAxes,
+            ha="center", va="center", fontsize=10, color=INK)  # fmt: skip
     fig.suptitle(f"{setting}: convergence time", fontsize=12, weight="bold")
     return fig
 

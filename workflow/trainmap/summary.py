@@ -95,7 +95,7 @@ def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dic
         "p-value": _number(regression.get("f_pvalue"), ".2g"),
         "significant": "yes" if regression.get("significant") else "no",
         "runs": str(regression.get("n_runs", 0)),
-        "censored": str(regression.get("n_censored", 0)),
+        "censored": _number(regression.get("n_censored", 0), "d"),
         "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
         "note": "" if regression.get("significant") else str(reason or ""),
     }

@@ -1,0 +1,28 @@
+"""Snakemake adapter: the metrics of one seed's checkpoint series (source: checkpoints),
+written like a trained run's: results/<setting>/runs/seed<seed>/metrics.parquet."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+import torch
+
+from trainmap.checkpoints import read_evals, seed_table, series_metrics
+from trainmap.io import log_to_file, write_parquet
+from trainmap.train import resolve_device
+
+
+def main(output: str, params, threads: int, log: str) -> None:
+    log_to_file(log)
+    torch.set_num_threads(threads)
+    series, seed = params.series, int(params.seed)
+    device = resolve_device(params.hyper["device"])
+    metrics = series_metrics(
+        series["locations"], series["hub"], series["model"], params.hyper, device
+    )
+    evals = read_evals(series["evals"], seed) if series["evals"] else None
+    write_parquet(seed_table(params.setting, seed, metrics, evals), output)
+
+
+main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])
