@@ -153,6 +153,26 @@ def _why_not_interpretable(design: np.ndarray, y: np.ndarray, censored: np.ndarr
     return None
 
 
+def _unfitted_summary(y: np.ndarray, censored: np.ndarray, alpha: float) -> dict:
+    """regression.json before the fit: counts, mean and SD of convergence time, the rules."""
+    sd = float(np.std(y, ddof=1)) if len(y) > 1 else None
+    return {
+        "r2": None,
+        "f_pvalue": None,
+        "n_runs": len(y),
+        "n_censored": int(censored.sum()),
+        "alpha": alpha,
+        "significant": False,
+        "reason": None,
+        "mean_convergence": float(y.mean()) if len(y) else None,
+        "sd_convergence": sd,
+        "outcome": OUTCOME,
+        "censoring": CENSORING_RULE,
+        "detour_rule": DETOUR_RULE,
+        "coefficient_sd": SD_SCALE,
+    }
+
+
 def fit_detour_regression(
     occupancy: pd.DataFrame, convergence: pd.DataFrame, alpha: float
 ) -> tuple[pd.DataFrame, dict]:
@@ -192,22 +212,7 @@ def fit_detour_regression(
             "convergence_if_stayed": np.nan,
         }
     )
-    sd = float(np.std(y, ddof=1)) if len(y) > 1 else float("nan")
-    summary = {
-        "r2": None,
-        "f_pvalue": None,
-        "n_runs": len(y),
-        "n_censored": int(censored.sum()),
-        "alpha": alpha,
-        "significant": False,
-        "reason": None,
-        "mean_convergence": float(y.mean()) if len(y) else None,
-        "sd_convergence": sd if np.isfinite(sd) else None,
-        "outcome": OUTCOME,
-        "censoring": CENSORING_RULE,
-        "detour_rule": DETOUR_RULE,
-        "coefficient_sd": SD_SCALE,
-    }
+    summary = _unfitted_summary(y, censored, alpha)
     design = fractions[:, visited]
     summary["reason"] = _why_not_interpretable(design, y, censored)
     if summary["reason"] is not None:
@@ -217,7 +222,8 @@ def fit_detour_regression(
     table.loc[visited, "std_error"] = fit.bse
     table.loc[visited, "p_value"] = fit.pvalues
     table["convergence_if_stayed"] = table["coefficient"] + y.mean()
-    table["coefficient_sd"] = table["coefficient"] / sd  # sd > 0: np.ptp(y) > 0 was checked
+    # sd > 0: _why_not_interpretable checked that the times differ.
+    table["coefficient_sd"] = table["coefficient"] / summary["sd_convergence"]
     f_pvalue = float(fit.f_pvalue)
     significant = bool(f_pvalue < alpha)
     summary.update(r2=float(fit.rsquared), f_pvalue=f_pvalue, significant=significant)

@@ -27,8 +27,9 @@ looks at every state's covariance:
 - ``covariance_guard: absolute`` is the workflow's earlier rule: every eigenvalue (or
   variance) below ``min_covar`` (z units squared) is raised to it after every iteration.
   It keeps every state at least ``min_covar`` wide, but on per-run z-scored features it
-  acts in almost every iteration and changes the fitted model (sparse parity, K = 8:
-  training log-likelihood 16,261 against 30,188 unguarded).
+  acts in almost every iteration and changes the fitted model (default parity setting,
+  K = 8: training log-likelihood 16,261 against 34,081 with the singular guard, which
+  never acted there; BENCHMARKS.md).
 
 Every restart reports in how many iterations the guard acted and for which states
 (``guard``); selection.json and the selection figure say so whenever it acted.
