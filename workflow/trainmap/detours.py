@@ -169,7 +169,7 @@ def _unfitted_summary(y: np.ndarray, censored: np.ndarray, alpha: float) -> dict
         "outcome": OUTCOME,
         "censoring": CENSORING_RULE,
         "detour_rule": DETOUR_RULE,
-        "coefficient_sd": SD_SCALE,
+        "coefficient_sd_rule": SD_SCALE,
     }
 
 
