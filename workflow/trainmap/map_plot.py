@@ -46,6 +46,7 @@ def _column_width(training_map: dict, compact: bool) -> float:
     node labels do not touch (data units; map.png draws one unit as about one inch)."""
     labels = [_edge_lines(e, compact) for e in training_map["edges"] if e["source"] != e["target"]]
     loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
+    # Measured with the widest kind title, so that the width holds whatever each kind is.
     nodes = [
         _node_lines(s, training_map["n_runs"], loops.get(s["id"]), "dead_end")
         for s in training_map["states"]
@@ -211,6 +212,7 @@ def _edge_lines(edge: dict, compact: bool) -> list[str]:
 
 
 KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
+KIND_LOOK = {"detour": (DETOUR, DETOUR), "dead_end": (DEAD_END, DEAD_END)}  # (ring, text)
 
 
 def _node_lines(state: dict, n_runs: int, stay: dict | None, kind: str) -> list[str]:
@@ -241,9 +243,7 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
     nodes = {}
     for k, (x, y) in positions.items():
         kind = "detour" if k in detour_ids else "dead_end" if k in dead_ids else ""
-        ring, text_color = {"detour": (DETOUR, DETOUR), "dead_end": (DEAD_END, DEAD_END)}.get(
-            kind, ("white", INK)
-        )
+        ring, text_color = KIND_LOOK.get(kind, ("white", INK))
         nodes[k] = Circle(
             (x, y),
             NODE_RADIUS,

@@ -10,11 +10,12 @@ Decisions:
 - **State labels** must say something for every state, the start state included. The
   derivative of log p(s_t = k | z_1..t) vanishes where the filter is certain of k: at a
   run's first checkpoint (the learned start probabilities are usually one-hot) and in
-  the middle of long stays; there the importances fall to ~1e-60 and their ranking is
-  floating-point noise. So a state's label ranks features by the gradient of the
-  posterior *log-odds* of the state, |d logit p(s_t = k | z_1..t) / d z_t| with
-  logit p = log p - log(1 - p) (trainmap.filtering.log_odds_gradients), averaged over
-  **every checkpoint decoded in k**. At each checkpoint it is the derivative of log p
+  the middle of long stays; there the importances fall to ~1e-68 (default parity run)
+  and their ranking is floating-point noise. So a state's label ranks features by the
+  gradient of the posterior *log-odds* of the state,
+  |d logit p(s_t = k | z_1..t) / d z_t| with logit p = log p - log(1 - p)
+  (trainmap.filtering.log_odds_gradients), averaged over **every checkpoint decoded in
+  k**. At each checkpoint it is the derivative of log p
   divided by the common factor 1 - p(s_t = k), so it ranks features exactly as METHOD.md
   section 5's derivative does, while keeping its size when the posterior saturates: it is
   the difference between k's pull P_k^-1 (mu_k - z_t) and the filter-weighted pull of the
@@ -23,9 +24,11 @@ Decisions:
   importance exceeds ``MIN_IMPORTANCE`` label the state (fewer if fewer do; none for a
   one-state model, which has nothing to tell apart). ``map.json`` says so in
   ``state_labels``.
-- **Edge labels**: the same importance averaged over the occurrences of that transition
-  j -> k only, its top 3 features, with the change of their state means mu_k - mu_j in
-  z units (sign = direction). Self-loops have no entry and no feature changes (``{}``).
+- **Edge labels** (the paper's definition, unchanged): |d log p(s_t = k | z_1..t) / d z_t|
+  at the first checkpoint after each occurrence of the transition j -> k (where the
+  filter is switching, so the derivative is informative), averaged over the occurrences,
+  its top 3 features, with the change of their state means mu_k - mu_j in z units
+  (sign = direction). Self-loops have no entry and no feature changes (``{}``).
 - **forking**: the non-self-loop edges between visited states do not form one simple
   directed path (a branch, a merge, a cycle, or disconnected pieces).
 """
