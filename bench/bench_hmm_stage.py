@@ -108,7 +108,7 @@ def sequential(workdir: Path, config: Path) -> tuple[dict[int, float], float, in
     Returns (seconds per K, total seconds, selected K).
     """
     hmm = yaml.safe_load(config.read_text())["hmm"]
-    defaults = {"tol": 0.01, "min_covar": 0.001}  # the schema's defaults
+    defaults = {"tol": 0.01, "min_covar": 0.001, "covariance_guard": "singular"}  # schema defaults
     table = pd.read_parquet(workdir / "results" / SETTING / "hmm" / "sequences.parquet")
     features = feature_columns(table)
     start = time.perf_counter()

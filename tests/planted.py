@@ -92,3 +92,72 @@ def paths_table(paths: dict[int, list[int]]) -> pd.DataFrame:
         for t, s in enumerate(path)
     ]
     return pd.DataFrame(rows)
+
+
+BRANCH_MEANS = np.array(
+    [
+        [-1.5, -1.2, 0.0, 0.1],  # 0: start
+        [0.0, 0.0, 0.0, 1.0],  # 1: main road, every converged run
+        [1.5, 1.3, 0.0, 0.0],  # 2: converged
+        [0.0, 0.2, 2.5, 1.0],  # 3: slow side state, some converged runs
+        [-1.5, -1.2, -2.5, -1.5],  # 4: branch of the runs that never converge
+    ]
+)
+
+
+def branching_model() -> GaussianHMM:
+    model = GaussianHMM(n_components=5, covariance_type="diag")
+    model.n_features = len(FEATURES)
+    model.startprob_ = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    model.transmat_ = np.array(
+        [
+            [0.85, 0.1, 0.0, 0.0, 0.05],
+            [0.0, 0.9, 0.05, 0.05, 0.0],
+            [0.0, 0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.07, 0.93, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    model.means_ = BRANCH_MEANS
+    model.covars_ = np.full((5, len(FEATURES)), VARIANCE)
+    return model
+
+
+def branching_runs(n_converged: int = 24, n_censored: int = 8, seed: int = 0) -> Planted:
+    """Runs that never converge branch off to a state of their own (4) and skip the main
+    road; converged runs share 0 -> 1 -> 2, half of them through a slow side state 3
+    (1 -> 3 -> 2). Runs 0..n_censored-1 are the censored ones; ``detour_runs`` lists the
+    converged runs through state 3."""
+    rng = np.random.default_rng(seed)
+    sequences, states, trajectories, side_runs = [], [], [], []
+    for run in range(n_censored + n_converged):
+        first = int(rng.integers(4, 8))
+        if run < n_censored:
+            path = [0] * first + [4] * (LENGTH - first)
+            crossing = LENGTH  # never
+        else:
+            middle = int(rng.integers(6, 12))
+            side = int(rng.integers(8, 14)) if (run - n_censored) % 2 else 0
+            path = [0] * first + [1] * middle + [3] * side
+            path += [2] * (LENGTH - len(path))
+            crossing = first + middle + side + int(rng.integers(0, 3))
+            if side:
+                side_runs.append(run)
+        path = np.array(path)
+        steps = EVAL_EVERY * (np.arange(LENGTH) + 1)
+        X = BRANCH_MEANS[path] + rng.normal(scale=np.sqrt(VARIANCE), size=(LENGTH, len(FEATURES)))
+        accuracy = np.where(np.arange(LENGTH) >= crossing, 0.95, 0.4)
+        frame = pd.DataFrame(X, columns=FEATURES)
+        frame.insert(0, "seed", run)
+        frame.insert(1, "step", steps)
+        split = "val" if run % 5 == 0 else "fit"
+        sequences.append(frame.assign(split=split))
+        states.append(pd.DataFrame({"seed": run, "step": steps, "state": path, "split": split}))
+        trajectories.append(frame.assign(eval_accuracy=accuracy, diverged=False))
+    return Planted(
+        branching_model(),
+        pd.concat(sequences, ignore_index=True),
+        pd.concat(states, ignore_index=True),
+        pd.concat(trajectories, ignore_index=True),
+        side_runs,
+    )

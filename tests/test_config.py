@@ -45,6 +45,7 @@ def test_defaults_are_filled_and_overrides_merged():
     assert setting.hmm["covariance"] == "diag"  # the setting's override
     assert setting.hmm["restarts"] == 3  # the top-level value
     assert setting.hmm["n_iter"] == 32  # the schema default
+    assert setting.hmm["covariance_guard"] == "singular"  # hmmlearn's EM unless singular
     assert setting.params["lr"] == 0.05 and setting.params["batch_size"] == 32
     assert setting.alpha == 0.001
     assert setting.seeds == [0, 1, 2]
@@ -73,6 +74,7 @@ def test_explicit_seed_list_is_sorted():
         (config_with(source="table"), r"settings\.parity\.table: required for source 'table'"),
         (config_with(convergence={"column": "x"}), r"convergence: 'threshold' is a required"),
         (config_with(hmm={"covariance": "tied"}), r"hmm\.covariance: 'tied' is not one of"),
+        (config_with(hmm={"covariance_guard": "off"}), r"hmm\.covariance_guard: 'off' is not"),
         ({"settings": {"Parity": PARITY}}, r"settings: 'Parity' does not match"),
         ({"settings": {}}, r"settings: \{\} should be non-empty"),
         ({"settings": {"p": PARITY}, "hmmm": {}}, r"config: Additional properties"),

@@ -3,13 +3,15 @@
 import numpy as np
 import pandas as pd
 import pytest
-from planted import THRESHOLD, paths_table, planted_runs
+from planted import THRESHOLD, branching_runs, paths_table, planted_runs
 
 from trainmap.detours import (
+    TABLE_COLUMNS,
     analyze_detours,
     convergence_times,
     fit_detour_regression,
     occupancy_fractions,
+    read_detour_table,
     trajectory_dissimilarity,
 )
 
@@ -30,6 +32,8 @@ def test_planted_detour_is_the_only_detour():
         planted.states, planted.trajectories, 3, CONVERGENCE, 0.001
     )
     assert table["is_detour"].tolist() == [False, True, False]
+    assert table["kind"].tolist() == ["", "detour", ""]
+    assert table["converged_runs_visiting"].tolist() == [24, 12, 24]
     assert summary["significant"] is True and summary["reason"] is None
     assert summary["r2"] > 0.9
     assert summary["f_pvalue"] < 1e-10
@@ -43,6 +47,45 @@ def test_planted_detour_is_the_only_detour():
         (table["coefficient"] + summary["mean_convergence"]).tolist()
     )
     assert set(runs.columns) >= {"seed", "convergence_step", "censored", "state0", "state2"}
+
+
+def test_detours_are_decided_over_converged_runs_and_the_censored_branch_is_a_dead_end():
+    """Censored runs branch off to state 4 and skip the main road 0 -> 1 -> 2 that every
+    converged run takes; half the converged runs also pass the slow side state 3."""
+    planted = branching_runs()
+    table, summary, _ = analyze_detours(planted.states, planted.trajectories, 5, CONVERGENCE, 0.001)
+    assert summary["significant"] is True and summary["n_censored"] == 8
+    assert table["runs_visiting"].tolist() == [32, 24, 24, 12, 8]
+    assert table["converged_runs_visiting"].tolist() == [24, 24, 24, 12, 0]
+    assert table["kind"].tolist() == ["", "", "", "detour", "dead_end"]
+    assert table["is_detour"].tolist() == [False, False, False, True, False]
+    assert summary["n_detours"] == 1 and summary["n_dead_ends"] == 1
+    # What made the main road a "detour" before: positive delays, skipped by some runs.
+    assert table.loc[1, "coefficient"] > 0 and table.loc[1, "runs_visiting"] < 32
+    assert table.loc[4, "coefficient"] > 0 and table.loc[3, "p_value"] < 0.001
+    # coefficient_sd: the coefficient in SDs of convergence time (the paper's Table 2).
+    steps = analyze_detours(planted.states, planted.trajectories, 5, CONVERGENCE, 0.001)[2]
+    sd = steps["convergence_step"].std(ddof=1)
+    assert summary["sd_convergence"] == pytest.approx(sd)
+    np.testing.assert_allclose(table["coefficient_sd"], table["coefficient"] / sd, rtol=1e-12)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+
+
+def test_dead_ends_are_marked_even_when_the_regression_is_not_interpretable():
+    states = paths_table({0: [0, 1, 1], 1: [0, 1, 1], 2: [0, 2, 2]})
+    conv = times([20, 20, 30], censored=[False, False, True])
+    table, summary = fit_detour_regression(occupancy_fractions(states, 3), conv, 0.05)
+    assert summary["reason"] is not None and summary["r2"] is None
+    assert table["kind"].tolist() == ["", "", "dead_end"] and not table["is_detour"].any()
+
+
+def test_detour_table_round_trips_through_csv(tmp_path):
+    planted = branching_runs()
+    table, _, _ = analyze_detours(planted.states, planted.trajectories, 5, CONVERGENCE, 0.001)
+    table.to_csv(tmp_path / "detours.csv", index=False)
+    back = read_detour_table(tmp_path / "detours.csv")
+    assert back["kind"].tolist() == table["kind"].tolist()
+    assert back["is_detour"].tolist() == table["is_detour"].tolist()
 
 
 def test_linear_path_has_no_detours():

@@ -1,4 +1,5 @@
-"""HMM fits: brute-force oracles, the covariance guard, restarts and JSON persistence."""
+"""HMM fits: brute-force oracles, equality with plain hmmlearn, the covariance guard,
+restarts and JSON persistence."""
 
 import itertools
 import json
@@ -112,15 +113,28 @@ def data():
     return sample_runs(params, 8, 40, seed=0), sample_runs(params, 3, 40, seed=100)
 
 
-def test_stepwise_em_equals_hmmlearn_fit(data):
-    (X, lengths), _ = data
+@pytest.mark.parametrize(("covariance", "tol"), [("full", 0.0), ("diag", 0.0), ("full", 1e-2)])
+def test_default_fit_is_a_plain_hmmlearn_fit_on_well_conditioned_data(data, covariance, tol):
+    """Same seed (so the same k-means initialisation), same iterations: the guard never
+    acts and parameters and scores are hmmlearn's, to float tolerance."""
+    fit, val = data
     seed = restart_seed(0, 3, 0)
-    ours, report = fit_restart(X, lengths, 3, covariance="full", n_iter=6, seed=seed, tol=0.0)
-    reference = GaussianHMM(3, covariance_type="full", n_iter=6, tol=0.0, random_state=seed)
-    reference.fit(X, lengths)
-    assert report["iterations"] == 6 and report["regularized"]["iterations"] == 0
+    ours, report = fit_restart(*fit, 3, covariance=covariance, n_iter=6, seed=seed, tol=tol)
+    reference = GaussianHMM(3, covariance_type=covariance, n_iter=6, tol=tol, random_state=seed)
+    reference.fit(*fit)
+    assert report["guard"] == {"rule": "singular", "iterations": 0, "states": []}
+    assert report["iterations"] == len(reference.monitor_.history) == reference.monitor_.iter
     for name in ("startprob_", "transmat_", "means_", "covars_"):
-        np.testing.assert_allclose(getattr(ours, name), getattr(reference, name), rtol=1e-12)
+        np.testing.assert_allclose(getattr(ours, name), getattr(reference, name), rtol=1e-10)
+    ours_scores, reference_scores = score_model(ours, fit, val), score_model(reference, fit, val)
+    for name in hmm_module.SCORES:
+        assert ours_scores[name] == pytest.approx(reference_scores[name], rel=1e-10)
+
+
+def test_unknown_guard_is_refused_by_name(data):
+    (X, lengths), _ = data
+    with pytest.raises(ValueError, match="covariance_guard: 'loose'"):
+        fit_restart(X, lengths, 2, covariance="full", n_iter=2, seed=0, covariance_guard="loose")
 
 
 def test_stops_at_tolerance(data):
@@ -179,19 +193,70 @@ def test_kept_model_has_best_validation_loglik_and_mean_is_reported(data):
     assert result["val_bic"] == pytest.approx(-2 * result["val_loglik"] + p * np.log(n))
 
 
-def test_singular_covariance_is_floored_and_reported():
+def collapsing_data() -> tuple[np.ndarray, list[int]]:
+    """Two broad clusters and one point repeated 6 times: a state that takes the repeated
+    point has no spread at all, its covariance collapses to (numerically) singular."""
+    rng = np.random.default_rng(0)
+    broad = np.concatenate([rng.normal(0, 1, size=(60, 3)), rng.normal(6, 1, size=(60, 3))])
+    X = np.concatenate([broad[:60], np.tile([[30.0, -30.0, 30.0]], (6, 1)), broad[60:]])
+    return X, [42, 42, 42]
+
+
+def test_collapsing_state_makes_the_singular_guard_act_and_say_so():
+    X, lengths = collapsing_data()
+    model, report = fit_restart(X, lengths, 3, covariance="full", n_iter=5, seed=0, tol=0.0)
+    guard = report["guard"]
+    assert guard["rule"] == "singular" and guard["iterations"] > 0 and len(guard["states"]) == 1
+    (state,) = guard["states"]
+    np.testing.assert_allclose(model.means_[state], [30.0, -30.0, 30.0])
+    eigenvalues = np.linalg.eigvalsh(model.covars_[state])
+    assert eigenvalues[0] >= 0.99 * hmm_module.RELATIVE_FLOOR * eigenvalues[-1]
+    assert eigenvalues[0] < 1e-9  # floored near machine precision, not at min_covar
+    assert np.isfinite(model.score(X, lengths))
+    # The other states are untouched: the fit elsewhere is hmmlearn's.
+    others = [k for k in range(3) if k != state]
+    assert np.linalg.eigvalsh(model.covars_[others]).min() > 0.1
+
+
+def test_hmmlearns_diagonal_prior_keeps_the_same_state_from_collapsing():
+    # covars_prior (1e-2) / posterior mass is a floor on every diagonal variance.
+    X, lengths = collapsing_data()
+    model, report = fit_restart(X, lengths, 3, covariance="diag", n_iter=5, seed=0, tol=0.0)
+    assert report["guard"]["iterations"] == 0
+    assert np.diagonal(model.covars_, axis1=1, axis2=2).min() == pytest.approx(1e-2 / 6)
+
+
+def test_absolute_guard_keeps_the_earlier_floor_and_changes_the_fit():
     # A duplicated feature makes every fitted full covariance singular (rank F - 1).
     rng = np.random.default_rng(0)
     base = np.concatenate([rng.normal(0, 1, size=(60, 2)), rng.normal(5, 1, size=(60, 2))])
     X = np.column_stack([base, base[:, 0]])
     lengths = [30, 30, 30, 30]
-    model, report = fit_restart(
-        X, lengths, 2, covariance="full", n_iter=5, seed=0, tol=0.0, min_covar=1e-3
-    )
-    assert report["regularized"]["iterations"] > 0
-    assert report["regularized"]["states"] == [0, 1]
+    options = {"covariance": "full", "n_iter": 5, "seed": 0, "tol": 0.0, "min_covar": 1e-3}
+    model, report = fit_restart(X, lengths, 2, covariance_guard="absolute", **options)
+    assert report["guard"]["rule"] == "absolute"
+    assert report["guard"]["iterations"] > 0 and report["guard"]["states"] == [0, 1]
     assert np.linalg.eigvalsh(model.covars_).min() >= 1e-3 * (1 - 1e-6)
     assert np.isfinite(model.score(X, lengths))
+    # The singular guard also acts here (rank-deficient), but only near machine precision.
+    singular, report = fit_restart(X, lengths, 2, **options)
+    assert report["guard"]["iterations"] > 0
+    assert np.linalg.eigvalsh(singular.covars_).min() < 1e-9
+    assert singular.score(X, lengths) > model.score(X, lengths)
+
+
+def test_guard_counts_are_reported_per_restart_in_the_k_json():
+    X, lengths = collapsing_data()
+    fit, val = (X, np.array(lengths)), (X[:42], np.array([42]))
+    result = fit_state_count(
+        fit, val, 3, ["a", "b", "c"], restarts=3, n_iter=4, covariance="full", seed=0
+    )
+    per_restart = [r["guard"]["iterations"] for r in result["restarts"]]
+    assert result["guard"]["per_restart"] == per_restart
+    assert result["guard"]["rule"] == "singular" and any(per_restart)
+    kept = result["restarts"][result["kept_restart"]]["guard"]
+    assert result["guard"]["iterations"] == kept["iterations"]
+    assert result["options"]["covariance_guard"] == "singular"
 
 
 def test_a_failed_restart_is_recorded_and_all_failing_raises(data, monkeypatch):

@@ -4,16 +4,27 @@ import numpy as np
 import pandas as pd
 import pytest
 from hmmlearn.hmm import GaussianHMM
-from planted import FEATURES, THRESHOLD, paths_table, planted_runs
+from planted import FEATURES, THRESHOLD, branching_runs, paths_table, planted_runs
 
-from trainmap.detours import convergence_times
+from trainmap.detours import analyze_detours, convergence_times
 from trainmap.filtering import (
     emission_posteriors,
     filtering_posteriors,
     log_filtering_posteriors,
+    log_odds_gradients,
     posterior_gradients,
 )
-from trainmap.maps import build_map, edge_table, entry_importance, is_forking, transitions
+from trainmap.maps import (
+    MIN_IMPORTANCE,
+    build_map,
+    edge_table,
+    entry_importance,
+    is_forking,
+    mark_detours,
+    transitions,
+)
+
+CONVERGENCE = {"column": "eval_accuracy", "threshold": THRESHOLD}
 
 
 def uniform_convergence(seeds, step: int = 100) -> pd.DataFrame:
@@ -137,25 +148,103 @@ def test_entry_importance_is_the_finite_difference_derivative_at_the_first_step_
     assert count == 1
     assert np.abs(numeric).max() > 0.05
     np.testing.assert_allclose(mean, np.abs(numeric), rtol=1e-5, atol=1e-8)
-    assert set(entries) == {(-1, 0), (0, 1), (1, 2)}
+    assert set(entries) == {(0, 1), (1, 2)}
 
 
-def test_initial_state_importance_uses_a_uniform_prior_at_t0():
+def test_label_gradient_is_the_finite_difference_derivative_of_the_log_odds():
+    """d logit p(s_t = k | z_1..t) / d z_t by central differences, mid-run."""
+    planted = planted_runs(n_runs=2)  # run 0 takes the detour 0 -> 1 -> 2
+    planted.model.covars_ = np.full((3, len(FEATURES)), 3.0)  # an uncertain filter
+    X = planted.sequences.loc[planted.sequences["seed"] == 0, FEATURES].to_numpy()
+    path = planted.states.loc[planted.states["seed"] == 0, "state"].to_numpy()
+    gradients = log_odds_gradients(planted.model, X, path)
+    # Checkpoints where the filter leaves the other states some probability (in the
+    # absorbing last state it rules them out and the uniform-prior fallback applies).
+    open_filter = np.isfinite(log_filtering_posteriors(planted.model, X)).sum(axis=1) > 1
+    checks = [3, int(np.flatnonzero(path == 1)[0]) + 2, int(np.flatnonzero(path == 2)[0]) + 1]
+    assert open_filter[checks].all()
+    for t in checks:
+        k, eps = path[t], 1e-6
+        numeric = np.zeros(len(FEATURES))
+        for f in range(len(FEATURES)):
+            up, down = X.copy(), X.copy()
+            up[t, f] += eps
+            down[t, f] -= eps
+            log_up = log_filtering_posteriors(planted.model, up)[t]
+            log_down = log_filtering_posteriors(planted.model, down)[t]
+            logit_up = log_up[k] - np.log1p(-np.exp(log_up[k]))
+            logit_down = log_down[k] - np.log1p(-np.exp(log_down[k]))
+            numeric[f] = (logit_up - logit_down) / (2 * eps)
+        np.testing.assert_allclose(gradients[t], numeric, rtol=1e-5, atol=1e-7)
+        # Same ranking as the derivative of log p: the two differ by the factor 1 - p.
+        p = filtering_posteriors(planted.model, X)[t, k]
+        np.testing.assert_allclose(
+            posterior_gradients(planted.model, X)[t, k], (1 - p) * gradients[t], rtol=1e-8
+        )
+
+
+def test_label_gradient_at_a_one_hot_start_uses_the_uniform_prior():
     planted = planted_runs(n_runs=2)
     run = planted.sequences[planted.sequences["seed"] == 1]
     X = run[FEATURES].to_numpy()
-    entries = entry_importance(
-        planted.model, FEATURES, run, planted.states[planted.states["seed"] == 1]
-    )
-    # Under the learned one-hot start probabilities the derivative vanishes exactly.
+    path = planted.states.loc[planted.states["seed"] == 1, "state"].to_numpy()
+    # Under the one-hot start probabilities the derivative of log p vanishes exactly.
     assert filtering_posteriors(planted.model, X)[0, 0] == 1.0
     assert not posterior_gradients(planted.model, X)[0, 0].any()
-    p = emission_posteriors(planted.model, X[:1])[0]
+    q = emission_posteriors(planted.model, X[:1])[0]
+    q[0] = 0
+    q /= q.sum()
     g = (planted.model.means_ - X[0]) / planted.model.covars_.diagonal(axis1=1, axis2=2)
-    expected = np.abs(g[0] - p @ g)
-    mean, _ = entries[(-1, 0)]
-    np.testing.assert_allclose(mean, expected, rtol=1e-10)
-    assert mean.min() > 0 and np.argmax(mean) == FEATURES.index("var_w")
+    np.testing.assert_allclose(log_odds_gradients(planted.model, X, path)[0], g[0] - q @ g)
+
+
+@pytest.fixture(scope="module")
+def branching() -> tuple[dict, object]:
+    planted = branching_runs()
+    times = convergence_times(planted.trajectories, "eval_accuracy", THRESHOLD)
+    return build_map(planted.model, FEATURES, planted.sequences, planted.states, times), planted
+
+
+def test_every_state_label_rests_on_importances_well_above_numerical_noise(branching):
+    """Branching runs: one-hot start, a dead-end branch and long stays saturate the filter;
+    the derivative of log p falls below 1e-12 there, the labels' importances do not."""
+    result, planted = branching
+    assert "log-odds" in result["state_labels"] and "every checkpoint" in result["state_labels"]
+    for state in result["states"]:
+        assert len(state["top_features"]) == 3, state
+        assert min(state["importance"].values()) > 1e-4, state  # noise: < 1e-12
+    labels = {s["id"]: s["top_features"] for s in result["states"]}
+    assert labels[3][0] == "var_w"  # the side state is the one where var_w jumps
+    assert "var_w" in labels[4][:2]  # the branch: var_w falls
+    # The old start-state definition would have ranked noise: derivative at t = 0.
+    run = planted.sequences[planted.sequences["seed"] == 0][FEATURES].to_numpy()
+    saturated = np.abs(posterior_gradients(planted.model, run)[1:, 4]).max(axis=1)
+    assert (saturated < 1e-12).any()
+
+
+def test_every_state_gets_its_kind_from_the_detour_table(branching):
+    result, planted = branching
+    assert {s["kind"] for s in result["states"]} == {""}  # build_map alone knows no kinds
+    detours, _, _ = analyze_detours(planted.states, planted.trajectories, 5, CONVERGENCE, 0.001)
+    marked = mark_detours(result, detours)
+    assert [s["kind"] for s in marked["states"]] == ["", "", "", "detour", "dead_end"]
+    assert [s["is_detour"] for s in marked["states"]] == [False, False, False, True, False]
+    assert [s["converged_runs_visiting"] for s in marked["states"]] == [24, 24, 24, 12, 0]
+    assert marked["forking"] is True
+
+
+def test_labels_leave_out_features_below_the_noise_floor():
+    # Features 2 and 3 have the same mean and variance in both states: no information.
+    model = GaussianHMM(n_components=2, covariance_type="diag")
+    model.n_features = 4
+    model.startprob_, model.transmat_ = np.array([1.0, 0.0]), np.array([[0.9, 0.1], [0, 1]])
+    model.means_ = np.array([[0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.0, 0.0]])
+    model.covars_ = np.ones((2, 4))
+    states = paths_table({0: [0, 0, 1, 1], 1: [0, 1, 1, 1]})
+    sequences = states[["seed", "step"]].assign(a=1.0, b=-0.5, c=0.0, d=0.0)
+    result = build_map(model, ["a", "b", "c", "d"], sequences, states, uniform_convergence([0, 1]))
+    assert [s["top_features"] for s in result["states"]] == [["a", "b"], ["a", "b"]]
+    assert MIN_IMPORTANCE < 1e-3
 
 
 def test_single_state_map():
@@ -169,6 +258,7 @@ def test_single_state_map():
     assert result["forking"] is False
     assert [(e["source"], e["target"], e["runs"]) for e in result["edges"]] == [(0, 0, 2)]
     assert result["states"][0]["runs_visiting"] == 2
+    assert result["states"][0]["top_features"] == []  # nothing to tell apart
 
 
 def test_missing_convergence_time_is_an_error():

@@ -9,13 +9,20 @@ import pytest
 from conftest import TINY_CONFIG, copy_run, run_workflow
 from matplotlib.collections import LineCollection
 from matplotlib.patches import Circle, FancyArrowPatch
-from planted import FEATURES, THRESHOLD, planted_runs
+from planted import FEATURES, THRESHOLD, branching_runs, planted_runs
 
 from trainmap.config import validate_config
 from trainmap.detours import analyze_detours
 from trainmap.map_plot import _layout, plot_map
 from trainmap.maps import build_map, mark_detours
-from trainmap.plot_style import DETOUR, feature_change, save_figure, state_colors
+from trainmap.plot_style import (
+    DEAD_END,
+    DETOUR,
+    feature_change,
+    save_figure,
+    state_colors,
+    transition_label,
+)
 from trainmap.plots import (
     plot_coefficients,
     plot_comparison,
@@ -72,6 +79,53 @@ def test_map_figure_draws_observed_edges_in_training_order(detour_case):
     assert len(detour_rings) == 1
 
 
+@pytest.fixture(scope="module")
+def branching_case() -> dict:
+    """Censored runs branch off to a dead end (S4); converged runs pass S0 -> S1 -> S2, half
+    of them through the detour S3."""
+    planted = branching_runs()
+    detours, regression, runs = analyze_detours(
+        planted.states, planted.trajectories, 5, CONVERGENCE, 0.001
+    )
+    times = runs.set_index("seed")
+    training_map = build_map(planted.model, FEATURES, planted.sequences, planted.states, times)
+    return {
+        "map": mark_detours(training_map, detours),
+        "detours": detours,
+        "regression": regression,
+    }
+
+
+def test_map_figure_draws_dead_ends_apart_from_detours(branching_case):
+    case = branching_case
+    fig = plot_map(case["map"], case["detours"], case["regression"], "demo")
+    (ax,) = fig.axes
+    circles = [p for p in ax.patches if isinstance(p, Circle)]
+    rings = [(c.get_edgecolor()[:3], c.get_linestyle()) for c in circles]
+    assert sum(np.allclose(color, _rgb(DETOUR)) for color, _ in rings) == 1
+    dead = [style for color, style in rings if np.allclose(color, _rgb(DEAD_END))]
+    assert dead == ["--"]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert sum(a.get_linestyle() == "--" for a in arrows) == 1  # S0 -> S4 only
+    all_text = "\n".join(texts(fig))
+    assert "DEAD END" in all_text and "DETOUR" in all_text
+    assert "dead end (no run converges)" in all_text
+    assert "dead ends: S4" in ax.get_title() and "detour states: S3" in ax.get_title()
+
+
+def test_transition_probabilities_cannot_be_read_as_p_values(detour_case):
+    fig = plot_map(detour_case["map"], detour_case["detours"], detour_case["regression"], "demo")
+    all_text = "\n".join(texts(fig))
+    assert "p=" not in all_text
+    probability = next(
+        e for e in detour_case["map"]["edges"] if (e["source"], e["target"]) == (0, 1)
+    )
+    assert transition_label(0, 1, probability["probability"]) == "P(S0\u2192S1) = 0.05"
+    assert "P(S0\u2192S1) = 0.05" in all_text
+    assert re.search(r"P\(S2\u2192S2\) = 1\b", all_text)  # the self-loop, under its node
+    assert "P(Si\u2192Sj): learned transition probability, not a p-value" in all_text
+
+
 def _rgb(color: str) -> tuple[float, ...]:
     return tuple(int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
 
@@ -103,6 +157,14 @@ def test_trajectories_figure_colours_segments_by_state(detour_case):
     expected = {tuple(np.round(_rgb(c), 3)) for c in state_colors(3)}
     assert colors == expected
     assert any("S1 (detour)" in t for t in texts(fig))
+
+
+def test_coefficients_and_summary_name_dead_ends(branching_case):
+    case = branching_case
+    fig = plot_coefficients(case["detours"], case["regression"], case["map"], "demo")
+    assert any("dead end" in t for t in texts(fig))
+    row = headline(case["map"], case["detours"], case["regression"])
+    assert row["detours"] == "1 (S3)" and row["dead ends"] == "1 (S4)"
 
 
 def test_convergence_figure_counts_censored_runs():
@@ -171,6 +233,8 @@ def test_summary_markdown_has_a_row_per_setting_and_side_by_side_tables(detour_c
         "mod_ln": headline(case["map"], case["detours"], case["regression"]),
     }
     assert headlines["mod"]["detours"] == "1 (S1)" and headlines["mod"]["forking"] == "yes"
+    assert headlines["mod"]["dead ends"] == "0"
+    assert headlines["mod_ln"]["dead ends"] == "3 (S0, S1, S2)"  # no run converges
     assert headlines["mod_ln"]["R²"] == "–" and "no run converged" in headlines["mod_ln"]["note"]
     pair = comparison_pairs(settings())[0]
     text = summary_markdown(headlines, [pair], {"mod--mod_ln": "comparisons/mod--mod_ln.png"})

@@ -84,6 +84,45 @@ def test_selection_figure_marks_the_selected_k(tmp_path):
     assert (tmp_path / "selection.png").stat().st_size > 10_000
 
 
+def guarded(fit_json: dict, per_restart: list, kept: int = 0) -> dict:
+    """A k<K>.json with the guard's counts per restart (None: a failed restart)."""
+    guard = {"rule": "singular", "iterations": per_restart[kept], "per_restart": per_restart}
+    return {**fit_json, "guard": guard, "kept_restart": kept}
+
+
+def figure_texts(figure) -> str:
+    return "\n".join(t.get_text() for t in figure.texts)
+
+
+def test_guard_is_silent_when_it_never_acted_and_named_when_it_did(tmp_path):
+    quiet = select_state_count([guarded(fit(k, 100.0 - k), [0, 0, 0]) for k in (1, 2, 3)])
+    assert quiet["covariance_guard"] == {"rule": "singular", "acted": False, "fits": []}
+    assert [row["guard_iterations"] for row in quiet["scores"]] == [0, 0, 0]
+    assert "guard" not in figure_texts(plot_selection(quiet, "parity"))
+
+    fits = [
+        guarded(fit(1, 99.0), [0, 0, 0]),
+        guarded(fit(2, 98.0), [0, 4, None], kept=1),
+        guarded(fit(3, 97.0), [2, 0, 0], kept=1),
+    ]
+    loud = select_state_count(fits)
+    guard = loud["covariance_guard"]
+    assert guard["acted"] is True and guard["rule"] == "singular"
+    assert [(f["n_states"], f["kept_iterations"], f["restarts_acted"]) for f in guard["fits"]] == [
+        (2, 4, 1),
+        (3, 0, 1),
+    ]
+    rows = {row["n_states"]: row for row in loud["scores"]}
+    assert rows[2]["guard_iterations"] == 4 and rows[2]["guard_restarts"] == 1
+    assert rows[3]["guard_iterations"] == 0 and rows[3]["guard_restarts"] == 1
+    figure = plot_selection(loud, "parity")
+    note = figure_texts(figure)
+    assert "covariance guard (singular) acted" in note and "K=2: 1/3 restarts" in note
+    _, right = figure.axes
+    assert any("covariance guard" in t.get_text() for t in right.get_legend().get_texts())
+    figure.savefig(tmp_path / "selection.png")
+
+
 def planted_model(n_features: int = 3, stay: float = 0.98) -> GaussianHMM:
     """4 states visited left to right, well-separated means (3 z units apart).
 

@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: dry runs of the paper config, a real tiny run."""
 
+import json
 import re
 
 import numpy as np
@@ -16,6 +17,8 @@ from trainmap.tasks import get_task
 
 RUN_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
 RUN_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]
+DETOUR_COLUMNS = ["state", "coefficient", "std_error", "p_value", "runs_visiting", "is_detour"]
+DETOUR_COLUMNS += ["converged_runs_visiting", "kind", "coefficient_sd"]
 CONTRACT_FILES = [
     "trajectories.parquet",
     "hmm/selection.json",
@@ -81,6 +84,12 @@ def test_asking_for_a_seed_the_config_lacks_names_it(tmp_path):
 def test_tiny_run_writes_contract_files(tiny_run, setting):
     for name in CONTRACT_FILES:
         assert (tiny_run / f"results/{setting}/{name}").stat().st_size > 0, name
+    detours = pd.read_csv(tiny_run / f"results/{setting}/detours.csv")
+    assert list(detours.columns[: len(DETOUR_COLUMNS)]) == DETOUR_COLUMNS
+    training_map = json.loads((tiny_run / f"results/{setting}/map.json").read_text())
+    for state in training_map["states"]:
+        assert {"id", "top_features", "runs_visiting", "kind"} <= set(state)
+        assert state["kind"] in ("", "detour", "dead_end")
     assert (tiny_run / "results/summary.md").read_text().count(setting) >= 1
     trajectories = pd.read_parquet(tiny_run / f"results/{setting}/trajectories.parquet")
     assert list(trajectories.columns) == RUN_COLUMNS

@@ -117,7 +117,15 @@ def get_task_name(wildcards):
 
 
 SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
-FIT_OPTIONS = ("restarts", "n_iter", "covariance", "seed", "tol", "min_covar")
+FIT_OPTIONS = (
+    "restarts",
+    "n_iter",
+    "covariance",
+    "seed",
+    "tol",
+    "min_covar",
+    "covariance_guard",
+)
 
 
 def get_sequence_options(wildcards):

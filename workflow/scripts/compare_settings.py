@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import pandas as pd
 
+from trainmap.detours import read_detour_table
 from trainmap.io import log_to_file, read_json
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_comparison
@@ -17,7 +18,7 @@ def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -
     return {
         "name": name,
         "map": read_json(map_path),
-        "detours": pd.read_csv(detours),
+        "detours": read_detour_table(detours),
         "regression": read_json(regression),
         "runs": pd.read_parquet(runs),
     }

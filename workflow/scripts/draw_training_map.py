@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import pandas as pd
 
+from trainmap.detours import read_detour_table
 from trainmap.hmm import model_from_json
 from trainmap.io import log_to_file, read_json, write_json
 from trainmap.map_plot import plot_map
@@ -25,7 +26,7 @@ def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     model_json = selected_model(list(inputs.models), inputs.selection)
     runs = pd.read_parquet(inputs.runs).set_index("seed")
-    detours = pd.read_csv(inputs.detours)
+    detours = read_detour_table(inputs.detours)
     training_map = build_map(
         model_from_json(model_json),
         model_json["features"],

@@ -30,6 +30,7 @@ def main(sequences: str, output: str, params, log: str) -> None:
         seed=options["seed"],
         tol=options["tol"],
         min_covar=options["min_covar"],
+        covariance_guard=options["covariance_guard"],
     )
     write_json(result, output)
 

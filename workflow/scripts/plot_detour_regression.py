@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import pandas as pd
 
+from trainmap.detours import read_detour_table
 from trainmap.io import log_to_file, read_json
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_coefficients, plot_convergence, plot_no_convergence
@@ -14,7 +15,7 @@ from trainmap.plots import plot_coefficients, plot_convergence, plot_no_converge
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
-    detours = pd.read_csv(inputs.detours)
+    detours = read_detour_table(inputs.detours)
     regression = read_json(inputs.regression)
     runs = pd.read_parquet(inputs.runs)
     if regression.get("convergence"):

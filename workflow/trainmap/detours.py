@@ -18,8 +18,18 @@ Decisions (documented for users in ``regression.json`` and the report captions):
   every optional state would be a detour.) ``convergence_if_stayed`` = coefficient + the
   mean convergence time. Centring changes neither R^2, the F-test nor the standard
   errors. States no run visits have an all-zero column and are left out of the fit.
-- **Detour**: positive coefficient, visited by some but not all runs, and the model
-  significant at ``alpha`` (F-test).
+- **Detour** (paper, section 2.3: a state some runs *converge* without visiting):
+  positive coefficient, the model significant at ``alpha`` (F-test), visited by at least
+  one converged (uncensored) run and skipped by at least one other converged run.
+  "Optional" is decided over the converged runs only: a state that every converged run
+  passes through is on the main road even when the censored runs skip it.
+- **Dead end**: a state that runs visit but no converged run does (only censored runs,
+  which never reach the threshold, go there). It is reported as ``kind = dead_end``
+  whether or not the regression is significant, never as a detour. Every state has a
+  ``kind``: ``detour``, ``dead_end`` or empty; ``is_detour`` is ``kind == "detour"``.
+- **coefficient_sd**: the coefficient divided by the sample SD (ddof = 1) of the
+  convergence times of the runs in the regression (censored runs at their censoring
+  time), i.e. the delay in SDs of convergence time: the scale of the paper's Table 2.
 - **Dissimilarity**: mean over pairs of runs of the 1-D Wasserstein distance between
   their occupancy distributions, with each state placed at its rank in training order
   (by mean first-visit step), so the value does not depend on the HMM's arbitrary state
@@ -35,6 +45,30 @@ from scipy.stats import wasserstein_distance
 
 CENSORING_RULE = "censored runs (never above the threshold) are set to their last logged step"
 OUTCOME = "convergence step minus its mean over runs (coefficient = delay vs the average run)"
+DETOUR_RULE = (
+    "detour: positive coefficient, regression significant at alpha, visited by some converged "
+    "runs and skipped by others; dead_end: visited only by censored runs"
+)
+SD_SCALE = "coefficient_sd = coefficient / sample SD (ddof=1) of convergence time over the runs"
+TABLE_COLUMNS = (
+    "state",
+    "coefficient",
+    "std_error",
+    "p_value",
+    "runs_visiting",
+    "is_detour",
+    "converged_runs_visiting",
+    "kind",
+    "coefficient_sd",
+    "convergence_if_stayed",
+)
+
+
+def read_detour_table(path) -> pd.DataFrame:
+    """``detours.csv`` as written by ``fit_detour_regression``, with an empty ``kind`` read
+    back as ``""`` (not NaN)."""
+    table = pd.read_csv(path, dtype={"kind": str})
+    return table.fillna({"kind": ""})
 
 
 def convergence_times(trajectories: pd.DataFrame, column: str, threshold: float) -> pd.DataFrame:
@@ -119,6 +153,26 @@ def _why_not_interpretable(design: np.ndarray, y: np.ndarray, censored: np.ndarr
     return None
 
 
+def _unfitted_summary(y: np.ndarray, censored: np.ndarray, alpha: float) -> dict:
+    """regression.json before the fit: counts, mean and SD of convergence time, the rules."""
+    sd = float(np.std(y, ddof=1)) if len(y) > 1 else None
+    return {
+        "r2": None,
+        "f_pvalue": None,
+        "n_runs": len(y),
+        "n_censored": int(censored.sum()),
+        "alpha": alpha,
+        "significant": False,
+        "reason": None,
+        "mean_convergence": float(y.mean()) if len(y) else None,
+        "sd_convergence": sd,
+        "outcome": OUTCOME,
+        "censoring": CENSORING_RULE,
+        "detour_rule": DETOUR_RULE,
+        "coefficient_sd_rule": SD_SCALE,
+    }
+
+
 def fit_detour_regression(
     occupancy: pd.DataFrame, convergence: pd.DataFrame, alpha: float
 ) -> tuple[pd.DataFrame, dict]:
@@ -126,9 +180,10 @@ def fit_detour_regression(
 
     occupancy: (runs, n_states) from ``occupancy_fractions``; convergence: from
     ``convergence_times``, indexed by seed (must cover every run in ``occupancy``).
-    Returns the per-state table (``state, coefficient, std_error, p_value,
-    runs_visiting, is_detour, convergence_if_stayed``; NaN where not fitted) and the
-    summary (``r2, f_pvalue, n_runs, n_censored, alpha, significant, reason``, ...).
+    Returns the per-state table (``TABLE_COLUMNS``; NaN where not fitted, ``kind`` is
+    ``detour``, ``dead_end`` or ``""``) and the summary (``r2, f_pvalue, n_runs,
+    n_censored, alpha, significant, reason``, ...). Dead ends are marked even when the
+    regression cannot be fitted; detours only when it is significant.
     """
     n_states = occupancy.shape[1]
     missing = occupancy.index.difference(convergence.index)
@@ -138,8 +193,11 @@ def fit_detour_regression(
     y = conv["convergence_step"].to_numpy(dtype=float)
     censored = conv["censored"].to_numpy(dtype=bool)
     fractions = occupancy.to_numpy(dtype=float)
-    visiting = (fractions > 0).sum(axis=0)
+    visits = fractions > 0
+    visiting = visits.sum(axis=0)
+    converged_visiting = visits[~censored].sum(axis=0)
     visited = np.flatnonzero(visiting > 0)
+    dead_end = (visiting > 0) & (converged_visiting == 0)
     table = pd.DataFrame(
         {
             "state": np.arange(n_states),
@@ -148,21 +206,13 @@ def fit_detour_regression(
             "p_value": np.nan,
             "runs_visiting": visiting,
             "is_detour": False,
+            "converged_runs_visiting": converged_visiting,
+            "kind": np.where(dead_end, "dead_end", ""),
+            "coefficient_sd": np.nan,
             "convergence_if_stayed": np.nan,
         }
     )
-    summary = {
-        "r2": None,
-        "f_pvalue": None,
-        "n_runs": len(y),
-        "n_censored": int(censored.sum()),
-        "alpha": alpha,
-        "significant": False,
-        "reason": None,
-        "mean_convergence": float(y.mean()) if len(y) else None,
-        "outcome": OUTCOME,
-        "censoring": CENSORING_RULE,
-    }
+    summary = _unfitted_summary(y, censored, alpha)
     design = fractions[:, visited]
     summary["reason"] = _why_not_interpretable(design, y, censored)
     if summary["reason"] is not None:
@@ -172,13 +222,18 @@ def fit_detour_regression(
     table.loc[visited, "std_error"] = fit.bse
     table.loc[visited, "p_value"] = fit.pvalues
     table["convergence_if_stayed"] = table["coefficient"] + y.mean()
+    # sd > 0: _why_not_interpretable checked that the times differ.
+    table["coefficient_sd"] = table["coefficient"] / summary["sd_convergence"]
     f_pvalue = float(fit.f_pvalue)
     significant = bool(f_pvalue < alpha)
     summary.update(r2=float(fit.rsquared), f_pvalue=f_pvalue, significant=significant)
     if not significant:
         summary["reason"] = f"model not significant: F-test p = {f_pvalue:.3g} >= alpha = {alpha}"
-    optional = (visiting > 0) & (visiting < len(y))
-    table["is_detour"] = significant & optional & (table["coefficient"] > 0).to_numpy()
+    # Optional for converging: some converged run visits it and another converges without it.
+    optional = (converged_visiting > 0) & (converged_visiting < (~censored).sum())
+    detour = significant & optional & (table["coefficient"] > 0).to_numpy()
+    table["is_detour"] = detour
+    table.loc[detour, "kind"] = "detour"
     return table, summary
 
 
@@ -208,6 +263,7 @@ def analyze_detours(
     summary.update(
         dissimilarity=None if np.isnan(dissimilarity) else dissimilarity,
         n_detours=int(table["is_detour"].sum()),
+        n_dead_ends=int((table["kind"] == "dead_end").sum()),
         censored_runs=times.index[times["censored"] & times.index.isin(occupancy.index)].tolist(),
         excluded_runs=excluded.tolist(),
         convergence=dict(convergence),

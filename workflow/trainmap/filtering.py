@@ -105,3 +105,37 @@ def feature_importance(
 ) -> np.ndarray:
     """|d log p(s_t = k | z_1..t) / d z_t| element-wise: (T, n_states, n_features)."""
     return np.abs(posterior_gradients(model, X, posteriors))
+
+
+def log_odds_gradients(model: GaussianHMM, X: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """d logit p(s_t = k_t | z_1..t) / d z_t for the state k_t = path[t]: (T, n_features).
+
+    logit p = log p - log(1 - p). Its gradient is sum_{h != k} q_h (g_k - g_h) with
+    q_h = p(s_t = h | z_1..t) / (1 - p(s_t = k | z_1..t)), the filter's weights of the
+    states other than k: the ``posterior_gradients`` vector divided by 1 - p(s_t = k), so
+    it ranks features exactly as the derivative of log p does at every checkpoint, but
+    does not vanish when the filter is certain of k (a saturated posterior, where the
+    derivative of log p is below floating-point noise). q is computed in log space. Where
+    the filter gives every other state probability exactly 0 (a one-hot start, or zero
+    transition probabilities), the posterior does not depend on z_t at all; q then comes
+    from the emission posterior under a uniform prior (``emission_posteriors``): the states
+    whose densities are closest to z_t. Rows are zero for a one-state model.
+    """
+    X = _check_sequence(model, X)
+    path = np.asarray(path, dtype=int)
+    n_states = model.n_components
+    if n_states == 1:
+        return np.zeros_like(X)
+    rows = np.arange(len(X))
+    others = log_filtering_posteriors(model, X)
+    others[rows, path] = -np.inf
+    unreachable = np.isneginf(others).all(axis=1)
+    if unreachable.any():
+        fallback = log_emission_densities(model, X[unreachable])
+        fallback[np.arange(len(fallback)), path[unreachable]] = -np.inf
+        others[unreachable] = fallback
+    q = np.exp(others - logsumexp(others, axis=1, keepdims=True))  # (T, K), q[t, k_t] = 0
+    diff = model.means_[None, :, :] - X[:, None, :]
+    pulls = np.einsum("kfg,tkg->tkf", precisions(model), diff)  # g_h: (T, K, F)
+    own = pulls[rows, path]  # g_k: (T, F)
+    return own - np.einsum("th,thf->tf", q, pulls)

@@ -5,12 +5,34 @@ Each of ``restarts`` restarts runs Baum-Welch (hmmlearn) from its own seed
 (log-likelihood, AIC, BIC; parameter counts and n from hmmlearn's ``aic``/``bic``). The
 kept model is the restart with the best validation log-likelihood.
 
-hmmlearn floors covariances (``min_covar``) only at initialisation, so a state that
-collapses onto a few points can make a covariance singular during EM. EM is therefore
-run one iteration per ``fit`` call (hmmlearn continues from the current parameters when
-``init_params`` is empty; the iterations are the same as one ``fit`` with ``n_iter``) and
-after every iteration each state's covariance is checked: an eigenvalue below
-``min_covar`` gets the difference added to the diagonal, which is counted and reported.
+**Decision** (METHOD.md section 4): the fit is hmmlearn's Baum-Welch as it is, with
+hmmlearn's own ``min_covar`` (added to the covariances at initialisation) and
+``covars_prior`` semantics, so likelihoods and BICs compare with anyone's plain
+``GaussianHMM`` fit. hmmlearn does not guard the covariances during EM, though: a state
+that collapses onto fewer points than features gets a singular covariance, whose density
+is infinite or whose Cholesky factorisation fails. EM is therefore run one iteration per
+``fit`` call (hmmlearn continues from the current parameters when ``init_params`` is
+empty; the iterations are those of one ``fit`` with ``n_iter``, and tests check the
+parameters and scores equal a plain fit) and after every iteration a **covariance guard**
+looks at every state's covariance:
+
+- ``covariance_guard: singular`` (default) steps in only when a covariance is about to
+  become numerically singular: an eigenvalue below ``RELATIVE_FLOOR`` (1e-12, about 4500
+  times double precision's epsilon) times the state's largest eigenvalue is raised to
+  that floor (full: the difference is added to the diagonal; diag: the variance is set).
+  Covariances fitted to real variation never come near it, so on well-conditioned data
+  the fit is exactly hmmlearn's. (With diagonal covariances hmmlearn's ``covars_prior``
+  already keeps every variance at least 1e-2 / the state's posterior mass; with full ones
+  it adds 1e-2 to every entry, a rank-one term, so a collapsing state still degenerates.)
+- ``covariance_guard: absolute`` is the workflow's earlier rule: every eigenvalue (or
+  variance) below ``min_covar`` (z units squared) is raised to it after every iteration.
+  It keeps every state at least ``min_covar`` wide, but on per-run z-scored features it
+  acts in almost every iteration and changes the fitted model (default parity setting,
+  K = 8: training log-likelihood 16,261 against 34,081 with the singular guard, which
+  never acted there; BENCHMARKS.md).
+
+Every restart reports in how many iterations the guard acted and for which states
+(``guard``); selection.json and the selection figure say so whenever it acted.
 """
 
 import logging
@@ -24,7 +46,9 @@ from trainmap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 COVARIANCES = ("full", "diag")
+GUARDS = ("singular", "absolute")
 SCORES = ("train_loglik", "val_loglik", "val_aic", "val_bic")
+RELATIVE_FLOOR = 1e-12  # smallest eigenvalue / largest eigenvalue the singular guard allows
 
 
 class HMMFitError(RuntimeError):
@@ -56,18 +80,24 @@ def fit_restart(
     seed: int,
     tol: float = 1e-2,
     min_covar: float = 1e-3,
+    covariance_guard: str = "singular",
 ) -> tuple[GaussianHMM, dict[str, Any]]:
     """Baum-Welch from one seed with the covariance guard; returns (model, fit report).
 
     ``X``: (n_rows, n_features) observations of all fit runs, runs contiguous;
     ``lengths``: rows per run. Stops after ``n_iter`` iterations or when the
-    log-likelihood improves by less than ``tol`` (hmmlearn's rule). The report has
-    ``iterations``, ``converged`` and ``regularized`` (iterations after which some
-    covariance was floored, and which states). Raises ``FloatingPointError`` when EM
-    breaks down (a state without any posterior mass gives NaN parameters).
+    log-likelihood improves by less than ``tol`` (hmmlearn's rule). ``min_covar`` is
+    hmmlearn's (added at initialisation) and, with ``covariance_guard="absolute"``, the
+    eigenvalue floor (see the module docstring). The report has ``iterations``,
+    ``converged`` and ``guard``: ``{"rule", "iterations", "states"}`` (iterations after
+    which the guard changed some covariance, and which states). Raises
+    ``FloatingPointError`` when EM breaks down (a state without any posterior mass gives
+    NaN parameters).
     """
     if covariance not in COVARIANCES:
         raise ValueError(f"covariance: {covariance!r} is not one of {COVARIANCES}")
+    if covariance_guard not in GUARDS:
+        raise ValueError(f"covariance_guard: {covariance_guard!r} is not one of {GUARDS}")
     model = GaussianHMM(
         n_components=n_states,
         covariance_type=covariance,
@@ -85,7 +115,8 @@ def fit_restart(
         model.init_params = ""  # continue EM from the current parameters
         history.append(float(model.monitor_.history[-1]))
         _check_finite(model)
-        states = _floor_covariances(model, min_covar)
+        floor = min_covar if covariance_guard == "absolute" else None
+        states = _floor_covariances(model, floor)
         if states:
             floored_steps += 1
             floored_states.update(states)
@@ -94,7 +125,11 @@ def fit_restart(
     report = {
         "iterations": len(history),
         "converged": len(history) >= 2 and history[-1] - history[-2] < tol,
-        "regularized": {"iterations": floored_steps, "states": sorted(floored_states)},
+        "guard": {
+            "rule": covariance_guard,
+            "iterations": floored_steps,
+            "states": sorted(floored_states),
+        },
     }
     return model, report
 
@@ -127,11 +162,14 @@ def fit_state_count(
     seed: int,
     tol: float = 1e-2,
     min_covar: float = 1e-3,
+    covariance_guard: str = "singular",
 ) -> dict[str, Any]:
     """All restarts for one K; the JSON-ready ``k<K>.json`` (kept model, every restart).
 
     ``fit``/``val``: ``(X, lengths)`` as from ``sequences.observations``. A restart whose
     EM breaks down is recorded with its error and null scores; if all do, HMMFitError.
+    ``guard`` summarises the covariance guard: its rule, the kept restart's count and
+    the per-restart counts of iterations in which it acted (null for failed restarts).
     """
     runs, models = [], []
     for restart in range(restarts):
@@ -145,6 +183,7 @@ def fit_state_count(
                 seed=entry["seed"],
                 tol=tol,
                 min_covar=min_covar,
+                covariance_guard=covariance_guard,
             )
             scores = score_model(model, fit, val)
             if not np.isfinite(list(scores.values())).all():
@@ -164,7 +203,12 @@ def fit_state_count(
     result.update({name: best[name] for name in SCORES})
     result.update(
         kept_restart=best["restart"],
-        regularized=best["regularized"],
+        guard={
+            "rule": covariance_guard,
+            "iterations": best["guard"]["iterations"],
+            "states": best["guard"]["states"],
+            "per_restart": [r["guard"]["iterations"] if r["error"] is None else None for r in runs],
+        },
         n_params=n_free_parameters(n_states, len(features), covariance),
         n_fit_rows=int(len(fit[0])),
         n_val_rows=int(len(val[0])),
@@ -173,6 +217,7 @@ def fit_state_count(
             "n_iter": n_iter,
             "tol": tol,
             "min_covar": min_covar,
+            "covariance_guard": covariance_guard,
             "seed": seed,
         },
         restarts=runs,
@@ -224,23 +269,34 @@ def _check_finite(model: GaussianHMM) -> None:
             )
 
 
-def _floor_covariances(model: GaussianHMM, min_covar: float) -> list[int]:
-    """Lift covariance eigenvalues below ``min_covar`` to it; returns the floored states.
+def _floor_covariances(model: GaussianHMM, floor: float | None) -> list[int]:
+    """Raise too small covariance eigenvalues; returns the states changed.
 
-    Full: the difference to the smallest eigenvalue is added to the diagonal. Diagonal:
-    variances below ``min_covar`` are set to it.
+    ``floor``: an absolute eigenvalue floor, or None for the singular guard (per state,
+    ``RELATIVE_FLOOR`` times its largest eigenvalue). Full: the difference to the smallest
+    eigenvalue is added to the diagonal. Diagonal: variances below the floor are set to it.
     """
     if model.covariance_type == "diag":
         variances = np.diagonal(model.covars_, axis1=1, axis2=2)
-        low = np.flatnonzero((variances < min_covar).any(axis=1))
+        floors = _floors(variances.max(axis=1), floor)
+        low = np.flatnonzero((variances < floors[:, None]).any(axis=1))
         if low.size:
-            model.covars_ = np.maximum(variances, min_covar)
+            model.covars_ = np.maximum(variances, floors[:, None])
         return low.tolist()
     covars = model.covars_
-    lowest = np.linalg.eigvalsh(covars)[:, 0]
-    low = np.flatnonzero(lowest < min_covar)
+    eigenvalues = np.linalg.eigvalsh(covars)  # ascending, per state
+    floors = _floors(eigenvalues[:, -1], floor)
+    low = np.flatnonzero(eigenvalues[:, 0] < floors)
     if low.size:
         shift = np.zeros(len(covars))
-        shift[low] = min_covar - lowest[low]
+        shift[low] = floors[low] - eigenvalues[low, 0]
         model.covars_ = covars + shift[:, None, None] * np.eye(covars.shape[1])
     return low.tolist()
+
+
+def _floors(largest: np.ndarray, floor: float | None) -> np.ndarray:
+    """Per-state eigenvalue floor: the absolute ``floor``, or ``RELATIVE_FLOOR`` times the
+    largest eigenvalue (times 1, in squared data units, when a state has no spread)."""
+    if floor is not None:
+        return np.full(len(largest), floor)
+    return RELATIVE_FLOOR * np.where(largest > 0, largest, 1.0)

@@ -2,7 +2,10 @@
 
 Built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot, no global state); layout is
 our own (no external ``dot``): columns by mean first-visit order, states most runs skip
-on a second row.
+on a second row. Detour states get a red ring, dead ends (states only runs that never
+converge visit) a dashed grey one, and the arrows into them the same look. Transition
+probabilities are written "P(S2→S0) = 0.14" (self-loops under their node), so that they
+are not read as the regression's p-values.
 """
 
 import numpy as np
@@ -14,13 +17,16 @@ from matplotlib.patches import Circle, FancyArrowPatch, Patch
 from matplotlib.textpath import TextToPath
 
 from trainmap.plot_style import (
+    DEAD_END,
     DETOUR,
     INK,
+    dead_end_states,
     detour_states,
     feature_change,
     plural,
     regression_line,
     state_colors,
+    transition_label,
 )
 
 NODE_RADIUS = 0.34
@@ -39,7 +45,12 @@ def _column_width(training_map: dict, compact: bool) -> float:
     """Distance between consecutive states so that edge labels leave the arrows visible and
     node labels do not touch (data units; map.png draws one unit as about one inch)."""
     labels = [_edge_lines(e, compact) for e in training_map["edges"] if e["source"] != e["target"]]
-    nodes = [_node_lines(s, training_map["n_runs"], None, False) for s in training_map["states"]]
+    loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
+    # Measured with the widest kind title, so that the width holds whatever each kind is.
+    nodes = [
+        _node_lines(s, training_map["n_runs"], loops.get(s["id"]), "dead_end")
+        for s in training_map["states"]
+    ]
     edge = max((_text_width(lines, 7.5) for lines in labels), default=0)
     node = max((_text_width(lines, 8) for lines in nodes), default=0)
     return max(2.6, edge + 2 * NODE_RADIUS + 1.0, node + 0.25)
@@ -123,9 +134,22 @@ def _place_label(p, q, rad, width, height, taken, circles) -> np.ndarray:
     return middle
 
 
-def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: bool) -> list[float]:
+def _edge_look(source: int, target: int, detour_ids: set, dead_ids: set) -> tuple[str, str]:
+    """(colour, line style) of an edge: red into or out of a detour, dashed grey into a
+    dead end, else ink."""
+    if target in detour_ids or source in detour_ids:
+        return DETOUR, "-"
+    if target in dead_ids:
+        return DEAD_END, "--"
+    return INK, "-"
+
+
+def _draw_edges(
+    ax, training_map: dict, positions, nodes, ids: tuple[set, set], compact: bool
+) -> list[float]:
     """Draw the non-self-loop edges; returns the lowest and highest y of their labels."""
     n_runs = max(training_map["n_runs"], 1)
+    detour_ids, dead_ids = ids
     extent, taken = [], []
     circles = [
         _box(xy, 2 * NODE_RADIUS + 0.05, 2 * NODE_RADIUS + 0.05) for xy in positions.values()
@@ -134,10 +158,10 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
     for edge in sorted(training_map["edges"], key=lambda e: -e["runs"]):
         source, target = edge["source"], edge["target"]
         if source == target:
-            continue  # self-loops are written under their node ("stay p")
+            continue  # self-loops are written under their node ("P(Sk→Sk) = ...")
         p, q = positions[source], positions[target]
         rad = _edge_rad(p, q, positions, source, target)
-        color = DETOUR if target in detour_ids or source in detour_ids else INK
+        color, style = _edge_look(source, target, detour_ids, dead_ids)
         width = 0.8 + 5.5 * edge["runs"] / n_runs
         ax.add_patch(
             FancyArrowPatch(
@@ -147,6 +171,7 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
                 arrowstyle="-|>,head_length=0.55,head_width=0.3",
                 mutation_scale=10 + 1.5 * width,
                 linewidth=width,
+                linestyle=style,
                 color=color,
                 alpha=0.85,
                 patchA=nodes[source],  # clip the arrow at the node circles
@@ -179,17 +204,23 @@ def _draw_edges(ax, training_map: dict, positions, nodes, detour_ids, compact: b
 
 
 def _edge_lines(edge: dict, compact: bool) -> list[str]:
-    lines = [f"{plural(edge['runs'], 'run')} \u00b7 p={edge['probability']:.2g}"]
+    probability = transition_label(edge["source"], edge["target"], edge["probability"])
+    lines = [f"{plural(edge['runs'], 'run')} \u00b7 {probability}"]
     if not compact:
         lines += [feature_change(f, d) for f, d in edge["feature_changes"].items()]
     return lines
 
 
-def _node_lines(state: dict, n_runs: int, stay: dict | None, detour: bool) -> list[str]:
-    lines = ["DETOUR"] if detour else []
+KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
+KIND_LOOK = {"detour": (DETOUR, DETOUR), "dead_end": (DEAD_END, DEAD_END)}  # (ring, text)
+
+
+def _node_lines(state: dict, n_runs: int, stay: dict | None, kind: str) -> list[str]:
+    """Text under a node: its kind, runs visiting, P(stay), label features, starts/ends."""
+    lines = [KIND_TITLES[kind]] if kind in KIND_TITLES else []
     lines.append(f"{state['runs_visiting']}/{n_runs} runs")
     if stay is not None:
-        lines[-1] += f" \u00b7 stay {stay['probability']:.2f}"
+        lines.append(transition_label(stay["source"], stay["target"], stay["probability"]))
     lines += state["top_features"]
     ends = [f"start of {state['initial_runs']}"] if state["initial_runs"] else []
     ends += [f"end of {state['final_runs']}"] if state["final_runs"] else []
@@ -205,19 +236,21 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
     """
     states = {s["id"]: s for s in training_map["states"]}
     colors = state_colors(training_map["n_states"])
-    detour_ids = detour_states(detours)
+    detour_ids, dead_ids = detour_states(detours), dead_end_states(detours)
     column = _column_width(training_map, compact)
     positions = _layout(training_map, column)
     loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
     nodes = {}
     for k, (x, y) in positions.items():
-        detour = k in detour_ids
+        kind = "detour" if k in detour_ids else "dead_end" if k in dead_ids else ""
+        ring, text_color = KIND_LOOK.get(kind, ("white", INK))
         nodes[k] = Circle(
             (x, y),
             NODE_RADIUS,
             fc=colors[k],
-            ec=DETOUR if detour else "white",
-            lw=3.5 if detour else 1.5,
+            ec=ring,
+            lw=3.5 if kind else 1.5,
+            ls="--" if kind == "dead_end" else "-",
             zorder=3,
         )
         ax.add_patch(nodes[k])
@@ -227,16 +260,16 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
         ax.text(
             x,
             y - NODE_RADIUS - 0.12 if below else y + NODE_RADIUS + 0.12,
-            "\n".join(_node_lines(states[k], training_map["n_runs"], loops.get(k), detour)),
+            "\n".join(_node_lines(states[k], training_map["n_runs"], loops.get(k), kind)),
             ha="center",
             va="top" if below else "bottom",
             fontsize=7 if compact else 8,
-            color=DETOUR if detour else INK,
+            color=text_color,
             linespacing=1.3,
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
             zorder=5,
         )
-    labels = _draw_edges(ax, training_map, positions, nodes, detour_ids, compact)
+    labels = _draw_edges(ax, training_map, positions, nodes, (detour_ids, dead_ids), compact)
     xs = [x for x, _ in positions.values()] or [0.0]
     ys = [y for _, y in positions.values()] or [0.0]
     ax.set_xlim(min(xs) - column / 2, max(xs) + column / 2)
@@ -246,6 +279,10 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
     ax.set_ylim(min([low, *labels]), max([high, *labels]))
     ax.set_aspect("equal")
     ax.axis("off")
+
+
+def _names(states: set[int]) -> str:
+    return ", ".join(f"S{k}" for k in sorted(states)) if states else "none"
 
 
 def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, setting: str) -> Figure:
@@ -263,9 +300,9 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         ((fig_width - width) / 2 / fig_width, bottom / fig_height, width / fig_width,
          height / fig_height)
     )  # fmt: skip
-    detour_ids = sorted(detour_states(detours))
     kind = "forking" if training_map["forking"] else "a single path"
-    found = ", ".join(f"S{k}" for k in detour_ids) if detour_ids else "none"
+    found = _names(detour_states(detours))
+    dead = dead_end_states(detours)
     fig.suptitle(
         f"{setting}: training map \u2014 {plural(training_map['n_states'], 'state')}, "
         f"{plural(training_map['n_runs'], 'run')}, {kind}",
@@ -274,9 +311,10 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         y=1 - 0.08 / fig_height,
         va="top",
     )
-    subtitle = f"detour states: {found} \u00b7 {regression_line(regression)}"
+    states_line = f"detour states: {found}" + (f" \u00b7 dead ends: {_names(dead)}" if dead else "")
+    subtitle = f"{states_line} \u00b7 {regression_line(regression)}"
     if len(subtitle) > 90:
-        subtitle = f"detour states: {found}\n{regression_line(regression)}"
+        subtitle = f"{states_line}\n{regression_line(regression)}"
     ax.set_title(subtitle, fontsize=9)
     unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
     n_runs = training_map["n_runs"]
@@ -286,7 +324,14 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         for n in examples
     ]
     handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
+    if dead:
+        handles.append(
+            Patch(fc="white", ec=DEAD_END, lw=2.5, ls="--", label="dead end (no run converges)")
+        )
     handles.append(Line2D([], [], ls="", label="\u2191/\u2193 feature: change of state means (z)"))
+    handles.append(
+        Line2D([], [], ls="", label="P(Si\u2192Sj): learned transition probability, not a p-value")
+    )
     if unvisited:
         names = ", ".join(f"S{k}" for k in unvisited)
         handles.append(Line2D([], [], ls="", label=f"never visited: {names}"))

@@ -7,19 +7,28 @@ Decisions:
   number of runs taking the edge at least once, ``mean_convergence`` the mean
   convergence time of those runs, with censored runs at their censoring time (their last
   step, as in the regression) and counted in ``runs_censored``.
-- **State labels**: the importance of feature f for entering state k at checkpoint t is
-  |d log p(s_t = k | z_1..t) / d z_t[f]| (trainmap.filtering). It is evaluated at the
-  first checkpoint of every visit to k: the step after a transition j -> k, or t = 0 for
-  a run that *starts* in k. The initial state is entered without a transition, and the
-  learned start probabilities are usually one-hot (every run starts in the same state),
-  which makes p(s_0 | z_0) certain and its derivative zero for every feature; so at t = 0
-  the posterior uses a uniform prior over states, p(s_0 = k | z_0) proportional to
-  N(z_0; mu_k, P_k): the features that tell the initial state apart from the others. The
-  absolute vectors are averaged over all entries into k (every incoming transition and
-  every start) and the top 3 features label the state.
-- **Edge labels**: the same importance averaged over the occurrences of that transition
-  j -> k only, its top 3 features, with the change of their state means mu_k - mu_j in
-  z units (sign = direction). Self-loops have no entry and no feature changes (``{}``).
+- **State labels** must say something for every state, the start state included. The
+  derivative of log p(s_t = k | z_1..t) vanishes where the filter is certain of k: at a
+  run's first checkpoint (the learned start probabilities are usually one-hot) and in
+  the middle of long stays; there the importances fall to ~1e-68 (default parity run)
+  and their ranking is floating-point noise. So a state's label ranks features by the
+  gradient of the posterior *log-odds* of the state,
+  |d logit p(s_t = k | z_1..t) / d z_t| with logit p = log p - log(1 - p)
+  (trainmap.filtering.log_odds_gradients), averaged over **every checkpoint decoded in
+  k**. At each checkpoint it is the derivative of log p
+  divided by the common factor 1 - p(s_t = k), so it ranks features exactly as METHOD.md
+  section 5's derivative does, while keeping its size when the posterior saturates: it is
+  the difference between k's pull P_k^-1 (mu_k - z_t) and the filter-weighted pull of the
+  states the run could be in instead (uniform-prior weights where the filter rules every
+  other state out). Units: nats of log-odds per z unit. The top 3 features whose
+  importance exceeds ``MIN_IMPORTANCE`` label the state (fewer if fewer do; none for a
+  one-state model, which has nothing to tell apart). ``map.json`` says so in
+  ``state_labels``.
+- **Edge labels** (the paper's definition, unchanged): |d log p(s_t = k | z_1..t) / d z_t|
+  at the first checkpoint after each occurrence of the transition j -> k (where the
+  filter is switching, so the derivative is informative), averaged over the occurrences,
+  its top 3 features, with the change of their state means mu_k - mu_j in z units
+  (sign = direction). Self-loops have no entry and no feature changes (``{}``).
 - **forking**: the non-self-loop edges between visited states do not form one simple
   directed path (a branch, a merge, a cycle, or disconnected pieces).
 """
@@ -32,10 +41,21 @@ import pandas as pd
 from hmmlearn.hmm import GaussianHMM
 
 from trainmap.detours import mean_first_visit, runs_visiting, training_order
-from trainmap.filtering import emission_posteriors, feature_importance, filtering_posteriors
+from trainmap.filtering import feature_importance, filtering_posteriors, log_odds_gradients
 
 TOP_FEATURES = 3
-START = -1  # source id of the "entry" of a run's first state (not a state)
+# A feature whose one-SD change moves a state's log-odds by less than this (nats per z
+# unit) says nothing about the state; such features are never part of a label.
+MIN_IMPORTANCE = 1e-6
+STATE_LABELS = (
+    "features ranked by |d logit p(s_t = k | z_1..t) / d z_t| (posterior log-odds of the "
+    "state, nats per z unit), averaged over every checkpoint decoded in the state; top 3 "
+    f"above {MIN_IMPORTANCE:g}"
+)
+EDGE_LABELS = (
+    "features ranked by |d log p(s_t = k | z_1..t) / d z_t| averaged over the first "
+    "checkpoints after the transition; values: mu_k - mu_j in z units"
+)
 
 
 def transitions(states: pd.DataFrame) -> pd.DataFrame:
@@ -80,56 +100,69 @@ def edge_table(
     return edges[columns + ["mean_convergence", "runs_censored"]]
 
 
-def entry_importance(
-    model: GaussianHMM, features: list[str], sequences: pd.DataFrame, states: pd.DataFrame
-) -> dict[tuple[int, int], tuple[np.ndarray, int]]:
-    """Mean absolute posterior gradient at the first checkpoint of each entry into a state.
-
-    sequences: ``seed, step`` and the z-scored ``features`` (the HMM's inputs); states:
-    ``seed, step, state`` for the same rows. Returns {(source, target): (mean |gradient|
-    of state target, shape (n_features,), number of entries)}; source is ``START`` for a
-    run's first state (evaluated at t = 0 with a uniform prior, see the module docstring).
-    """
+def _paths(
+    features: list[str], sequences: pd.DataFrame, states: pd.DataFrame
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per run, in seed order: (z-scored features (T, F), decoded path (T,))."""
     table = states[["seed", "step", "state"]].merge(
         sequences, on=["seed", "step"], how="left", validate="one_to_one"
     )
     if table[features].isna().any().any():
         raise ValueError("states.parquet has checkpoints without (finite) features")
+    table = table.sort_values(["seed", "step"], kind="stable")
+    return [
+        (run[features].to_numpy(dtype=float), run["state"].to_numpy(dtype=int))
+        for _, run in table.groupby("seed")
+    ]
+
+
+def entry_importance(
+    model: GaussianHMM, features: list[str], sequences: pd.DataFrame, states: pd.DataFrame
+) -> dict[tuple[int, int], tuple[np.ndarray, int]]:
+    """Mean absolute posterior gradient at the first checkpoint after each transition.
+
+    sequences: ``seed, step`` and the z-scored ``features`` (the HMM's inputs); states:
+    ``seed, step, state`` for the same rows. Returns {(source, target): (mean
+    |d log p(s_t = target | z_1..t) / d z_t| over the occurrences of source -> target,
+    shape (n_features,), number of occurrences)} for every non-self-loop transition.
+    """
     sums: dict[tuple[int, int], np.ndarray] = defaultdict(lambda: np.zeros(len(features)))
     counts: dict[tuple[int, int], int] = defaultdict(int)
-    for _, run in table.sort_values(["seed", "step"], kind="stable").groupby("seed"):
-        X = run[features].to_numpy(dtype=float)
-        path = run["state"].to_numpy()
-        posteriors = filtering_posteriors(model, X)
-        posteriors[0] = emission_posteriors(model, X[:1])[0]  # t = 0: uniform prior
-        importance = feature_importance(model, X, posteriors)
-        entries = np.flatnonzero(np.r_[True, path[1:] != path[:-1]])
-        for t in entries:
-            key = (START if t == 0 else int(path[t - 1]), int(path[t]))
+    for X, path in _paths(features, sequences, states):
+        importance = feature_importance(model, X, filtering_posteriors(model, X))
+        for t in np.flatnonzero(path[1:] != path[:-1]) + 1:
+            key = (int(path[t - 1]), int(path[t]))
             sums[key] += importance[t, path[t]]
             counts[key] += 1
     return {key: (sums[key] / counts[key], counts[key]) for key in sums}
 
 
-def top_features(importance: np.ndarray, features: list[str], n: int = TOP_FEATURES) -> list[str]:
-    """Names of the n largest entries (ties keep feature order)."""
-    order = np.argsort(-importance, kind="stable")
-    return [features[i] for i in order[:n]]
-
-
 def state_importance(
-    entries: dict[tuple[int, int], tuple[np.ndarray, int]], n_states: int, n_features: int
+    model: GaussianHMM, features: list[str], sequences: pd.DataFrame, states: pd.DataFrame
 ) -> np.ndarray:
-    """Importance of each feature for each state, pooled over all its entries: (K, F).
+    """Label importance of each feature for each state: (n_states, n_features).
 
-    NaN rows for states never entered.
+    The mean over every checkpoint decoded in k of |d logit p(s_t = k | z_1..t) / d z_t|
+    (see the module docstring); NaN rows for states no run visits.
     """
-    sums, counts = np.zeros((n_states, n_features)), np.zeros(n_states)
-    for (_, target), (mean, count) in entries.items():
-        sums[target] += mean * count
-        counts[target] += count
+    n_states = model.n_components
+    sums, counts = np.zeros((n_states, len(features))), np.zeros(n_states)
+    for X, path in _paths(features, sequences, states):
+        np.add.at(sums, path, np.abs(log_odds_gradients(model, X, path)))
+        np.add.at(counts, path, 1)
     with np.errstate(invalid="ignore"):  # 0/0 = NaN marks an unvisited state
         return sums / counts[:, None]
+
+
+def top_features(
+    importance: np.ndarray,
+    features: list[str],
+    n: int = TOP_FEATURES,
+    floor: float = 0.0,
+) -> list[str]:
+    """Names of the n largest entries above ``floor`` (ties keep feature order)."""
+    order = np.argsort(-importance, kind="stable")
+    return [features[i] for i in order[:n] if importance[i] > floor]
 
 
 def is_forking(edges: pd.DataFrame, visited: list[int]) -> bool:
@@ -158,12 +191,13 @@ def build_map(
 
     model: the selected HMM; features: its feature order; sequences: z-scored features
     per ``seed, step``; states: Viterbi ``seed, step, state``; convergence: per run
-    (trainmap.detours.convergence_times).
+    (trainmap.detours.convergence_times). Every state's ``kind`` is empty here;
+    ``mark_detours`` fills it from the detour table.
     """
-    n_states, n_features = model.n_components, len(features)
+    n_states = model.n_components
     edges = edge_table(states, model.transmat_, convergence)
     entries = entry_importance(model, features, sequences, states)
-    per_state = state_importance(entries, n_states, n_features)
+    per_state = state_importance(model, features, sequences, states)
     visiting = runs_visiting(states, n_states)
     first_steps = mean_first_visit(states, n_states)
     occupancy = states["state"].value_counts(normalize=True).reindex(range(n_states), fill_value=0)
@@ -172,13 +206,14 @@ def build_map(
     order = training_order(states, n_states)
     state_entries = []
     for k in range(n_states):
-        entered = not np.isnan(per_state[k]).any()
-        top = top_features(per_state[k], features) if entered else []
+        visited = not np.isnan(per_state[k]).any()
+        top = top_features(per_state[k], features, floor=MIN_IMPORTANCE) if visited else []
         state_entries.append(
             {
                 "id": k,
                 "top_features": top,
                 "runs_visiting": int(visiting[k]),
+                "kind": "",
                 "importance": {f: float(per_state[k][features.index(f)]) for f in top},
                 "occupancy": float(occupancy[k]),
                 "mean_first_step": None if np.isnan(first_steps[k]) else float(first_steps[k]),
@@ -197,6 +232,8 @@ def build_map(
         "initial_states": sorted(int(k) for k in starts.index),
         "final_states": sorted(int(k) for k in ends.index),
         "order": order,
+        "state_labels": STATE_LABELS,
+        "edge_labels": EDGE_LABELS,
         "states": state_entries,
         "edges": edge_entries,
     }
@@ -226,7 +263,17 @@ def _edge_entry(
 
 
 def mark_detours(training_map: dict, detours: pd.DataFrame) -> dict:
-    """Copy of ``training_map`` whose states carry ``is_detour`` from the detour table."""
-    flags = dict(zip(detours["state"].astype(int), detours["is_detour"].astype(bool), strict=True))
-    states = [{**s, "is_detour": flags.get(s["id"], False)} for s in training_map["states"]]
+    """Copy of ``training_map`` whose states carry ``kind`` (``detour``, ``dead_end`` or
+    empty), ``is_detour`` and ``converged_runs_visiting`` from the detour table
+    (trainmap.detours.read_detour_table)."""
+    rows = detours.set_index(detours["state"].astype(int))
+    states = []
+    for state in training_map["states"]:
+        k = state["id"]
+        kind = str(rows.at[k, "kind"]) if k in rows.index else ""
+        converged = int(rows.at[k, "converged_runs_visiting"]) if k in rows.index else 0
+        states.append(
+            {**state, "kind": kind, "is_detour": kind == "detour",
+             "converged_runs_visiting": converged}
+        )  # fmt: skip
     return {**training_map, "states": states}

@@ -1,7 +1,8 @@
 """Shared look of every figure: the state palette, detour red, number formats, saving.
 
-Every figure colours state k the same way (``state_colors``) and marks detour states in
-``DETOUR`` red, so the map, the trajectories and the coefficients read together.
+Every figure colours state k the same way (``state_colors``), marks detour states in
+``DETOUR`` red and dead ends (states only non-converging runs visit) in dashed
+``DEAD_END`` grey, so the map, the trajectories and the coefficients read together.
 """
 
 from pathlib import Path
@@ -27,6 +28,7 @@ PALETTE = [
     "#86BCB6",
 ]
 DETOUR = "#C44E52"
+DEAD_END = "#555555"
 INK = "#333333"
 UNDECODED = "#D0D0D0"
 
@@ -55,6 +57,18 @@ def detour_states(detours: pd.DataFrame | None) -> set[int]:
     if detours is None or detours.empty:
         return set()
     return set(detours.loc[detours["is_detour"].astype(bool), "state"].astype(int))
+
+
+def dead_end_states(detours: pd.DataFrame | None) -> set[int]:
+    """States only runs that never converge visit (``kind == "dead_end"``)."""
+    if detours is None or detours.empty or "kind" not in detours:
+        return set()
+    return set(detours.loc[detours["kind"] == "dead_end", "state"].astype(int))
+
+
+def transition_label(source: int, target: int, probability: float) -> str:
+    """'P(S2→S0) = 0.14': a learned transition probability, never read as a p-value."""
+    return f"P(S{source}\u2192S{target}) = {probability:.2g}"
 
 
 def plural(n: int, noun: str) -> str:

@@ -79,14 +79,10 @@ def plot_trajectories(
         ax.set_xlabel("step", fontsize=8)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    detour_ids = {s["id"] for s in training_map["states"] if s.get("is_detour")}
+    kinds = {"detour": " (detour)", "dead_end": " (dead end)"}
     handles = [
         Line2D(
-            [],
-            [],
-            color=colors[s["id"]],
-            lw=3,
-            label=f"S{s['id']}" + (" (detour)" if s["id"] in detour_ids else ""),
+            [], [], color=colors[s["id"]], lw=3, label=f"S{s['id']}" + kinds.get(s.get("kind"), "")
         )
         for s in sorted(training_map["states"], key=lambda s: s["order"])
         if s["runs_visiting"] > 0
@@ -197,7 +193,7 @@ def plot_coefficients(
     for i, (k, row) in enumerate(table.iterrows()):
         if np.isnan(row["coefficient"]):
             continue
-        detour = bool(row["is_detour"])
+        detour, dead = bool(row["is_detour"]), row.get("kind") == "dead_end"
         ax.errorbar(
             i,
             row["coefficient"],
@@ -211,7 +207,7 @@ def plot_coefficients(
             elinewidth=2,
             capsize=5,
         )
-        label = f"p={row['p_value']:.1g}" + ("\nDETOUR" if detour else "")
+        label = f"p={row['p_value']:.1g}" + ("\nDETOUR" if detour else "\ndead end" if dead else "")
         ax.annotate(
             label,
             (i, row["coefficient"]),

@@ -5,8 +5,14 @@ log-likelihood over restarts) has the lowest validation BIC. Exact ties go to th
 smaller K (the simpler model). The authors' rule, the lowest BIC averaged over
 restarts, is reported beside it (``mean_n_states``) but not used: one bad restart
 would veto a K.
+
+The HMM fits are hmmlearn's EM unless the covariance guard stepped in (trainmap.hmm).
+Whenever it did, in any restart of any K, ``selection.json`` says so in
+``covariance_guard`` (and each score row in ``guard_iterations``/``guard_restarts``), and
+the selection figure marks the K and names it: those scores are not plain hmmlearn's.
 """
 
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -34,6 +40,10 @@ def score_table(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("n_params", "n_failed"):
             if key in fit:
                 row[key] = fit[key]
+        if "guard" in fit:
+            per_restart = [n for n in fit["guard"]["per_restart"] if n is not None]
+            row["guard_iterations"] = fit["guard"]["iterations"]  # the kept model's
+            row["guard_restarts"] = sum(n > 0 for n in per_restart)
         rows.append(row)
     ks = [row["n_states"] for row in rows]
     if len(set(ks)) != len(ks):
@@ -64,8 +74,43 @@ def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
         "criterion": "bic",
         "rule": "lowest validation BIC of the kept model; ties go to the smaller K",
         "mean_n_states": lowest(rows, "mean_val_bic"),
+        "covariance_guard": guard_summary(fits),
         "scores": rows,
     }
+
+
+def guard_summary(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the covariance guard changed any fit: ``{"rule", "acted", "fits"}``, with
+    one entry per K where it acted in some restart (``n_states``, ``kept_iterations``,
+    ``restarts_acted``, ``per_restart``: iterations per restart, null if it failed)."""
+    guarded = [fit for fit in fits if "guard" in fit]
+    rules = sorted({fit["guard"]["rule"] for fit in guarded})
+    acted = [
+        {
+            "n_states": int(fit["n_states"]),
+            "kept_iterations": fit["guard"]["iterations"],
+            "restarts_acted": sum(bool(n) for n in fit["guard"]["per_restart"]),
+            "per_restart": fit["guard"]["per_restart"],
+        }
+        for fit in sorted(guarded, key=lambda f: f["n_states"])
+        if any(fit["guard"]["per_restart"])
+    ]
+    return {"rule": ", ".join(rules) or None, "acted": bool(acted), "fits": acted}
+
+
+def guard_note(selection: dict[str, Any]) -> str | None:
+    """One line for the figure naming every K the guard acted in, or None."""
+    guard = selection.get("covariance_guard") or {}
+    if not guard.get("acted"):
+        return None
+    parts = [
+        f"K={fit['n_states']}: {fit['restarts_acted']}/{len(fit['per_restart'])} restarts"
+        f" (kept model: {fit['kept_iterations']} iterations)"
+        for fit in guard["fits"]
+    ]
+    return f"covariance guard ({guard['rule']}) acted, scores are not plain hmmlearn: " + "; ".join(
+        parts
+    )
 
 
 def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
@@ -97,6 +142,18 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     right.plot(
         ks, column("mean_val_bic"), "o--", color="tab:green", alpha=0.5, label="BIC (restart mean)"
     )
+    guarded = column("guard_iterations") > 0
+    if guarded.any():
+        right.plot(
+            ks[guarded],
+            column("val_bic")[guarded],
+            "o",
+            ms=13,
+            mfc="none",
+            mec="tab:red",
+            mew=1.5,
+            label="kept model changed by the covariance guard",
+        )
     selected_bic = column("val_bic")[ks == chosen]
     right.plot(
         [chosen], selected_bic, "*", color="black", markersize=16, label=f"selected K = {chosen}"
@@ -110,4 +167,7 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"{setting}: number of states by validation BIC (selected K = {chosen})")
+    note = guard_note(selection)
+    if note:
+        fig.supxlabel(textwrap.fill(note, 150), fontsize="small", color="tab:red")
     return fig

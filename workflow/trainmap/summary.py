@@ -86,11 +86,15 @@ def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dic
     """One setting's row of the summary table (display strings)."""
     detour_ids = detours.loc[detours["is_detour"].astype(bool), "state"].astype(int).tolist()
     names = ", ".join(f"S{k}" for k in detour_ids)
+    kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
+    dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
+    dead_names = ", ".join(f"S{k}" for k in dead_ids)
     reason = regression.get("reason")
     return {
         "K": str(training_map["n_states"]),
         "forking": "yes" if training_map["forking"] else "no",
         "detours": f"{len(detour_ids)} ({names})" if detour_ids else "0",
+        "dead ends": f"{len(dead_ids)} ({dead_names})" if dead_ids else "0",
         "R²": _number(regression.get("r2"), ".2f"),
         "p-value": _number(regression.get("f_pvalue"), ".2g"),
         "significant": "yes" if regression.get("significant") else "no",
@@ -129,7 +133,9 @@ def summary_markdown(
         "# Training maps: summary across settings",
         "",
         "K: states of the selected HMM; detours: states with a positive convergence delay "
-        "that some runs skip, in a regression significant at the setting's alpha; R² and "
+        "that some converged runs pass through and others converge without, in a regression "
+        "significant at the setting's alpha; dead ends: states only runs that never converge "
+        "visit; R² and "
         "p-value: OLS of convergence time on state occupancy; censored: runs that never "
         "reached the convergence threshold (set to their last step).",
         "",
