@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trainmap.detours import (
+    TABLE_COLUMNS,
     occupancy_fractions,
     runs_visiting,
     training_order,
@@ -29,10 +30,6 @@ REASON = (
     "no convergence column (a checkpoint series without evals): no convergence times, so "
     "no detour regression; the map and the decoded states are drawn without it"
 )
-DETOUR_COLUMNS = [
-    *("state", "coefficient", "std_error", "p_value", "runs_visiting", "is_detour"),
-    *("convergence_if_stayed", "converged_runs_visiting", "kind", "coefficient_sd"),
-]
 
 
 def describe_without_regression(
@@ -44,7 +41,7 @@ def describe_without_regression(
     those the HMM excluded.
     """
     occupancy = occupancy_fractions(states, n_states)
-    table = pd.DataFrame({column: np.nan for column in DETOUR_COLUMNS}, index=range(n_states))
+    table = pd.DataFrame({column: np.nan for column in TABLE_COLUMNS}, index=range(n_states))
     table["state"] = np.arange(n_states)
     table["runs_visiting"] = runs_visiting(states, n_states)
     table["is_detour"] = False
@@ -65,6 +62,7 @@ def describe_without_regression(
         "mean_convergence": None,
         "dissimilarity": None if np.isnan(dissimilarity) else dissimilarity,
         "n_detours": 0,
+        "n_dead_ends": 0,
         "censored_runs": [],
         "excluded_runs": excluded.tolist(),
         "convergence": None,
