@@ -1,0 +1,80 @@
+"""The masked LM's text: a corpus read with ``datasets`` and a WordPiece tokenizer.
+
+Kept free of torch: rule train_tokenizer builds the tokenizer of a setting once (a
+``tokenizers`` JSON file, results/<setting>/tokenizer.json) and every training job of the
+setting reads it. A local corpus (a .txt file) goes through ``datasets``' "text" builder
+with its cache in a temporary directory (nothing is written beside the data or into the
+repository); another value is a hub dataset name, read with the standard hub cache where
+a network exists.
+"""
+
+import tempfile
+from pathlib import Path
+
+from trainmap.data_files import SPECIAL_TOKENS, is_local_corpus
+
+
+def read_lines(corpus: str) -> list[str]:
+    """The corpus's non-blank lines, in file order (a hub dataset: its train split's
+    ``text`` column)."""
+    from datasets import disable_progress_bars, load_dataset
+
+    disable_progress_bars()  # a bar per read would clutter every training log
+    if is_local_corpus(corpus):
+        with tempfile.TemporaryDirectory(prefix="trainmap-datasets-") as cache:
+            data = load_dataset(
+                "text", data_files={"train": corpus}, split="train", cache_dir=cache
+            )
+            texts = list(data["text"])
+    else:
+        texts = list(load_dataset(corpus, split="train")["text"])
+    return [line for line in texts if line.strip()]
+
+
+def split_lines(lines: list[str], eval_fraction: float) -> tuple[list[str], list[str]]:
+    """Training lines and held-out lines: the last ``eval_fraction`` of the corpus (a
+    contiguous tail, so no passage is split between training and evaluation)."""
+    n_eval = max(1, round(eval_fraction * len(lines)))
+    if n_eval >= len(lines):
+        raise ValueError(f"corpus has {len(lines)} lines: too few to hold out {eval_fraction:g}")
+    return lines[:-n_eval], lines[-n_eval:]
+
+
+def train_tokenizer(lines: list[str], vocab_size: int):
+    """A lower-casing BERT-style WordPiece tokenizer trained on ``lines``.
+
+    Special tokens (data_files.SPECIAL_TOKENS) take ids 0..4; the vocabulary has at most
+    ``vocab_size`` entries (fewer when the corpus has fewer distinct pieces).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
+    tokenizer.train_from_iterator(lines, trainer=trainer)
+    return tokenizer
+
+
+def build_tokenizer(corpus: str, eval_fraction: float, vocab_size: int, path: str | Path):
+    """Train the tokenizer on the corpus's training lines and save it to ``path``."""
+    train_lines, _ = split_lines(read_lines(corpus), eval_fraction)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(train_lines, vocab_size).save(str(path))
+
+
+def load_tokenizer(path: str | Path):
+    """A tokenizer file; its special tokens must have ids 0..4 as ``train_tokenizer``'s."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
+    if ids != list(range(len(SPECIAL_TOKENS))):
+        raise ValueError(
+            f"tokenizer {str(path)!r}: special tokens {list(SPECIAL_TOKENS)} must have ids "
+            f"0..{len(SPECIAL_TOKENS) - 1}, found {ids}"
+        )
+    return tokenizer
