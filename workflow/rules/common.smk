@@ -1,5 +1,6 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
+from trainmap.data_files import is_local_corpus
 from trainmap.provenance import code_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
@@ -60,6 +61,34 @@ def get_run_bundle(wildcards):
 def get_gpu_count(wildcards):
     """Training asks for a GPU unless the setting pins device: cpu."""
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1
+
+
+TOKENIZER_OPTIONS = ("corpus", "eval_fraction", "vocab_size")
+
+
+def get_train_inputs(wildcards):
+    """Files a training job reads that a rule makes, by hyperparameter name: the masked
+    LM's tokenizer (the setting's own file unless the config names one). train_run.py
+    passes each to the task as that hyperparameter."""
+    params = get_setting(wildcards).params
+    if "tokenizer" not in params:
+        return {}
+    return {
+        "tokenizer": params["tokenizer"]
+        or f"results/{wildcards.setting}/tokenizer.json"
+    }
+
+
+def get_tokenizer_options(wildcards):
+    """What train_tokenizer reads (other hyperparameters must not rerun it)."""
+    params = get_setting(wildcards).params
+    return {key: params[key] for key in TOKENIZER_OPTIONS}
+
+
+def get_corpus_file(wildcards):
+    """The local corpus file of a masked LM setting (none for a hub dataset)."""
+    corpus = get_tokenizer_options(wildcards)["corpus"]
+    return [corpus] if is_local_corpus(corpus) else []
 
 
 def get_source(wildcards):

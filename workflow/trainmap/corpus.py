@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from trainmap.data_files import SPECIAL_TOKENS, is_local_corpus
+from trainmap.io import atomic_path
 
 
 def read_lines(corpus: str) -> list[str]:
@@ -62,8 +63,9 @@ def train_tokenizer(lines: list[str], vocab_size: int):
 def build_tokenizer(corpus: str, eval_fraction: float, vocab_size: int, path: str | Path):
     """Train the tokenizer on the corpus's training lines and save it to ``path``."""
     train_lines, _ = split_lines(read_lines(corpus), eval_fraction)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    train_tokenizer(train_lines, vocab_size).save(str(path))
+    tokenizer = train_tokenizer(train_lines, vocab_size)
+    with atomic_path(path) as tmp:
+        tokenizer.save(str(tmp))
 
 
 def load_tokenizer(path: str | Path):
