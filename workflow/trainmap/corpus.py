@@ -44,8 +44,9 @@ def split_lines(lines: list[str], eval_fraction: float) -> tuple[list[str], list
 def train_tokenizer(lines: list[str], vocab_size: int):
     """A lower-casing BERT-style WordPiece tokenizer trained on ``lines``.
 
-    Special tokens (data_files.SPECIAL_TOKENS) take ids 0..4; the vocabulary has at most
-    ``vocab_size`` entries (fewer when the corpus has fewer distinct pieces).
+    Special tokens (data_files.SPECIAL_TOKENS) take ids 0..4, the other pieces follow in
+    sorted order; the vocabulary has at most ``vocab_size`` entries (fewer when the corpus
+    has fewer distinct pieces).
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -57,6 +58,11 @@ def train_tokenizer(lines: list[str], vocab_size: int):
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
     tokenizer.train_from_iterator(lines, trainer=trainer)
+    # The trainer numbers equal pieces in hash-map order, which changes from process to
+    # process; sorted ids make the same corpus give the same file (and the same model).
+    pieces = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS))
+    vocab = {piece: i for i, piece in enumerate([*SPECIAL_TOKENS, *pieces])}
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]")
     return tokenizer
 
 
