@@ -67,8 +67,8 @@ TOKENIZER_OPTIONS = ("corpus", "eval_fraction", "vocab_size")
 
 
 def get_train_inputs(wildcards):
-    """Files a training job reads that a rule makes, by hyperparameter name: the masked
-    LM's tokenizer (the setting's own file unless the config names one). train_run.py
+    """Files a training job reads that another job makes, by hyperparameter name (the masked
+    LM's tokenizer, the setting's own file unless the config names one); train_run.py
     passes each to the task as that hyperparameter."""
     params = get_setting(wildcards).params
     if "tokenizer" not in params:
