@@ -322,6 +322,16 @@ def test_missing_data_is_a_config_error_naming_root_and_files(task, expected, tm
     validate_config(setting(task, data_root=str(root), download=True))  # fetched at run time
 
 
+def test_offline_example_config_validates_from_the_repository_root(monkeypatch):
+    """config/mnist_offline.yaml's data_root (../shared/data/mnist) is relative to the
+    repository root, where its comment says to run it."""
+    from trainmap.config import load_yaml
+
+    monkeypatch.chdir(REPO)
+    settings = validate_config(load_yaml(REPO / "config" / "mnist_offline.yaml"))
+    assert settings["mnist_offline"].params["train_from_test"] == 8000
+
+
 def test_missing_data_at_run_time_names_the_root(tmp_path):
     """A loader called directly (data gone after validation) names the root too."""
     p = get_task("cifar100_resnet18").params(data_root=str(tmp_path))  # not validated

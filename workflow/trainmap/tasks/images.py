@@ -8,6 +8,8 @@ which keeps ``import trainmap.tasks`` fast for the tasks that do not need it.
 """
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -55,7 +57,22 @@ def download_mnist(root: str | Path) -> None:
     they are there)."""
     from torchvision.datasets import MNIST
 
-    MNIST(str(root), train=True, download=True)
+    with download_errors("MNIST", root):
+        MNIST(str(root), train=True, download=True)
+
+
+@contextmanager
+def download_errors(name: str, root: str | Path) -> Iterator[None]:
+    """A failed download (no network, a mirror down) as one error naming the data set and
+    the root, instead of torchvision's traceback."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        raise RuntimeError(
+            f"data_root {str(Path(root).resolve())!r}: downloading {name} failed ({error}). "
+            "Where jobs have no network, fetch the files elsewhere, put them under "
+            "data_root and set download: false."
+        ) from error
 
 
 def read_cifar100(root: str | Path, train: bool, download: bool):
@@ -68,7 +85,8 @@ def read_cifar100(root: str | Path, train: bool, download: bool):
 
     if not download:
         data_files.require(data_files.CIFAR100_FILES, root, "data_root")
-    data = CIFAR100(str(root), train=train, download=download)
+    with download_errors("CIFAR-100", root):
+        data = CIFAR100(str(root), train=train, download=download)
     images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(data.targets, dtype=torch.int64)
 
