@@ -68,6 +68,16 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread, as the training jobs use: on a busy 2-core machine a second thread
+    makes the full-size ResNet18 slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """Nothing may reach the network: the HF libraries are told so."""
