@@ -377,3 +377,29 @@ def test_bad_image_keys_name_key_and_value(keys, message):
 def test_missing_corpus_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"settings\.images\.corpus: no text file .*nope\.txt"):
         validate_config(setting("masked_lm", corpus=str(tmp_path / "nope.txt")))
+
+
+def test_downloads_take_turns_and_failures_name_the_root(tmp_path):
+    """Concurrent jobs of settings sharing a data_root download one after another (a file
+    lock); a failed download names the data set and the root."""
+    import threading
+
+    from trainmap.tasks.images import downloading
+
+    order = []
+
+    def second_job():
+        with downloading("MNIST", tmp_path):
+            order.append("second")
+
+    with downloading("MNIST", tmp_path):
+        thread = threading.Thread(target=second_job)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # waiting for the lock
+        order.append("first")
+    thread.join(timeout=5)
+    assert order == ["first", "second"]
+    with pytest.raises(RuntimeError, match=rf"'{tmp_path}': downloading CIFAR-100 failed"):
+        with downloading("CIFAR-100", tmp_path):
+            raise OSError("no network")

@@ -7,6 +7,7 @@ a GPU is never left waiting for a loader. torchvision is imported inside the loa
 which keeps ``import trainmap.tasks`` fast for the tasks that do not need it.
 """
 
+import fcntl
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,22 +58,33 @@ def download_mnist(root: str | Path) -> None:
     they are there)."""
     from torchvision.datasets import MNIST
 
-    with download_errors("MNIST", root):
+    with downloading("MNIST", root):
         MNIST(str(root), train=True, download=True)
 
 
 @contextmanager
-def download_errors(name: str, root: str | Path) -> Iterator[None]:
-    """A failed download (no network, a mirror down) as one error naming the data set and
-    the root, instead of torchvision's traceback."""
-    try:
-        yield
-    except (OSError, RuntimeError) as error:
-        raise RuntimeError(
-            f"data_root {str(Path(root).resolve())!r}: downloading {name} failed ({error}). "
-            "Where jobs have no network, fetch the files elsewhere, put them under "
-            "data_root and set download: false."
-        ) from error
+def downloading(name: str, root: str | Path) -> Iterator[None]:
+    """Hold ``<root>/.trainmap-download.lock`` while torchvision downloads, and turn a
+    failed download (no network, a mirror down) into one error naming the data set and
+    the root instead of torchvision's traceback.
+
+    The lock makes the training jobs of a setting (often dozens at once, and settings that
+    share a data_root) download one after another: the first fetches the files, the others
+    find them in place (torchvision checks before it downloads).
+    """
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with open(Path(root) / ".trainmap-download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            raise RuntimeError(
+                f"data_root {str(Path(root).resolve())!r}: downloading {name} failed "
+                f"({error}). Where jobs have no network, fetch the files elsewhere, put them "
+                "under data_root and set download: false."
+            ) from error
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def read_cifar100(root: str | Path, train: bool, download: bool):
@@ -83,10 +95,11 @@ def read_cifar100(root: str | Path, train: bool, download: bool):
     """
     from torchvision.datasets import CIFAR100
 
-    if not download:
-        data_files.require(data_files.CIFAR100_FILES, root, "data_root")
-    with download_errors("CIFAR-100", root):
-        data = CIFAR100(str(root), train=train, download=download)
+    if download:
+        with downloading("CIFAR-100", root):
+            CIFAR100(str(root), train=True, download=True)
+    data_files.require(data_files.CIFAR100_FILES, root, "data_root")
+    data = CIFAR100(str(root), train=train, download=False)
     images = torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(data.targets, dtype=torch.int64)
 
