@@ -403,3 +403,48 @@ def test_downloads_take_turns_and_failures_name_the_root(tmp_path):
     with pytest.raises(RuntimeError, match=rf"'{tmp_path}': downloading CIFAR-100 failed"):
         with downloading("CIFAR-100", tmp_path):
             raise OSError("no network")
+
+
+def test_a_tokenizer_with_other_ids_is_renumbered(tmp_path):
+    """A BERT-style tokenizer whose specials are not 0..4 (bert-base-uncased's: [PAD] 0,
+    [UNK] 100, ...) gets them there in the model's ids; other ids keep their order."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from trainmap.corpus import canonical_ids, load_tokenizer
+    from trainmap.tasks.masked_lm import blocks
+
+    pieces = ["be", "not", "or", "to", "##s", "a"]
+    order = [*pieces[:2], "[PAD]", *pieces[2:4], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces[4:]]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(order)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer.save(str(tmp_path / "other.json"))
+    loaded = load_tokenizer(str(tmp_path / "other.json"))
+    mapping = canonical_ids(loaded)
+    assert [mapping[order.index(t)] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [
+        0, 1, 2, 3, 4,
+    ]  # fmt: skip
+    assert [mapping[order.index(t)] for t in pieces] == [5, 6, 7, 8, 9, 10]
+    block = blocks(loaded, ["to be or not to be as"], 9)
+    expected = [pieces.index(t) + 5 for t in ("to", "be", "or", "not", "to", "be", "a", "##s")]
+    assert block.tolist() == [[2, *expected[:7], 3]]
+
+
+def test_a_tokenizer_without_mask_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    from trainmap.corpus import load_tokenizer
+
+    Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]")).save(
+        str(tmp_path / "t.json")
+    )
+    with pytest.raises(ValueError, match=r"t\.json'.*missing: \['\[PAD\]', '\[CLS\]'"):
+        load_tokenizer(str(tmp_path / "t.json"))
+
+
+def test_an_unreachable_hub_tokenizer_is_named():
+    """Offline, a hub tokenizer name fails at once with its name (no traceback hunt)."""
+    from trainmap.corpus import load_tokenizer
+
+    with pytest.raises(ValueError, match="tokenizer 'bert-base-uncased': no such file, and no"):
+        load_tokenizer("bert-base-uncased")

@@ -1,6 +1,6 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
-from trainmap.data_files import is_local_corpus
+from trainmap.data_files import is_local_corpus, is_local_file
 from trainmap.provenance import code_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
@@ -73,10 +73,11 @@ def get_train_inputs(wildcards):
     params = get_setting(wildcards).params
     if "tokenizer" not in params:
         return {}
-    return {
-        "tokenizer": params["tokenizer"]
-        or f"results/{wildcards.setting}/tokenizer.json"
-    }
+    if not params["tokenizer"]:
+        return {"tokenizer": f"results/{wildcards.setting}/tokenizer.json"}
+    if is_local_file(params["tokenizer"], ".json"):
+        return {"tokenizer": params["tokenizer"]}
+    return {}  # a hub tokenizer: fetched by the training job
 
 
 def get_tokenizer_options(wildcards):

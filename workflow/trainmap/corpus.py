@@ -11,7 +11,7 @@ a network exists.
 import tempfile
 from pathlib import Path
 
-from trainmap.data_files import SPECIAL_TOKENS, is_local_corpus
+from trainmap.data_files import SPECIAL_TOKENS, is_local_corpus, is_local_file
 from trainmap.io import atomic_path
 
 
@@ -60,7 +60,14 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     tokenizer.train_from_iterator(lines, trainer=trainer)
     # The trainer numbers equal pieces in hash-map order, which changes from process to
     # process; sorted ids make the same corpus give the same file (and the same model).
-    pieces = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS))
+    return specials_first(tokenizer, sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS)))
+
+
+def specials_first(tokenizer, pieces: list[str]):
+    """``tokenizer`` with its WordPiece vocabulary numbered SPECIAL_TOKENS first (ids
+    0..4, as the trainer adds them), then ``pieces`` in the order given."""
+    from tokenizers import models
+
     vocab = {piece: i for i, piece in enumerate([*SPECIAL_TOKENS, *pieces])}
     tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]")
     return tokenizer
@@ -74,15 +81,44 @@ def build_tokenizer(corpus: str, eval_fraction: float, vocab_size: int, path: st
         tokenizer.save(str(tmp))
 
 
-def load_tokenizer(path: str | Path):
-    """A tokenizer file; its special tokens must have ids 0..4 as ``train_tokenizer``'s."""
-    from tokenizers import Tokenizer
+def load_tokenizer(name: str):
+    """A tokenizers JSON file (``name`` ends in .json or exists), else a pretrained
+    tokenizer from the hub (e.g. ``bert-base-uncased``; needs a network).
 
-    tokenizer = Tokenizer.from_file(str(path))
-    ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
-    if ids != list(range(len(SPECIAL_TOKENS))):
+    It must be a BERT-style WordPiece tokenizer with the special tokens SPECIAL_TOKENS
+    (``canonical_ids`` maps its ids so that these come first).
+    """
+    from tokenizers import Tokenizer, models
+
+    if is_local_file(name, ".json"):
+        tokenizer = Tokenizer.from_file(name)
+    else:
+        try:
+            tokenizer = Tokenizer.from_pretrained(name)
+        except Exception as error:  # the hub client raises many kinds; all mean the same
+            raise ValueError(
+                f"tokenizer {name!r}: no such file, and no pretrained tokenizer of that name "
+                f"could be fetched from the hub ({error})"
+            ) from error
+    missing = [token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None]
+    if missing or not isinstance(tokenizer.model, models.WordPiece):
         raise ValueError(
-            f"tokenizer {str(path)!r}: special tokens {list(SPECIAL_TOKENS)} must have ids "
-            f"0..{len(SPECIAL_TOKENS) - 1}, found {ids}"
+            f"tokenizer {name!r}: a WordPiece tokenizer with the special tokens "
+            f"{list(SPECIAL_TOKENS)} is needed (missing: {missing or 'none'}, model "
+            f"{type(tokenizer.model).__name__})"
         )
     return tokenizer
+
+
+def canonical_ids(tokenizer) -> list[int]:
+    """The model's id of each of the tokenizer's ids: SPECIAL_TOKENS take 0..4 (the
+    masking relies on them), every other id keeps its order after them. The identity for
+    ``train_tokenizer``'s tokenizers; a pretrained one (bert-base-uncased has [PAD] 0,
+    [UNK] 100, [CLS] 101, ...) is renumbered."""
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    special = [vocab[token] for token in SPECIAL_TOKENS]
+    others = sorted(set(vocab.values()) - set(special))
+    mapping = [0] * (max(vocab.values()) + 1)
+    for new, old in enumerate([*special, *others]):
+        mapping[old] = new
+    return mapping

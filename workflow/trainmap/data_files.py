@@ -55,6 +55,12 @@ def require(files: dict[str, list[str]], root: str | Path, where: str) -> dict[s
     return found  # type: ignore[return-value]
 
 
+def is_local_file(value: str, suffix: str) -> bool:
+    """A value that ends in ``suffix`` or names an existing file is a local file; any
+    other value is a name on the Hugging Face hub."""
+    return value.endswith(suffix) or Path(value).is_file()
+
+
 def is_local_corpus(corpus: str) -> bool:
-    """A corpus value is a local text file when it ends in .txt or names an existing file."""
-    return corpus.endswith(".txt") or Path(corpus).is_file()
+    """A corpus is a local text file when it ends in .txt or exists, else a hub dataset."""
+    return is_local_file(corpus, ".txt")

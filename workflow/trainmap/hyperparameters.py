@@ -147,7 +147,7 @@ class MaskedLMParams(TrainingParams):
 
     corpus: str = "data/corpus.txt"  # a local text file (.txt), else a hub dataset name
     eval_fraction: float = 0.1  # the corpus's last lines held out for evaluation
-    tokenizer: str = ""  # a tokenizers JSON file; "" = trained by rule train_tokenizer
+    tokenizer: str = ""  # a JSON file or hub name; "" = trained by rule train_tokenizer
     vocab_size: int = 8192
     max_length: int = 128
     layers: int = 4
@@ -188,8 +188,12 @@ class MaskedLMParams(TrainingParams):
                 f"{where}.corpus: no text file {str(Path(self.corpus).resolve())!r} "
                 "(a local corpus ends in .txt or exists; other values are hub dataset names)"
             )
-        if self.tokenizer and not Path(self.tokenizer).is_file():
-            raise ConfigError(f"{where}.tokenizer: no file {self.tokenizer!r}")
+        local = data_files.is_local_file(self.tokenizer, ".json")
+        if self.tokenizer and local and not Path(self.tokenizer).is_file():
+            raise ConfigError(
+                f"{where}.tokenizer: no file {str(Path(self.tokenizer).resolve())!r} (a "
+                "tokenizer file ends in .json or exists; other values are hub tokenizer names)"
+            )
 
 
 # Task name -> its hyperparameters; trainmap.tasks.TASKS holds the factories.

@@ -2,7 +2,8 @@
 
 The corpus (``corpus``) is split into training lines and a held-out tail
 (``eval_fraction``), tokenised with the setting's WordPiece tokenizer (``tokenizer``: the
-file rule train_tokenizer writes; when empty, one is trained here the same way), and cut
+file rule train_tokenizer writes, a file or hub name from the config, or when empty one
+trained here the same way), and cut
 into blocks ``[CLS] <max_length - 2 tokens> [SEP]`` of the concatenated token stream.
 Training batches are masked the standard way (BERT): each non-special token is chosen with
 probability ``mask_prob``; of those, 80% become [MASK], 10% a random non-special token,
@@ -15,7 +16,13 @@ seeds: masked-token accuracy and loss on the same tokens at every checkpoint.
 import torch
 from torch import nn
 
-from trainmap.corpus import load_tokenizer, read_lines, split_lines, train_tokenizer
+from trainmap.corpus import (
+    canonical_ids,
+    load_tokenizer,
+    read_lines,
+    split_lines,
+    train_tokenizer,
+)
 from trainmap.data_files import SPECIAL_TOKENS
 from trainmap.hyperparameters import MaskedLMParams
 from trainmap.tasks.base import Splits, Task
@@ -29,11 +36,13 @@ IGNORE = -100  # label of a token that is not scored (cross_entropy's ignore_ind
 
 def blocks(tokenizer, lines: list[str], max_length: int) -> torch.Tensor:
     """(n, max_length) int64: the lines' tokens concatenated and cut into [CLS] ... [SEP]
-    blocks; the tail that does not fill a block is dropped."""
+    blocks of the model's ids (``canonical_ids``); the tail that does not fill a block is
+    dropped."""
     width = max_length - 2
     ids = [i for enc in tokenizer.encode_batch(lines, add_special_tokens=False) for i in enc.ids]
     n = len(ids) // width
-    body = torch.tensor(ids[: n * width], dtype=torch.int64).view(n, width)
+    lookup = torch.tensor(canonical_ids(tokenizer), dtype=torch.int64)
+    body = lookup[torch.tensor(ids[: n * width], dtype=torch.int64)].view(n, width)
     return torch.cat([torch.full((n, 1), CLS_ID), body, torch.full((n, 1), SEP_ID)], dim=1)
 
 
