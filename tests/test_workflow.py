@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from trainmap.config import load_yaml, validate_config
 from trainmap.metrics import METRIC_COLUMNS, compute_metrics
 from trainmap.tasks import get_task
+from trainmap.train import train
 
 RUN_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
 RUN_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]
@@ -47,17 +48,18 @@ def test_paper_config_dry_run_counts_jobs(tmp_path):
     counts = job_counts(result.stdout)
     settings = validate_config(load_yaml(ROOT / "config" / "paper.yaml"))
     trained = [s for s in settings.values() if s.source == "train"]
-    # One training job per seed (seeds_per_job defaults to 1), one unpack job per seed.
-    assert counts["train_run"] == sum(len(s.seeds) for s in trained) == 3 * 40
-    assert counts["unpack_run"] == 3 * 40
+    # One training job per seed (seeds_per_job defaults to 1), one unpack job per seed:
+    # modular, modular_ln, parity, mnist, cifar100, cifar100_destabilized.
+    assert counts["train_run"] == sum(len(s.seeds) for s in trained) == 6 * 40
+    assert counts["unpack_run"] == 6 * 40
     # MultiBERTs: one metrics job per seed; a dry run downloads nothing.
     assert counts["compute_checkpoint_metrics"] == 5
     n_states = sum(len(s.hmm["states"]) for s in settings.values())
-    assert counts["fit_hmm"] == n_states == 4 * 8
+    assert counts["fit_hmm"] == n_states == 7 * 8
     for rule in ("collect_trajectories", "prepare_sequences", "select_state_count"):
-        assert counts[rule] == 4
+        assert counts[rule] == 7
     for rule in ("decode_states", "draw_training_map", "fit_detour_regression"):
-        assert counts[rule] == 4
+        assert counts[rule] == 7
     assert not (tmp_path / "results").exists()
 
 
@@ -77,6 +79,38 @@ def test_asking_for_a_seed_the_config_lacks_names_it(tmp_path):
     result = run_workflow(tmp_path, targets=[target], extra_args=["--dry-run"], check=False)
     assert result.returncode != 0
     assert "settings.parity.seeds: 7 is not one of the seeds" in result.stdout
+
+
+@pytest.mark.slow
+def test_masked_lm_trains_on_its_settings_tokenizer(tmp_path):
+    """train_tokenizer builds results/<setting>/tokenizer.json once; the training job gets
+    it as its tokenizer and equals a run in-process with that file."""
+    corpus = ROOT.parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
+    hyper = {
+        "corpus": str(corpus), "vocab_size": 150, "max_length": 16, "layers": 1, "hidden": 16,
+        "heads": 2, "intermediate": 32, "n_train": 32, "n_eval": 8, "n_train_eval": 8,
+        "batch_size": 16, "epochs": 1, "eval_every": 1, "device": "cpu",
+    }  # fmt: skip
+    config = {
+        "settings": {
+            "lm": {
+                "source": "train", "task": "masked_lm", "seeds": 2, **hyper,
+                "convergence": {"column": "eval_accuracy", "threshold": 0.5},
+            }
+        }
+    }  # fmt: skip
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(config))
+    run = "results/lm/runs/seed1"
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = run_workflow(
+        tmp_path, tmp_path / "lm.yaml", targets=[f"{run}/metrics.parquet"], env=env
+    )
+    assert job_counts(result.stdout)["train_tokenizer"] == 1
+    task = get_task("masked_lm")
+    tokenizer = tmp_path / "results/lm/tokenizer.json"
+    expected, _ = train(task, task.params(**hyper, tokenizer=str(tokenizer)), 1)
+    metrics = pd.read_parquet(tmp_path / run / "metrics.parquet")
+    pd.testing.assert_frame_equal(metrics.drop(columns=["setting", "seed"]), expected)
 
 
 @pytest.mark.slow

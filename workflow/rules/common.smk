@@ -1,5 +1,6 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
+from trainmap.data_files import is_local_corpus, is_local_file
 from trainmap.provenance import code_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
@@ -90,6 +91,35 @@ def get_checkpoint_files(wildcards):
 def get_gpu_count(wildcards):
     """Training (and checkpoint metrics) ask for a GPU unless the setting pins device: cpu."""
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1
+
+
+TOKENIZER_OPTIONS = ("corpus", "eval_fraction", "vocab_size")
+
+
+def get_train_inputs(wildcards):
+    """Files a training job reads that another job makes, by hyperparameter name (the masked
+    LM's tokenizer, the setting's own file unless the config names one); train_run.py
+    passes each to the task as that hyperparameter."""
+    params = get_setting(wildcards).params
+    if "tokenizer" not in params:
+        return {}
+    if not params["tokenizer"]:
+        return {"tokenizer": f"results/{wildcards.setting}/tokenizer.json"}
+    if is_local_file(params["tokenizer"], ".json"):
+        return {"tokenizer": params["tokenizer"]}
+    return {}  # a hub tokenizer: fetched by the training job
+
+
+def get_tokenizer_options(wildcards):
+    """What train_tokenizer reads (other hyperparameters must not rerun it)."""
+    params = get_setting(wildcards).params
+    return {key: params[key] for key in TOKENIZER_OPTIONS}
+
+
+def get_corpus_file(wildcards):
+    """The local corpus file of a masked LM setting (none for a hub dataset)."""
+    corpus = get_tokenizer_options(wildcards)["corpus"]
+    return [corpus] if is_local_corpus(corpus) else []
 
 
 def get_source(wildcards):

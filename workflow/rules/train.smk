@@ -3,6 +3,8 @@
 # folder, and Snakemake deletes the bundle once every seed of the group is unpacked.
 # Snakemake cannot give one job a varying list of per-seed outputs, hence the bundle.
 rule train_run:
+    input:
+        unpack(get_train_inputs),
     output:
         temp(directory("results/{setting}/runs/group{group}")),
     log:
@@ -20,6 +22,24 @@ rule train_run:
         code=script_code("train_run.py"),
     script:
         "../scripts/train_run.py"
+
+
+# The masked LM's WordPiece tokenizer, trained once per setting on its corpus's training
+# lines; every training job of the setting reads it (settings without one skip this).
+rule train_tokenizer:
+    input:
+        get_corpus_file,
+    output:
+        "results/{setting}/tokenizer.json",
+    log:
+        "logs/{setting}/train_tokenizer.log",
+    conda:
+        "../../envs/train.yaml"
+    params:
+        options=get_tokenizer_options,
+        code=script_code("train_tokenizer.py"),
+    script:
+        "../scripts/train_tokenizer.py"
 
 
 # Copies one seed's files out of its group's bundle (only `cp`: the training env, already

@@ -14,11 +14,14 @@ from trainmap.tasks import get_task
 from trainmap.train import save_weights, train_group
 
 
-def main(bundle: str, params, threads: int, log: str) -> None:
+def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) -> None:
+    """inputs: files other rules made for this task, by hyperparameter name (a masked
+    LM's tokenizer); each replaces that hyperparameter's value."""
     log_to_file(log)
     torch.set_num_threads(threads)
     task = get_task(params.task)
-    for seed, table, weights in train_group(task, task.params(**params.hyper), params.seeds):
+    hyper = task.params(**{**params.hyper, **inputs})
+    for seed, table, weights in train_group(task, hyper, params.seeds):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
         run_dir = Path(bundle) / f"seed{seed}"
@@ -26,4 +29,10 @@ def main(bundle: str, params, threads: int, log: str) -> None:
         write_parquet(table, run_dir / "metrics.parquet")
 
 
-main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])
+main(
+    snakemake.output[0],
+    snakemake.params,
+    dict(snakemake.input.items()),
+    snakemake.threads,
+    snakemake.log[0],
+)

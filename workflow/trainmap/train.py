@@ -36,6 +36,7 @@ class RunState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     order_gen: torch.Generator  # draws each epoch's permutation of the training data
+    batch_gen: torch.Generator  # draws a task's per-batch randomness (augmentation, masking)
     epoch: int = 0
     step: int = 0
     diverged: bool = False
@@ -78,29 +79,49 @@ def init_run(task: Task, p: TrainingParams, seed: int, device: torch.device):
     model = task.make_model(p)
     model.reset_parameters(generator("init", seed))
     model.to(device)
-    state = RunState(model, make_optimizer(p, model), generator("order", seed))
+    optimizer = make_optimizer(p, model)
+    state = RunState(model, optimizer, generator("order", seed), generator("batch", seed))
     return data, state
 
 
+def eval_chunk(p: TrainingParams) -> int:
+    """Examples per forward pass when scoring a split: a task's ``eval_batch_size`` key
+    where it has one (models whose activations are large), else EVAL_CHUNK."""
+    return getattr(p, "eval_batch_size", EVAL_CHUNK)
+
+
 @torch.no_grad()
-def evaluate(task: Task, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """Mean loss and accuracy over a whole split, as 0-d tensors (no host sync here)."""
+def evaluate(
+    task: Task, model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
+):
+    """Mean loss and accuracy over a whole split, as 0-d tensors (no host sync here).
+
+    Each chunk's mean is weighted by its number of scored items (``task.count``; default
+    the chunk's length), so the result is the split's mean whatever the chunk size.
+    """
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), EVAL_CHUNK):
-        out = model(x[start : start + EVAL_CHUNK])
-        target = y[start : start + EVAL_CHUNK]
-        loss += task.loss(out, target) * len(target)
-        correct += task.accuracy(out, target) * len(target)
+    total = 0
+    for start in range(0, len(x), chunk):
+        out = model(x[start : start + chunk])
+        target = y[start : start + chunk]
+        n = len(target) if task.count is None else task.count(target)
+        loss += task.loss(out, target) * n
+        correct += task.accuracy(out, target) * n
+        total += n
     model.train()
-    return loss / len(x), correct / len(x)
+    return loss / total, correct / total
 
 
-def checkpoint(task: Task, data: Splits, state: RunState) -> dict[str, Any]:
-    """One row: step, epoch, losses, accuracies and the 14 weight metrics."""
-    train_loss, train_acc = evaluate(task, state.model, data.train_x, data.train_y)
-    eval_loss, eval_acc = evaluate(task, state.model, data.eval_x, data.eval_y)
+def checkpoint(task: Task, data: Splits, state: RunState, chunk: int = EVAL_CHUNK):
+    """One row: step, epoch, losses, accuracies and the 14 weight metrics.
+
+    The train loss and accuracy are scored on ``data.train_probe()`` (a task's fixed
+    subset of the training split, or all of it).
+    """
+    train_loss, train_acc = evaluate(task, state.model, *data.train_probe(), chunk)
+    eval_loss, eval_acc = evaluate(task, state.model, data.eval_x, data.eval_y, chunk)
     scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc]).tolist()
     row = {"step": state.step, "epoch": state.epoch}
     row.update(zip(RUN_COLUMNS[1:], scores, strict=True))
@@ -158,12 +179,16 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     steps_per_epoch = math.ceil(n_train / p.batch_size)
     progress = Progress(seed, steps_per_epoch * p.epochs)
     log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train, len(data.eval_x))
-    progress.report(checkpoint(task, data, state), p.epochs)
+    chunk = eval_chunk(p)
+    progress.report(checkpoint(task, data, state, chunk), p.epochs)
     while state.epoch < p.epochs and not state.diverged:
         order = torch.randperm(n_train, generator=state.order_gen).to(device)
         for start in range(0, n_train, p.batch_size):
             idx = order[start : start + p.batch_size]
-            loss = task.loss(state.model(data.train_x[idx]), data.train_y[idx])
+            x, y = data.train_x[idx], data.train_y[idx]
+            if task.train_batch is not None:
+                x, y = task.train_batch(p, x, y, state.batch_gen)
+            loss = task.loss(state.model(x), y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             state.optimizer.step()
@@ -173,13 +198,18 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
                 state.epoch += 1
             last = end_of_epoch and state.epoch == p.epochs
             if last or is_checkpoint(p, state, end_of_epoch):
-                progress.report(checkpoint(task, data, state), p.epochs)
+                progress.report(checkpoint(task, data, state, chunk), p.epochs)
                 if state.diverged:
                     log.warning("seed %d diverged at step %d: non-finite loss", seed, state.step)
                     break
     table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
-    weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+    # Copies: tied parameters (BERT's decoder and word embeddings) must not share memory
+    # in a safetensors file.
+    weights = {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in state.model.state_dict().items()
+    }
     return table, weights
 
 

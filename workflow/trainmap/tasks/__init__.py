@@ -6,10 +6,16 @@ Add a task: a module here with its factories, its hyperparameter dataclass in
 
 from trainmap.errors import ConfigError
 from trainmap.tasks.base import Splits, Task
+from trainmap.tasks.cifar100_resnet18 import CIFAR100_RESNET18
+from trainmap.tasks.masked_lm import MASKED_LM
+from trainmap.tasks.mnist_mlp import MNIST_MLP
 from trainmap.tasks.modular_addition import MODULAR_ADDITION
 from trainmap.tasks.sparse_parity import SPARSE_PARITY
 
-TASKS: dict[str, Task] = {task.name: task for task in (MODULAR_ADDITION, SPARSE_PARITY)}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (MODULAR_ADDITION, SPARSE_PARITY, MNIST_MLP, CIFAR100_RESNET18, MASKED_LM)
+}
 
 
 def get_task(name: str, where: str = "task") -> Task:

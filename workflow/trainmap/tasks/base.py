@@ -18,15 +18,29 @@ from trainmap.hyperparameters import TrainingParams
 
 @dataclass
 class Splits:
-    """A task's data for one seed: inputs (n, ...) and targets (n, ...) per split."""
+    """A task's data for one seed: inputs (n, ...) and targets (n, ...) per split.
+
+    probe_x, probe_y: the examples a checkpoint scores for train loss and accuracy (a fixed
+    subset of the training split, so that a checkpoint of a large data set stays cheap);
+    None scores the whole training split.
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     eval_x: torch.Tensor
     eval_y: torch.Tensor
+    probe_x: torch.Tensor | None = None
+    probe_y: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Splits":
-        return Splits(*(t.to(device) for t in dataclasses.astuple(self)))
+        tensors = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return Splits(*(None if t is None else t.to(device) for t in tensors))
+
+    def train_probe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets scored for the train loss and accuracy at a checkpoint."""
+        if self.probe_x is None or self.probe_y is None:
+            return self.train_x, self.train_y
+        return self.probe_x, self.probe_y
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,13 @@ class Task:
     loss(outputs, targets) -> scalar mean loss; accuracy(outputs, targets) -> fraction
     correct as a 0-d tensor. The model must provide ``reset_parameters(gen)`` and
     ``weight_groups()`` (see ``trainmap.models``).
+
+    Optional:
+    train_batch(params, x, y, gen) -> (x, y): turns a drawn training batch into what the
+        model trains on (augmentation, masking), drawing only from ``gen`` (the run's
+        batch generator); None trains on the batch as drawn.
+    count(targets) -> number of scored items in a batch (0-d tensor or int), the weight of
+        a batch's mean loss and accuracy when a split is scored in chunks; None: len(targets).
     """
 
     name: str
@@ -44,3 +65,5 @@ class Task:
     make_model: Callable[[Any], nn.Module]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    train_batch: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    count: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -1,0 +1,18 @@
+"""Snakemake adapter: train a masked LM setting's WordPiece tokenizer on its corpus's
+training lines and save it (a tokenizers JSON file)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from trainmap.corpus import build_tokenizer
+from trainmap.io import log_to_file
+
+
+def main(output: str, options: dict, log: str) -> None:
+    log_to_file(log)
+    build_tokenizer(options["corpus"], options["eval_fraction"], options["vocab_size"], output)
+
+
+main(snakemake.output[0], snakemake.params.options, snakemake.log[0])
