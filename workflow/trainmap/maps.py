@@ -271,7 +271,9 @@ def mark_detours(training_map: dict, detours: pd.DataFrame) -> dict:
     for state in training_map["states"]:
         k = state["id"]
         kind = str(rows.at[k, "kind"]) if k in rows.index else ""
-        converged = int(rows.at[k, "converged_runs_visiting"]) if k in rows.index else 0
+        converged = rows.at[k, "converged_runs_visiting"] if k in rows.index else 0
+        # null without convergence times (a checkpoint series without evals)
+        converged = None if pd.isna(converged) else int(converged)
         states.append(
             {**state, "kind": kind, "is_detour": kind == "detour",
              "converged_runs_visiting": converged}
