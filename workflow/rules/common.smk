@@ -62,6 +62,13 @@ def get_gpu_count(wildcards):
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1
 
 
+def get_resume_every(wildcards, output):
+    """Seconds between a training job's resumable states. Taking `output` makes the value
+    "derived" for Snakemake, so it is no rerun trigger: the interval never changes results.
+    """
+    return get_setting(wildcards).resume_every
+
+
 def get_source(wildcards):
     return get_setting(wildcards).source
 

@@ -5,9 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
-from trainmap.io import log_to_file, read_json
+from trainmap.io import log_to_file, read_csv, read_json, read_parquet
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_comparison
 from trainmap.summary import find_pair
@@ -17,9 +15,9 @@ def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -
     return {
         "name": name,
         "map": read_json(map_path),
-        "detours": pd.read_csv(detours),
+        "detours": read_csv(detours),
         "regression": read_json(regression),
-        "runs": pd.read_parquet(runs),
+        "runs": read_parquet(runs),
     }
 
 

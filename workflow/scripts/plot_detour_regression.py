@@ -5,18 +5,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
-from trainmap.io import log_to_file, read_json
+from trainmap.io import log_to_file, read_csv, read_json, read_parquet
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_coefficients, plot_convergence
 
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
-    detours = pd.read_csv(inputs.detours)
+    detours = read_csv(inputs.detours)
     regression = read_json(inputs.regression)
-    runs = pd.read_parquet(inputs.runs)
+    runs = read_parquet(inputs.runs)
     save_figure(plot_convergence(runs, detours, regression, params.setting), outputs.convergence)
     figure = plot_coefficients(detours, regression, read_json(inputs.map), params.setting)
     save_figure(figure, outputs.coefficients)

@@ -5,16 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
-from trainmap.io import atomic_path, log_to_file, read_json
+from trainmap.io import atomic_path, log_to_file, read_csv, read_json
 from trainmap.summary import headline, summary_markdown
 
 
 def main(inputs, output: str, params, log: str) -> None:
     log_to_file(log)
     headlines = {
-        name: headline(read_json(m), pd.read_csv(d), read_json(r))
+        name: headline(read_json(m), read_csv(d), read_json(r))
         for name, m, d, r in zip(
             params.settings, inputs.maps, inputs.detours, inputs.regressions, strict=True
         )

@@ -12,16 +12,24 @@ from typing import Any
 import jsonschema
 import yaml
 
-from trainmap.columns import METRIC_COLUMNS
+from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params, task_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-SETTING_KEYS = {
-    *("source", "task", "seeds", "seeds_per_job", "table"),
-    *("features", "convergence", "hmm", "alpha"),
+COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
+# Keys that only apply to one source; any other key of a trained setting is a task
+# hyperparameter. A key of another source is refused, in every direction.
+SOURCE_KEYS = {
+    "train": {"task", "seeds", "seeds_per_job", "resume_every"},
+    "table": {"table"},
 }
-TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job"}
+SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
+# Columns that identify a row: never a feature (they would overwrite the ids).
+ID_COLUMNS = ("setting", "seed", "run", "step", "diverged")
+# What a trained run logs per checkpoint (metrics.parquet), besides the ids.
+TRAINED_COLUMNS = ("step", *RUN_COLUMNS, *METRIC_COLUMNS)
+DEFAULT_RESUME_EVERY = 60.0  # seconds; BENCHMARKS.md measures its overhead
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Setting:
     features: list[str]
     seeds: list[int] = dataclasses.field(default_factory=list)
     seeds_per_job: int = 1
+    resume_every: float = DEFAULT_RESUME_EVERY
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
@@ -54,12 +63,32 @@ class Setting:
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A YAML mapping; an empty file is ``{}`` (validate_config refuses it)."""
     with open(path) as f:
-        return yaml.safe_load(f) or {}
+        data = yaml.safe_load(f)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, got {type(data).__name__}")
+    return data
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "config"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The error and, for oneOf/anyOf, why each alternative failed.
+
+    Type mismatches are left out when another alternative fits the value's type:
+    ``seeds: [1, 1]`` reports the duplicate, not that a list is no integer.
+    """
+    text = f"{_key_path(error)}: {error.message}"
+    if not error.context:
+        return text
+    reasons = [e for e in error.context if e.validator != "type"] or list(error.context)
+    details = sorted({f"{_key_path(e)}: {e.message}" for e in reasons})
+    return f"{text} ({'; '.join(details)})"
 
 
 def _fill_defaults(config: dict, schema: dict) -> dict:
@@ -77,8 +106,13 @@ def validate_config(config: dict) -> dict[str, Setting]:
     schema = load_yaml(SCHEMA_PATH)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not config:
+        raise ConfigError(
+            "the config is empty: give at least one setting under `settings:` "
+            "(config/README.md); an empty config file never falls back to the default"
+        )
     if errors:
-        lines = [f"{_key_path(e)}: {e.message}" for e in errors]
+        lines = [_message(e) for e in errors]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     config = _fill_defaults(config, schema)
     return {
@@ -90,27 +124,33 @@ def validate_config(config: dict) -> dict[str, Setting]:
 def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     where = f"settings.{name}"
     hmm = {**config["hmm"], **entry.get("hmm", {})}
+    source = entry["source"]
     common = {
         "name": name,
-        "source": entry["source"],
+        "source": source,
         "convergence": entry["convergence"],
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
-    if entry["source"] == "checkpoints":
+    if source == "checkpoints":
         raise ConfigError(f"{where}.source: 'checkpoints' is on the roadmap, not implemented")
-    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
-    if entry["source"] == "table":
-        if "table" not in entry:
-            raise ConfigError(f"{where}.table: required for source 'table'")
-        if extra or TRAIN_ONLY_KEYS & set(entry):
-            keys = sorted(set(extra) | (TRAIN_ONLY_KEYS & set(entry)))
-            raise ConfigError(f"{where}: keys {keys} only apply to source 'train'")
+    if source == "table" and "table" not in entry:
+        raise ConfigError(f"{where}.table: required for source 'table'")
+    _check_source_keys(entry, where)
+    _check_features(common["features"], where)
+    if source == "table":
+        extra = sorted(k for k in entry if k not in SETTING_KEYS)
+        if extra:
+            raise ConfigError(
+                f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
+            )
         return Setting(**common, table=entry["table"])
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
+    _check_trained_columns(common["features"], entry["convergence"]["column"], where)
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
     seeds = entry["seeds"]
     seeds = list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
@@ -118,6 +158,39 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         **common,
         seeds=seeds,
         seeds_per_job=entry.get("seeds_per_job", 1),
+        resume_every=float(entry.get("resume_every", DEFAULT_RESUME_EVERY)),
         task=entry["task"],
         params=dataclasses.asdict(params),
     )
+
+
+def _check_source_keys(entry: dict, where: str) -> None:
+    """Keys that belong to another source only are refused (never silently dropped)."""
+    source = entry["source"]
+    own = SOURCE_KEYS.get(source, set())
+    foreign = sorted(set(entry) & (SETTING_KEYS - COMMON_KEYS - own))
+    if foreign:
+        owners = {key: s for s, keys in SOURCE_KEYS.items() for key in keys}
+        which = ", ".join(f"{key} (source {owners[key]!r})" for key in foreign)
+        raise ConfigError(f"{where}: {which} do not apply to source {source!r}; remove them")
+
+
+def _check_features(features: list[str], where: str) -> None:
+    ids = [f for f in features if f in ID_COLUMNS]
+    if ids:
+        raise ConfigError(
+            f"{where}.features: {ids} identify a run's rows and cannot be features "
+            f"(id columns: {', '.join(ID_COLUMNS)})"
+        )
+
+
+def _check_trained_columns(features: list[str], column: str, where: str) -> None:
+    """A trained run logs TRAINED_COLUMNS: anything else would fail after training."""
+    allowed = ", ".join(TRAINED_COLUMNS)
+    unknown = [f for f in features if f not in TRAINED_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{where}.features: {unknown} are not logged by training; "
+                          f"choose from {allowed}")  # fmt: skip
+    if column not in TRAINED_COLUMNS:
+        raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
+                          f"training; choose from {allowed}")  # fmt: skip
