@@ -103,7 +103,7 @@ def test_trained_setting_rejects_table_keys():
         ({"hidden": 0}, r"settings\.parity\.hidden: 0 is out of range; allowed: >= 1"),
         ({"n_eval": 0}, r"settings\.parity\.n_eval: 0 is out of range; allowed: >= 1"),
         ({"lr": 0}, r"settings\.parity\.lr: 0 is out of range; allowed: > 0"),
-        ({"momentum": 1.5}, r"settings\.parity\.momentum: 1\.5 is out of range; allowed: in \[0, 1\)"),
+        ({"momentum": 1.5}, r"parity\.momentum: 1\.5 is out of range; allowed: in \[0, 1\)"),
         ({"task": "modular_addition", "train_fraction": 1.5},
          r"settings\.parity\.train_fraction: 1\.5 is out of range; allowed: in \(0, 1\)"),
         ({"task": "modular_addition", "p": 3, "train_fraction": 0.01},
