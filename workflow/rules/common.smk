@@ -1,6 +1,6 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
-from trainmap.provenance import code_digest
+from trainmap.provenance import code_digest, file_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -33,6 +33,13 @@ def get_run_metrics(wildcards):
         setting=setting.name,
         seed=setting.seeds,
     )
+
+
+def get_input_digest(wildcards):
+    """Content digest of a `source: table` file (a param: replacing the file with new
+    content and an old mtime still reruns the setting); None for trained settings."""
+    setting = get_setting(wildcards)
+    return file_digest(setting.table) if setting.source == "table" else None
 
 
 def get_group_seeds(wildcards):

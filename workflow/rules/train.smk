@@ -59,6 +59,7 @@ rule collect_trajectories:
         source=get_source,
         features=get_features,
         convergence=get_convergence,
+        table_digest=get_input_digest,
         code=script_code("collect_trajectories.py"),
     script:
         "../scripts/collect_trajectories.py"
