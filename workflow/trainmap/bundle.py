@@ -11,9 +11,10 @@ Standard library only: the local ``unpack_run`` jobs start fast.
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
+
+from trainmap.atomic import atomic_path
 
 MANIFEST = "complete.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
@@ -39,9 +40,8 @@ def write_manifest(bundle: str | Path, seeds: list[int]) -> None:
         for seed in seeds
         for name in RUN_FILES
     }
-    tmp = bundle / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"seeds": seeds, "files": files}, indent=2) + "\n")
-    os.replace(tmp, bundle / MANIFEST)
+    with atomic_path(bundle / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"seeds": seeds, "files": files}, indent=2) + "\n")
 
 
 def _unfinished(bundle: Path, why: str) -> BundleError:
@@ -71,11 +71,5 @@ def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -
         source = bundle / f"seed{seed}" / name
         if not source.is_file() or _sha256(source) != manifest["files"][f"seed{seed}/{name}"]:
             raise _unfinished(bundle, f"{source} is missing or differs from {MANIFEST}")
-        destination = Path(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        tmp = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
-        try:
+        with atomic_path(destination) as tmp:
             shutil.copyfile(source, tmp)
-            os.replace(tmp, destination)
-        finally:
-            tmp.unlink(missing_ok=True)

@@ -6,32 +6,17 @@ that looks complete.
 """
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from trainmap.atomic import atomic_path
 from trainmap.errors import CorruptFileError
 from trainmap.logs import log_to_file
 
 __all__ = ["atomic_path", "log_to_file", "read_csv", "read_json", "read_parquet"]
 __all__ += ["write_json", "write_parquet"]
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
