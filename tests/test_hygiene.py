@@ -79,15 +79,9 @@ def non_atomic_writes(tree: ast.AST) -> list[str]:
         if last in WRITER_METHODS and isinstance(node.func, ast.Attribute):
             # path.write_text(...) writes to the receiver; frame.to_csv(path) to its argument
             target = node.func.value if last.startswith("write_") else _first(node)
-        elif last in WRITER_FUNCTIONS and name.split(".")[0] in {
-            "torch",
-            "np",
-            "json",
-            "save_file",
-        }:
-            target = _second(node) if last == "dump" else _first(node)
-            if name == "save_file":
-                target = _second(node)
+        elif name in WRITER_FUNCTIONS:
+            position = WRITER_FUNCTIONS[name]
+            target = node.args[position] if len(node.args) > position else None
         elif name == "open" and _mode(node) and set(_mode(node)) & set("wax"):
             target = _first(node)
         else:
