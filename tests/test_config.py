@@ -140,6 +140,7 @@ def test_table_features_cannot_be_id_columns():
         (0, r"settings\.parity\.seeds: 0 is less than the minimum of 1"),
         (["a"], r"settings\.parity\.seeds\.0: 'a' is not of type 'integer'"),
         ("40", r"'40' is not of type 'array'; settings\.parity\.seeds: '40' is not of type"),
+        (2.0, r"settings\.parity\.seeds: 2\.0 is not of type 'integer'"),
     ],
 )
 def test_schema_alternatives_say_which_rule_failed(seeds, reason):

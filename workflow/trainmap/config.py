@@ -5,6 +5,7 @@ Every problem raises ``ConfigError`` with the key path and the value, so a user 
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,19 @@ def _fill_defaults(config: dict, schema: dict) -> dict:
     return filled
 
 
+# JSON Schema counts 1.0 as an integer; seeds, groups and state counts must be ints.
+STRICT_INTEGERS = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 def validate_config(config: dict) -> dict[str, Setting]:
     """Check ``config`` against the schema and every task; return settings by name."""
     schema = load_yaml(SCHEMA_PATH)
-    validator = jsonschema.Draft7Validator(schema)
+    validator = STRICT_INTEGERS(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if not config:
         raise ConfigError(
@@ -114,11 +124,24 @@ def validate_config(config: dict) -> dict[str, Setting]:
     if errors:
         lines = [_message(e) for e in errors]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_finite(config, "")
     config = _fill_defaults(config, schema)
     return {
         name: _build_setting(name, entry, config)
         for name, entry in sorted(config["settings"].items())
     }
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """YAML's .nan and .inf pass every JSON-schema bound (NaN compares false): refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where or 'config'}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = list(enumerate(value)) if isinstance(value, list) else []
+    for key, item in items:
+        _check_finite(item, f"{where}.{key}" if where else str(key))
 
 
 def _build_setting(name: str, entry: dict, config: dict) -> Setting:

@@ -186,7 +186,11 @@ def _check_type(value: object, annotation: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if typing.get_origin(annotation) is tuple:
         items = typing.get_args(annotation)
-        return isinstance(value, list | tuple) and len(value) == len(items)
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(items)
+            and all(_check_type(v, a) for v, a in zip(value, items, strict=True))
+        )
     if isinstance(annotation, types.UnionType):
         return any(_check_type(value, a) for a in typing.get_args(annotation))
     return isinstance(value, annotation)  # type: ignore[arg-type]

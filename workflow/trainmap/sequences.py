@@ -238,7 +238,7 @@ def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
     """
     largest = np.abs(block).max(axis=0, initial=0.0)
     _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
-    return block / np.ldexp(1.0, exponent)
+    return block / np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
 
 
 def _plain(value):

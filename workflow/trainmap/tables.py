@@ -134,7 +134,9 @@ def _integers(values: pd.Series, path: Path, column: str) -> pd.Series:
         return values.astype("int64").reset_index(drop=True)
     numbers = _numbers(values, path, column)
     array = numbers.to_numpy()
-    bad = ~np.isfinite(array) | (array != np.round(array))
+    # beyond 2**53 a float no longer holds every integer (and 1e308 overflows int64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(array) | (array != np.round(array)) | (np.abs(array) > 2.0**53)
     if bad.any():
         raise TableError(
             f"{path}: column {column!r} must hold integers; found {_first_bad(values, bad)}"
