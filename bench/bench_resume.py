@@ -4,9 +4,11 @@ Run: ``.venv/bin/python bench/bench_resume.py [--epochs N] [--reps N]``. For eac
 of config/config.yaml trains seed 0 at the config's hyperparameters (``--epochs``
 shortens every run alike) with saving off, at the default ``resume_every`` and at every
 checkpoint (``resume_every: 0``, the worst case), the modes interleaved so that a busy
-machine slows them alike (after one untimed warm-up run). One thread, as the training
-jobs use. Prints each mode's training time, its overhead over saving off, the number of
-saves and the time per save.
+machine slows them alike (after one untimed warm-up run; the order rotates). One
+thread, as the training jobs use. Prints each mode's training time (median and min of the
+repeats), its difference from saving off, the number of saves, the time per save and the
+share of training time spent saving as measured inside the runs (immune to the noise of
+a shared machine that dominates differences of a few percent in wall time).
 
 Then the cost of one save of larger states, where the default interval matters: the
 paper config's models (config/paper.yaml) with 1,000 logged rows, and torchvision's
@@ -17,6 +19,7 @@ for image tasks; overhead at the default interval = time per save / interval.
 import argparse
 import dataclasses
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +98,7 @@ def larger_states(rows: int = 1000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=None, help="shorten every run")
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = validate_config(load_yaml(ROOT / "config" / "config.yaml"))
@@ -111,24 +114,30 @@ def main() -> None:
         saves = {mode: (0, 0.0) for mode in modes}
         with tempfile.TemporaryDirectory() as tmp:
             train(task, params, 0)  # warm-up: first-call costs of torch's kernels
+            names = list(modes)
             for rep in range(args.reps):
-                for mode, every_s in modes.items():
+                # rotate the order, so that no mode always runs first after a pause
+                for mode in names[rep % 3 :] + names[: rep % 3]:
+                    every_s = modes[mode]
                     folder = Path(tmp) / f"{rep}-{len(times[mode])}-{mode[:3]}"
                     seconds, resume = timed_run(task, params, every_s, folder)
                     times[mode].append(seconds)
                     if resume is not None:
                         n, spent = saves[mode]
                         saves[mode] = (n + resume.saves, spent + resume.save_seconds)
-        off = min(times["off"])
+        off = statistics.median(times["off"])
         print(f"\n{name}: {setting.task}, {params.epochs} epochs, eval_every {params.eval_every}")
-        print("| mode | training s (min of reps) | overhead vs off | saves/run | ms/save |")
-        print("| --- | --- | --- | --- | --- |")
+        print("| mode | training s, median (min) | vs off, median | saves/run | ms/save "
+              "| time in saves |")  # fmt: skip
+        print("| --- | --- | --- | --- | --- | --- |")
         for mode in modes:
-            best = min(times[mode])
+            median = statistics.median(times[mode])
             n, spent = saves[mode]
             per = f"{1000 * spent / n:.1f}" if n else "-"
-            print(f"| {mode} | {best:.2f} | {100 * (best - off) / off:+.1f}% | "
-                  f"{n / args.reps:g} | {per} |")  # fmt: skip
+            share = 100 * spent / sum(times[mode])  # measured inside the runs: no noise
+            print(f"| {mode} | {median:.2f} ({min(times[mode]):.2f}) | "
+                  f"{100 * (median - off) / off:+.1f}% | {n / args.reps:g} | {per} | "
+                  f"{share:.2f}% |")  # fmt: skip
     larger_states()
 
 
