@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ SNAKEFILE = REPO / "Snakefile"
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 # Long enough for the tiny config on 2 cores with a loaded machine; a hung run still fails.
 RUN_TIMEOUT_S = 900
+
+
+def pytest_configure(config) -> None:
+    """Hypothesis keeps caches in .hypothesis/ of the working directory: keep them out of
+    the checkout (tests write only into temporary directories)."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"trainmap-hypothesis-{os.getuid()}")
 
 
 class WorkflowFailed(AssertionError):

@@ -92,7 +92,8 @@ def test_table_setting_rejects_training_keys():
 
 def test_trained_setting_rejects_table_keys():
     """The other direction: `table:` on a trained setting was silently dropped."""
-    with pytest.raises(ConfigError, match=r"settings\.parity: table \(source 'table'\) do"):
+    message = r"settings\.parity: table \(source 'table'\) does not apply to source 'train'"
+    with pytest.raises(ConfigError, match=message + "; remove it"):
         validate_config(config_with(table="runs.csv"))
 
 

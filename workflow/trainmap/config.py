@@ -195,7 +195,10 @@ def _check_source_keys(entry: dict, where: str) -> None:
     if foreign:
         owners = {key: s for s, keys in SOURCE_KEYS.items() for key in keys}
         which = ", ".join(f"{key} (source {owners[key]!r})" for key in foreign)
-        raise ConfigError(f"{where}: {which} do not apply to source {source!r}; remove them")
+        verb, pronoun = ("does", "it") if len(foreign) == 1 else ("do", "them")
+        raise ConfigError(
+            f"{where}: {which} {verb} not apply to source {source!r}; remove {pronoun}"
+        )
 
 
 def _check_features(features: list[str], where: str) -> None:
