@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG, run_workflow, snakemake_command
+from conftest import TINY_CONFIG, parse_jobs, run_workflow, snakemake_command
 
 from trainmap.bundle import BundleError, unpack_seed, write_manifest
 from trainmap.hyperparameters import parse_params
@@ -246,3 +246,22 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(tmp_pat
         "seed0",
         "seed1",
     ]
+
+
+@pytest.mark.slow
+def test_a_half_written_bundle_is_never_unpacked(tmp_path):
+    """What Ctrl-C then --cleanup-metadata leave: a bundle Snakemake takes for complete,
+    without the manifest its training job writes last. unpack_run stops and says why."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["settings"] = {"parity": KILL_CONFIG}
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    write_bundle(work / "results/parity/runs/group0", [0])
+    result = run_workflow(work, configfile, targets=RUNS[:2], check=False)
+    assert result.returncode != 0
+    assert "train_run" not in {job.rule for job in parse_jobs(result.stdout)}
+    log = (work / "logs/parity/unpack_run/seed0.log").read_text()
+    assert "group0: no complete.json; it was left by a training job that did not finish" in log
+    assert "Remove it (rm -r" in log
+    assert not (work / RUNS[0]).exists()
