@@ -105,6 +105,7 @@ class WiderState(RunState):
 
     noise_gen: torch.Generator = dataclasses.field(default_factory=torch.Generator)
     noise_draws: int = 0
+    on_batch: object = print  # a hook: code, not state
 
 
 def test_every_field_of_the_state_is_saved_generically(tmp_path):

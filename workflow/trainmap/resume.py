@@ -22,8 +22,9 @@ hyperparameters, code digest, seed); a state with another fingerprint is stale a
 discarded, never resumed.
 
 The state is saved generically: every field of ``RunState`` by its type (``nn.Module``,
-``torch.optim.Optimizer``, ``torch.Generator``, ``torch.Tensor``, or a JSON value), so a
-field added to ``RunState`` is saved and restored without changes here.
+``torch.optim.Optimizer``, ``torch.Generator``, ``torch.Tensor``, or a JSON value; a
+callable such as a hook is code and stays as initialised), so a field added to
+``RunState`` is saved and restored without changes here.
 """
 
 import dataclasses
@@ -81,6 +82,8 @@ def state_to_file(state: Any, path: Path, run_fingerprint: str) -> None:
             tensors[f"{f.name}/tensor"] = _cpu(value)
         elif isinstance(value, JSON_TYPES):
             plain[f.name] = value
+        elif callable(value):
+            continue  # a hook is code, not state: the fresh state's own is kept
         else:
             raise TypeError(f"RunState.{f.name}: cannot save a {type(value).__name__}")
     meta = {
@@ -140,6 +143,8 @@ def state_from_file(state: Any, path: Path, run_fingerprint: str) -> bool:
             loads.append((value.set_state, tensors[f"{f.name}/generator"]))
         elif f"{f.name}/tensor" in tensors:
             loads.append((_setter(state, f.name), tensors[f"{f.name}/tensor"].to(device)))
+        elif callable(value) and f.name not in meta["plain"]:
+            continue
         else:
             loads.append((_setter(state, f.name), meta["plain"][f.name]))
     for load, saved in loads:
