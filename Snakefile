@@ -9,8 +9,9 @@ from trainmap.config import load_yaml, validate_config
 
 # A `configfile:` directive would resolve against the working directory and would be
 # deep-merged with --configfile (mixing the default settings into the user's), so the
-# default config is only loaded when none is given.
-if not config:
+# default config is only loaded when none is given (an empty --configfile is refused by
+# validate_config, never replaced by the default).
+if not config and not workflow.configfiles:
     config.update(load_yaml(Path(workflow.basedir) / "config" / "config.yaml"))
 SETTINGS = validate_config(config)
 

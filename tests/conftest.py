@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ SNAKEFILE = REPO / "Snakefile"
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 # Long enough for the tiny config on 2 cores with a loaded machine; a hung run still fails.
 RUN_TIMEOUT_S = 900
+
+
+def pytest_configure(config) -> None:
+    """Hypothesis keeps caches in .hypothesis/ of the working directory: keep them out of
+    the checkout (tests write only into temporary directories)."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"trainmap-hypothesis-{os.getuid()}")
 
 
 class WorkflowFailed(AssertionError):
@@ -139,9 +148,37 @@ def copy_run(source: Path, destination: Path) -> Path:
     return destination
 
 
+# Folders of tools, not of the workflow: bytecode, caches, the venv, git itself.
+NOT_WORKFLOW_OUTPUT = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache",
+                       ".hypothesis"}  # fmt: skip
+REPO_WRITES = pytest.StashKey[list[str]]()
+
+
+def repository_files() -> dict[str, tuple[int, int]]:
+    """Every file in the repository checkout (path -> mtime in ns, size), tool folders
+    excepted. A user's own results/ and logs/ are in it: the tiny run must change none."""
+    files = {}
+    for folder, subfolders, names in os.walk(REPO):
+        subfolders[:] = [d for d in subfolders if d not in NOT_WORKFLOW_OUTPUT]
+        for name in names:
+            path = Path(folder) / name
+            info = path.lstat()
+            files[str(path.relative_to(REPO))] = (info.st_mtime_ns, info.st_size)
+    return files
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A finished run of the tiny config (target ``all``); copy it before changing it."""
+def tiny_run(tmp_path_factory, request) -> Path:
+    """A finished run of the tiny config (target ``all``); copy it before changing it.
+
+    The files of the repository checkout the run created or changed are kept in
+    ``request.config.stash[REPO_WRITES]`` (a test asserts there are none).
+    """
     workdir = tmp_path_factory.mktemp("tiny_run")
+    before = repository_files()
     run_workflow(workdir, TINY_CONFIG)
+    after = repository_files()
+    request.config.stash[REPO_WRITES] = sorted(
+        path for path, stamp in after.items() if before.get(path) != stamp
+    )
     return workdir

@@ -65,8 +65,8 @@ def test_explicit_seed_list_is_sorted():
         (config_with(seeds="40"), r"settings\.parity\.seeds: '40' is not valid"),
         (config_with(seeds_per_job=0), r"settings\.parity\.seeds_per_job: 0 is less than"),
         (config_with(seeds_per_job=2.5), r"settings\.parity\.seeds_per_job: 2\.5 is not of"),
-        (config_with(epochs=0), r"settings\.parity\.epochs: must be positive, got 0"),
-        (config_with(epochs=-3), r"settings\.parity\.epochs: must be positive, got -3"),
+        (config_with(epochs=0), r"settings\.parity\.epochs: 0 is out of range; allowed: >= 1"),
+        (config_with(epochs=-3), r"settings\.parity\.epochs: -3 is out of range; allowed"),
         (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
         (config_with(lr="fast"), r"settings\.parity\.lr: expected float, got 'fast'"),
         (config_with(source="s3"), r"settings\.parity\.source: 's3' is not one of"),
@@ -88,9 +88,109 @@ def test_bad_config_names_key_and_value(config, message):
 
 def test_table_setting_rejects_training_keys():
     config = config_with(source="table", table="runs.csv", seeds_per_job=4)
-    keys = r"\['seeds', 'seeds_per_job', 'task'\]"
-    with pytest.raises(ConfigError, match=rf"settings\.parity: keys {keys} only apply"):
+    keys = r"seeds \(source 'train'\), seeds_per_job \(source 'train'\), task \(source"
+    with pytest.raises(ConfigError, match=rf"settings\.parity: {keys}.* do not apply to source"):
         validate_config(config)
+    table = {k: v for k, v in config_with(source="table", table="t.csv")["settings"]["parity"]
+             .items() if k not in ("task", "seeds")}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"keys \['lr'\] are task hyperparameters"):
+        validate_config({"settings": {"mine": {**table, "lr": 0.1}}})
+
+
+def test_trained_setting_rejects_table_keys():
+    """The other direction: `table:` on a trained setting was silently dropped."""
+    message = r"settings\.parity: table \(source 'table'\) does not apply to source 'train'"
+    with pytest.raises(ConfigError, match=message + "; remove it"):
+        validate_config(config_with(table="runs.csv"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"k": 41}, r"settings\.parity\.k: 41 exceeds n_bits \(40\); allowed: 1 \.\. n_bits"),
+        ({"hidden": 0}, r"settings\.parity\.hidden: 0 is out of range; allowed: >= 1"),
+        ({"n_eval": 0}, r"settings\.parity\.n_eval: 0 is out of range; allowed: >= 1"),
+        ({"lr": 0}, r"settings\.parity\.lr: 0 is out of range; allowed: > 0"),
+        ({"momentum": 1.5}, r"parity\.momentum: 1\.5 is out of range; allowed: in \[0, 1\)"),
+        ({"task": "modular_addition", "train_fraction": 1.5},
+         r"settings\.parity\.train_fraction: 1\.5 is out of range; allowed: in \(0, 1\)"),
+        ({"task": "modular_addition", "p": 3, "train_fraction": 0.01},
+         r"settings\.parity\.train_fraction: 0\.01 of the 9 pairs leaves 0 to train"),
+        ({"task": "modular_addition", "betas": [0.9, 1.0]},
+         r"settings\.parity\.betas: \[0\.9, 1\.0\] is out of range; allowed: in \[0, 1\)"),
+        ({"features": ["l2", "step"]}, r"settings\.parity\.features: \['step'\] identify"),
+        ({"features": ["seed"]}, r"settings\.parity\.features: \['seed'\] identify"),
+        ({"features": ["l2", "grad_norm"]},
+         r"settings\.parity\.features: \['grad_norm'\] are not logged by training"),
+        ({"convergence": {"column": "val_acc", "threshold": 0.9}},
+         r"settings\.parity\.convergence\.column: 'val_acc' is not logged by training"),
+        ({"resume_every": -1}, r"settings\.parity\.resume_every: -1 is less than the minimum"),
+    ],
+)  # fmt: skip
+def test_task_keys_are_range_checked_at_validation(setting, message):
+    """Values that used to train a different task or fail after training (issue 11)."""
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config_with(**setting))
+
+
+def test_table_features_cannot_be_id_columns():
+    entry = {"source": "table", "table": "t.csv", "features": ["step", "l2"],
+             "convergence": PARITY["convergence"]}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"settings\.mine\.features: \['step'\] identify"):
+        validate_config({"settings": {"mine": entry}})
+
+
+@pytest.mark.parametrize(
+    ("seeds", "reason"),
+    [
+        ([1, 1], r"settings\.parity\.seeds: \[1, 1\] has non-unique elements"),
+        ([0, -1], r"settings\.parity\.seeds\.1: -1 is less than the minimum of 0"),
+        (0, r"settings\.parity\.seeds: 0 is less than the minimum of 1"),
+        (["a"], r"settings\.parity\.seeds\.0: 'a' is not of type 'integer'"),
+        ("40", r"'40' is not of type 'array'; settings\.parity\.seeds: '40' is not of type"),
+        (2.0, r"settings\.parity\.seeds: 2\.0 is not of type 'integer'"),
+    ],
+)
+def test_schema_alternatives_say_which_rule_failed(seeds, reason):
+    with pytest.raises(ConfigError, match=reason):
+        validate_config(config_with(seeds=seeds))
+
+
+def test_empty_config_is_refused():
+    with pytest.raises(ConfigError, match="the config is empty"):
+        validate_config({})
+
+
+def test_empty_and_non_mapping_config_files(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match="the config is empty"):
+        validate_config(load_yaml(empty))
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: a config is a mapping of keys, got list"):
+        load_yaml(listing)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"task": "modular_addition", "momentum": 0.9},
+         r"settings\.parity\.momentum: has no effect with optimizer 'adamw'"),
+        ({"betas": [0.9, 0.99]}, r"settings\.parity\.betas: has no effect with optimizer 'sgd'"),
+    ],
+)  # fmt: skip
+def test_options_without_effect_warn(setting, message):
+    from trainmap.errors import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=message):
+        validate_config(config_with(**setting))
+
+
+def test_resume_every_defaults_and_is_no_hyperparameter():
+    setting = validate_config(config_with())["parity"]
+    assert setting.resume_every == 60.0 and "resume_every" not in setting.params
+    assert validate_config(config_with(resume_every=0))["parity"].resume_every == 0.0
 
 
 def test_seed_groups_are_by_value():

@@ -136,11 +136,11 @@ def imported_distributions(script: Path) -> set[str]:
     return distributions
 
 
-def test_rules_match_snakemake():
+def test_rules_match_snakemake(tmp_path):
     """The rule files' parser sees exactly the rules Snakemake loads."""
     listed = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--list-rules"],
-        cwd=REPO,
+        cwd=tmp_path,  # Snakemake creates .snakemake/ in its working directory
         capture_output=True,
         text=True,
         check=True,

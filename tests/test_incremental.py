@@ -81,6 +81,15 @@ def test_changed_hmm_option_refits_without_training(workdir, tmp_path):
 
 
 @pytest.mark.slow
+def test_changed_resume_interval_reruns_nothing(workdir, tmp_path):
+    """resume_every never changes results, so it is no rerun trigger (common.smk)."""
+    config = write_config(
+        tmp_path / "config.yaml", lambda c: c["settings"]["parity"].update(resume_every=0)
+    )
+    assert planned_jobs(workdir, config) == []
+
+
+@pytest.mark.slow
 def test_changed_hyperparameter_retrains_only_its_setting(workdir, tmp_path):
     config = write_config(
         tmp_path / "config.yaml", lambda c: c["settings"]["parity"].update(hidden=24)

@@ -141,10 +141,12 @@ def test_too_few_runs_is_an_error_before_fitting():
 
 
 def test_state_count_above_fit_observations_is_an_error():
-    raw = trajectories(n_runs=5, length=3)  # 4 fit runs x 3 = 12 fit rows
-    prepare_sequences(raw, FEATURES, **OPTIONS, states=[1, 12])
+    # 4 fit runs x 3 = 12 fit rows (5 validation runs: at least 10 validation rows)
+    raw = trajectories(n_runs=9, length=3)
+    options = {**OPTIONS, "val_fraction": 0.5}
+    prepare_sequences(raw, FEATURES, **options, states=[1, 12])
     with pytest.raises(SequenceError, match=r"K=\[13, 20\] exceed the 12 fit observations"):
-        prepare_sequences(raw, FEATURES, **OPTIONS, states=[2, 13, 20])
+        prepare_sequences(raw, FEATURES, **options, states=[2, 13, 20])
     with pytest.raises(SequenceError, match="K=\\[3\\]"):
         check_state_counts([1, 3], 2)
 
@@ -154,3 +156,36 @@ def test_bad_options_and_columns_are_errors():
         prepare_sequences(trajectories(), FEATURES, **{**OPTIONS, "normalize": "none"})
     with pytest.raises(SequenceError, match=r"missing columns \['d'\]"):
         prepare_sequences(trajectories(), [*FEATURES, "d"], **OPTIONS)
+
+
+def test_too_few_validation_rows_is_an_error_saying_what_to_do():
+    """Runs of very different lengths can leave K chosen from a few validation rows."""
+    raw = trajectories(n_runs=5, length=20)
+    raw = raw[(raw["seed"] != 0) | (raw["step"] < 15)]  # run 0 (validation) has 3 rows
+    message = r"validation split has 3 rows \(1 run\(s\) \[0\]\); choosing K needs at least 10"
+    with pytest.raises(SequenceError, match=message + ".*raise hmm.val_fraction"):
+        prepare_sequences(raw, FEATURES, **OPTIONS)
+
+
+def test_a_run_of_one_checkpoint_is_an_error():
+    raw = trajectories(n_runs=6)
+    raw = raw[(raw["seed"] != 2) | (raw["step"] == 0)]
+    with pytest.raises(SequenceError, match=r"run\(s\) \[2\] have fewer than 2 checkpoints"):
+        prepare_sequences(raw, FEATURES, **OPTIONS)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 1.0])
+@pytest.mark.parametrize("normalize", ["per_run", "global"])
+def test_zscores_of_extreme_magnitudes_are_exact(scale, normalize):
+    """Values near the float limits used to overflow the SD to inf (z = 0 everywhere) or
+    underflow it; z-scores do not depend on the scale, and are bit-identical to those of
+    the unscaled values when the scale is a power of two."""
+    raw = trajectories()
+    plain = prepare_sequences(raw, FEATURES, **{**OPTIONS, "normalize": normalize}).table
+    big = raw.assign(a=raw["a"] * scale)
+    table = prepare_sequences(big, FEATURES, **{**OPTIONS, "normalize": normalize}).table
+    assert np.isfinite(table["a"]).all()
+    np.testing.assert_allclose(table["a"], plain["a"], rtol=1e-9)
+    exact = raw.assign(a=raw["a"] * 2.0**900)
+    table = prepare_sequences(exact, FEATURES, **{**OPTIONS, "normalize": normalize}).table
+    assert table["a"].tolist() == plain["a"].tolist()

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +39,12 @@ JOB_KIND = re.compile(r"slurm_logs/(group_[a-z0-9]+(?=_)|rule_\w+(?=/))")
 
 
 def snakemake_stdout(*args: str) -> str:
+    """Snakemake's output, run in a temporary directory (it creates .snakemake/ there)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as workdir:
+        return subprocess.run(
+            command, cwd=workdir, capture_output=True, text=True, check=True
+        ).stdout
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "profiles").glob("*/config.yaml")),

@@ -22,7 +22,7 @@ def runs(n_runs: int = 3, length: int = 4) -> pd.DataFrame:
 def write(table: pd.DataFrame, tmp_path, name: str = "runs.parquet"):
     path = tmp_path / name
     if name.lower().endswith(".csv"):
-        table.to_csv(path, index=False)
+        table.to_csv(path, index=False, na_rep="nan")  # an empty cell is a missing value
     else:
         table.to_parquet(path, index=False)
     return path
@@ -64,6 +64,30 @@ def test_non_finite_features_mark_the_whole_run_diverged(tmp_path):
     out = load_run_table(write(table, tmp_path, "runs.csv"), FEATURES, "acc")
     assert out.groupby("seed")["diverged"].all().to_dict() == {0: False, 1: True, 2: True}
     assert out.groupby("seed")["diverged"].any().to_dict() == {0: False, 1: True, 2: True}
+
+
+@pytest.mark.parametrize("cell", ["", "n/a", "NA", "null", " N/A "])
+def test_missing_csv_cells_are_errors_not_divergence(tmp_path, cell):
+    """pandas reads these as NaN, which used to mark the run diverged."""
+    text = f"seed,step,l2,spectral,acc\n0,0,1.0,2.0,0.1\n0,10,1.5,{cell},0.2\n"
+    (tmp_path / "runs.csv").write_text(text)
+    message = f"runs.csv: column 'spectral' has a missing value '{cell}' \\(data row 2\\)"
+    with pytest.raises(TableError, match=message + ".*write a diverged run's values as nan"):
+        load_run_table(tmp_path / "runs.csv", FEATURES, "acc")
+
+
+def test_spelled_out_nan_and_inf_in_csv_mark_divergence(tmp_path):
+    text = "seed,step,l2,spectral,acc\n0,0,1.0,2.0,0.1\n0,10,nan,2.0,0.2\n1,0,1.0,2.0,0.1\n"
+    (tmp_path / "runs.csv").write_text(text + "1,10,1.0,-inf,0.3\n2,0,1.0,2.0,0.1\n")
+    out = load_run_table(tmp_path / "runs.csv", FEATURES, "acc")
+    assert out.groupby("seed")["diverged"].all().to_dict() == {0: True, 1: True, 2: False}
+
+
+def test_parquet_nulls_in_ids_are_errors(tmp_path):
+    table = runs().astype({"step": "Int64"})
+    table.iloc[2, 1] = pd.NA
+    with pytest.raises(TableError, match=r"column 'step' has a missing value \(null, data row 3"):
+        load_run_table(write(table, tmp_path), FEATURES, "acc")
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ def test_divergence_keeps_rows_and_marks_the_run():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"epochs": 0}, "epochs: must be positive, got 0"),
+        ({"epochs": 0}, "epochs: 0 is out of range; allowed: >= 1"),
         ({"epochs": 2.5}, "epochs: expected int, got 2.5"),
         ({"lrr": 0.1}, "lrr: unknown key"),
         ({"optimizer": "adam"}, "optimizer: 'adam' is not one of adamw, sgd"),

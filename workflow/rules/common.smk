@@ -1,7 +1,7 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
 from trainmap.data_files import is_local_corpus, is_local_file
-from trainmap.provenance import code_digest
+from trainmap.provenance import code_digest, file_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -34,6 +34,13 @@ def get_run_metrics(wildcards):
         setting=setting.name,
         seed=setting.seeds,
     )
+
+
+def get_input_digest(wildcards):
+    """Content digest of a `source: table` file (a param: replacing the file with new
+    content and an old mtime still reruns the setting); None for trained settings."""
+    setting = get_setting(wildcards)
+    return file_digest(setting.table) if setting.source == "table" else None
 
 
 def get_group_seeds(wildcards):
@@ -120,6 +127,13 @@ def get_corpus_file(wildcards):
     """The local corpus file of a masked LM setting (none for a hub dataset)."""
     corpus = get_tokenizer_options(wildcards)["corpus"]
     return [corpus] if is_local_corpus(corpus) else []
+
+
+def get_resume_every(wildcards, output):
+    """Seconds between a training job's resumable states. Taking `output` makes the value
+    "derived" for Snakemake, so it is no rerun trigger: the interval never changes results.
+    """
+    return get_setting(wildcards).resume_every
 
 
 def get_source(wildcards):

@@ -20,6 +20,7 @@ rule train_run:
         task=get_task_name,
         hyper=get_hyperparameters,
         code=script_code("train_run.py"),
+        resume_every=get_resume_every,  # not a rerun trigger (common.smk)
     script:
         "../scripts/train_run.py"
 
@@ -42,8 +43,8 @@ rule train_tokenizer:
         "../scripts/train_tokenizer.py"
 
 
-# Copies one seed's files out of its group's bundle (only `cp`: the training env, already
-# there wherever training ran, serves).
+# Copies one seed's files out of its group's bundle, once the bundle's manifest says the
+# training job finished (standard library only: the training env serves).
 rule unpack_run:
     input:
         get_run_bundle,
@@ -61,9 +62,8 @@ rule unpack_run:
         task=get_task_name,
         hyper=get_hyperparameters,
         code=script_code("train_run.py"),
-    shell:
-        "(cp {input}/seed{wildcards.seed}/metrics.parquet {output.metrics}"
-        " && cp {input}/seed{wildcards.seed}/model.safetensors {output.model}) 2> {log}"
+    script:
+        "../scripts/unpack_run.py"
 
 
 rule collect_trajectories:
@@ -79,6 +79,7 @@ rule collect_trajectories:
         source=get_source,
         features=get_features,
         convergence=get_convergence,
+        table_digest=get_input_digest,
         code=script_code("collect_trajectories.py"),
     script:
         "../scripts/collect_trajectories.py"

@@ -5,10 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from trainmap.detours import read_detour_table
-from trainmap.io import log_to_file, read_json
+from trainmap.io import log_to_file, read_json, read_parquet
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_comparison
 from trainmap.summary import find_pair
@@ -20,7 +18,7 @@ def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -
         "map": read_json(map_path),
         "detours": read_detour_table(detours),
         "regression": read_json(regression),
-        "runs": pd.read_parquet(runs),
+        "runs": read_parquet(runs),
     }
 
 

@@ -5,18 +5,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from trainmap.decode import decode_states
 from trainmap.hmm import model_from_json
-from trainmap.io import log_to_file, read_json, write_parquet
+from trainmap.io import log_to_file, read_json, read_parquet, write_parquet
 
 
 def main(inputs, output: str, log: str) -> None:
     log_to_file(log)
     chosen = read_json(inputs.selection)["n_states"]
     (fit,) = [f for f in map(read_json, inputs.fits) if f["n_states"] == chosen]
-    table = pd.read_parquet(inputs.sequences)
+    table = read_parquet(inputs.sequences)
     states = decode_states(model_from_json(fit), table, fit["features"])
     write_parquet(states, output)
 

@@ -5,11 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from trainmap.detours import read_detour_table
 from trainmap.hmm import model_from_json
-from trainmap.io import log_to_file, read_json, write_json
+from trainmap.io import log_to_file, read_json, read_parquet, write_json
 from trainmap.map_plot import plot_map
 from trainmap.maps import build_map, mark_detours
 from trainmap.plot_style import save_figure
@@ -25,13 +23,13 @@ def selected_model(model_paths: list[str], selection_path: str) -> dict:
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     model_json = selected_model(list(inputs.models), inputs.selection)
-    runs = pd.read_parquet(inputs.runs).set_index("seed")
+    runs = read_parquet(inputs.runs).set_index("seed")
     detours = read_detour_table(inputs.detours)
     training_map = build_map(
         model_from_json(model_json),
         model_json["features"],
-        pd.read_parquet(inputs.sequences),
-        pd.read_parquet(inputs.states),
+        read_parquet(inputs.sequences),
+        read_parquet(inputs.states),
         runs[runs["in_regression"]],
     )
     training_map = mark_detours(training_map, detours)

@@ -7,17 +7,15 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import logging
 
-import pandas as pd
-
 from trainmap.detours import analyze_detours
-from trainmap.io import atomic_path, log_to_file, read_json, write_json, write_parquet
+from trainmap.io import atomic_path, log_to_file, read_json, read_parquet, write_json, write_parquet
 from trainmap.no_regression import describe_without_regression
 
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     n_states = read_json(inputs.selection)["n_states"]
-    states, trajectories = pd.read_parquet(inputs.states), pd.read_parquet(inputs.trajectories)
+    states, trajectories = read_parquet(inputs.states), read_parquet(inputs.trajectories)
     if params.convergence:
         analysis = analyze_detours(states, trajectories, n_states, params.convergence, params.alpha)
     else:  # a checkpoint series without evals: no convergence times, no regression

@@ -5,10 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from trainmap.hmm import fit_state_count
-from trainmap.io import log_to_file, write_json
+from trainmap.io import log_to_file, read_parquet, write_json
 from trainmap.sequences import feature_columns, observations
 
 
@@ -16,7 +14,7 @@ def main(sequences: str, output: str, params, log: str) -> None:
     # BLAS/OpenMP threads: Snakemake sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to the
     # rule's `threads: 1`; parallelism comes from one job per K.
     log_to_file(log)
-    table = pd.read_parquet(sequences)
+    table = read_parquet(sequences)
     features = feature_columns(table)
     options = params.options
     result = fit_state_count(

@@ -5,10 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
 from trainmap.detours import read_detour_table
-from trainmap.io import log_to_file, read_json
+from trainmap.io import log_to_file, read_json, read_parquet
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_coefficients, plot_convergence, plot_no_convergence
 
@@ -17,7 +15,7 @@ def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     detours = read_detour_table(inputs.detours)
     regression = read_json(inputs.regression)
-    runs = pd.read_parquet(inputs.runs)
+    runs = read_parquet(inputs.runs)
     if regression.get("convergence"):
         figure = plot_convergence(runs, detours, regression, params.setting)
     else:  # no convergence column (trainmap.no_regression)

@@ -5,9 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
-from trainmap.io import log_to_file, read_json
+from trainmap.io import log_to_file, read_json, read_parquet
 from trainmap.plot_style import save_figure
 from trainmap.plots import plot_trajectories
 
@@ -15,8 +13,8 @@ from trainmap.plots import plot_trajectories
 def main(inputs, output: str, params, log: str) -> None:
     log_to_file(log)
     figure = plot_trajectories(
-        pd.read_parquet(inputs.trajectories),
-        pd.read_parquet(inputs.states),
+        read_parquet(inputs.trajectories),
+        read_parquet(inputs.states),
         params.features,
         params.convergence,
         read_json(inputs.map),

@@ -5,9 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import pandas as pd
-
-from trainmap.io import log_to_file, write_json, write_parquet
+from trainmap.io import log_to_file, read_parquet, write_json, write_parquet
 from trainmap.sequences import prepare_sequences
 
 
@@ -15,7 +13,7 @@ def main(trajectories: str, outputs, params, log: str) -> None:
     log_to_file(log)
     options = params.options
     prepared = prepare_sequences(
-        pd.read_parquet(trajectories),
+        read_parquet(trajectories),
         params.features,
         max_checkpoints=options["max_checkpoints"],
         normalize=options["normalize"],

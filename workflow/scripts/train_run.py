@@ -1,17 +1,26 @@
 """Snakemake adapter: train a group of seeds of one setting, one after another, and write
 each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run copies them
-to results/<setting>/runs/seed<seed>/)."""
+to results/<setting>/runs/seed<seed>/).
+
+Resumable (trainmap.resume): the seeds' states live beside the bundle, in
+<runs>/.resume-seed<seed>/, which Snakemake's cleanup of an incomplete bundle leaves alone;
+a rerun resumes a killed seed and copies finished ones instead of retraining them.
+"""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+import logging
+
 import torch
 
-from trainmap.io import log_to_file, write_parquet
+from trainmap.bundle import write_manifest
+from trainmap.io import log_to_file
+from trainmap.resume import ResumeStore, fingerprint
 from trainmap.tasks import get_task
-from trainmap.train import save_weights, train_group
+from trainmap.train import train_group
 
 
 def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) -> None:
@@ -21,12 +30,21 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     torch.set_num_threads(threads)
     task = get_task(params.task)
     hyper = task.params(**{**params.hyper, **inputs})
-    for seed, table, weights in train_group(task, hyper, params.seeds):
+    run = fingerprint(setting=params.setting, task=params.task, hyper=params.hyper,
+                      inputs=inputs, code=params.code)  # fmt: skip
+    store = ResumeStore(Path(bundle).parent, run, params.resume_every)
+    seeds = list(params.seeds)
+    todo = [seed for seed in seeds if not store.is_finished(seed)]
+    for seed in sorted(set(seeds) - set(todo)):
+        logging.info("seed %d finished in an earlier attempt of this job: not retrained", seed)
+    for seed, table, weights in train_group(task, hyper, todo, store.resumer):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
-        run_dir = Path(bundle) / f"seed{seed}"
-        save_weights(weights, run_dir / "model.safetensors")
-        write_parquet(table, run_dir / "metrics.parquet")
+        store.save_finished(seed, table, weights)
+    for seed in seeds:
+        store.export(seed, Path(bundle) / f"seed{seed}")
+    write_manifest(bundle, seeds)
+    store.clear(seeds)  # the bundle is complete: the states have served
 
 
 main(

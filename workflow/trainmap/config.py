@@ -5,6 +5,7 @@ Every problem raises ``ConfigError`` with the key path and the value, so a user 
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,20 +13,27 @@ from typing import Any
 import jsonschema
 import yaml
 
-from trainmap.columns import METRIC_COLUMNS
+from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import HYPERPARAMETERS, parse_params, task_params
 from trainmap.series import CheckpointSeries, build_series
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-SETTING_KEYS = {
-    *("source", "task", "seeds", "seeds_per_job", "table"),
-    *("features", "convergence", "hmm", "alpha"),
+COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
+# Keys that only apply to one source; any other key of a trained setting is a task
+# hyperparameter. A key of another source is refused, in every direction.
+SOURCE_KEYS = {
+    "train": {"task", "seeds", "seeds_per_job", "resume_every"},
+    "table": {"table"},
+    # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
+    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals"},
 }
-TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job"}
-# source: checkpoints. `model` is not among them for source train, where it stays free
-# for a task hyperparameter of that name.
-CHECKPOINT_KEYS = {"hub", "checkpoints", "steps", "model", "evals"}
+SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
+# Columns that identify a row: never a feature (they would overwrite the ids).
+ID_COLUMNS = ("setting", "seed", "run", "step", "diverged")
+# What a trained run logs per checkpoint (metrics.parquet), besides the ids.
+TRAINED_COLUMNS = ("step", *RUN_COLUMNS, *METRIC_COLUMNS)
+DEFAULT_RESUME_EVERY = 60.0  # seconds; BENCHMARKS.md measures its overhead
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -46,6 +54,7 @@ class Setting:
     features: list[str]
     seeds: list[int] = dataclasses.field(default_factory=list)
     seeds_per_job: int = 1
+    resume_every: float = DEFAULT_RESUME_EVERY
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
@@ -65,12 +74,32 @@ class Setting:
 
 
 def load_yaml(path: str | Path) -> dict:
+    """A YAML mapping; an empty file is ``{}`` (validate_config refuses it)."""
     with open(path) as f:
-        return yaml.safe_load(f) or {}
+        data = yaml.safe_load(f)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, got {type(data).__name__}")
+    return data
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "config"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The error and, for oneOf/anyOf, why each alternative failed.
+
+    Type mismatches are left out when another alternative fits the value's type:
+    ``seeds: [1, 1]`` reports the duplicate, not that a list is no integer.
+    """
+    text = f"{_key_path(error)}: {error.message}"
+    if not error.context:
+        return text
+    reasons = [e for e in error.context if e.validator != "type"] or list(error.context)
+    details = sorted({f"{_key_path(e)}: {e.message}" for e in reasons})
+    return f"{text} ({'; '.join(details)})"
 
 
 def _fill_defaults(config: dict, schema: dict) -> dict:
@@ -83,14 +112,29 @@ def _fill_defaults(config: dict, schema: dict) -> dict:
     return filled
 
 
+# JSON Schema counts 1.0 as an integer; seeds, groups and state counts must be ints.
+STRICT_INTEGERS = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 def validate_config(config: dict) -> dict[str, Setting]:
     """Check ``config`` against the schema and every task; return settings by name."""
     schema = load_yaml(SCHEMA_PATH)
-    validator = jsonschema.Draft7Validator(schema)
+    validator = STRICT_INTEGERS(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not config:
+        raise ConfigError(
+            "the config is empty: give at least one setting under `settings:` "
+            "(config/README.md); an empty config file never falls back to the default"
+        )
     if errors:
-        lines = [f"{_key_path(e)}: {e.message}" for e in errors]
+        lines = [_message(e) for e in errors]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_finite(config, "")
     config = _fill_defaults(config, schema)
     return {
         name: _build_setting(name, entry, config)
@@ -98,39 +142,55 @@ def validate_config(config: dict) -> dict[str, Setting]:
     }
 
 
+def _check_finite(value: Any, where: str) -> None:
+    """YAML's .nan and .inf pass every JSON-schema bound (NaN compares false): refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where or 'config'}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = list(enumerate(value)) if isinstance(value, list) else []
+    for key, item in items:
+        _check_finite(item, f"{where}.{key}" if where else str(key))
+
+
 def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     where = f"settings.{name}"
     hmm = {**config["hmm"], **entry.get("hmm", {})}
+    source = entry["source"]
     common = {
         "name": name,
-        "source": entry["source"],
-        "convergence": entry.get("convergence", {}),
+        "source": source,
+        "convergence": entry.get("convergence", {}),  # optional for checkpoints only
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
-    if entry["source"] == "checkpoints":
+    if source == "table" and "table" not in entry:
+        raise ConfigError(f"{where}.table: required for source 'table'")
+    _check_source_keys(entry, where)
+    _check_features(common["features"], where)
+    if source == "checkpoints":
         return _build_checkpoint_setting(entry, common, where)
-    misplaced = sorted((CHECKPOINT_KEYS - {"model"}) & set(entry))
-    if misplaced:
-        raise ConfigError(f"{where}.{misplaced[0]}: only applies to source 'checkpoints'")
-    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
-    if entry["source"] == "table":
-        if "table" not in entry:
-            raise ConfigError(f"{where}.table: required for source 'table'")
-        if extra or TRAIN_ONLY_KEYS & set(entry):
-            keys = sorted(set(extra) | (TRAIN_ONLY_KEYS & set(entry)))
-            raise ConfigError(f"{where}: keys {keys} only apply to source 'train'")
+    if source == "table":
+        extra = sorted(k for k in entry if k not in SETTING_KEYS)
+        if extra:
+            raise ConfigError(
+                f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
+            )
         return Setting(**common, table=entry["table"])
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
+    _check_trained_columns(common["features"], entry["convergence"]["column"], where)
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
     seeds = _seed_list(entry["seeds"])
     return Setting(
         **common,
         seeds=seeds,
         seeds_per_job=entry.get("seeds_per_job", 1),
+        resume_every=float(entry.get("resume_every", DEFAULT_RESUME_EVERY)),
         task=entry["task"],
         params=dataclasses.asdict(params),
     )
@@ -142,9 +202,6 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
 
 def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
     """source: checkpoints: a series per seed, its family and the optional evals."""
-    for key in ("task", "seeds_per_job", "table"):
-        if key in entry:
-            raise ConfigError(f"{where}.{key}: does not apply to source 'checkpoints'")
     if "seeds" not in entry:
         raise ConfigError(f"{where}.seeds: required for source 'checkpoints'")
     seeds = _seed_list(entry["seeds"])
@@ -152,7 +209,7 @@ def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
     wanted = [*common["features"], *([convergence["column"]] if convergence else [])]
     needed = [c for c in dict.fromkeys(wanted) if c not in METRIC_COLUMNS]
     series = build_series(entry, seeds, needed, where)
-    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS | CHECKPOINT_KEYS}
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     return Setting(
         **common,
         seeds=seeds,
@@ -176,3 +233,41 @@ def _family_params(model: str | None, extra: dict, where: str) -> dict[str, Any]
     if device not in DEVICES:
         raise ConfigError(f"{where}.device: {device!r} is not one of {', '.join(DEVICES)}")
     return {"device": device}
+
+
+def _check_source_keys(entry: dict, where: str) -> None:
+    """Keys that belong to another source only are refused (never silently dropped)."""
+    source = entry["source"]
+    own = SOURCE_KEYS.get(source, set())
+    foreign = sorted(set(entry) & (SETTING_KEYS - COMMON_KEYS - own))
+    if foreign:
+
+        def owners(key: str) -> str:
+            return " or ".join(repr(s) for s, keys in SOURCE_KEYS.items() if key in keys)
+
+        which = ", ".join(f"{key} (source {owners(key)})" for key in foreign)
+        verb, pronoun = ("does", "it") if len(foreign) == 1 else ("do", "them")
+        raise ConfigError(
+            f"{where}: {which} {verb} not apply to source {source!r}; remove {pronoun}"
+        )
+
+
+def _check_features(features: list[str], where: str) -> None:
+    ids = [f for f in features if f in ID_COLUMNS]
+    if ids:
+        raise ConfigError(
+            f"{where}.features: {ids} identify a run's rows and cannot be features "
+            f"(id columns: {', '.join(ID_COLUMNS)})"
+        )
+
+
+def _check_trained_columns(features: list[str], column: str, where: str) -> None:
+    """A trained run logs TRAINED_COLUMNS: anything else would fail after training."""
+    allowed = ", ".join(TRAINED_COLUMNS)
+    unknown = [f for f in features if f not in TRAINED_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{where}.features: {unknown} are not logged by training; "
+                          f"choose from {allowed}")  # fmt: skip
+    if column not in TRAINED_COLUMNS:
+        raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
+                          f"training; choose from {allowed}")  # fmt: skip

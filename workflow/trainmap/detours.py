@@ -43,6 +43,8 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
+from trainmap.io import read_csv
+
 CENSORING_RULE = "censored runs (never above the threshold) are set to their last logged step"
 OUTCOME = "convergence step minus its mean over runs (coefficient = delay vs the average run)"
 DETOUR_RULE = (
@@ -67,7 +69,7 @@ TABLE_COLUMNS = (
 def read_detour_table(path) -> pd.DataFrame:
     """``detours.csv`` as written by ``fit_detour_regression``, with an empty ``kind`` read
     back as ``""`` (not NaN)."""
-    table = pd.read_csv(path, dtype={"kind": str})
+    table = read_csv(path, dtype={"kind": str})
     return table.fillna({"kind": ""})
 
 

@@ -3,3 +3,19 @@
 
 class ConfigError(ValueError):
     """A config value the workflow cannot run with; the message names key and value."""
+
+
+class ConfigWarning(UserWarning):
+    """A config value that runs but probably not as meant (an option with no effect)."""
+
+
+class CorruptFileError(ValueError):
+    """An intermediate file that cannot be read (truncated, damaged); names the file."""
+
+    def __init__(self, path: object, problem: str):
+        super().__init__(
+            f"{path}: {problem}. The file is damaged or was cut short (a full disk, a copy "
+            "that stopped): delete it and run Snakemake again to rebuild it, or rerun its "
+            "rule with --forcerun"
+        )
+        self.path = path

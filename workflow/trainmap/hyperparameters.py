@@ -7,18 +7,78 @@ stays fast; the task factories that need torch live in ``trainmap.tasks``.
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from trainmap import data_files
-from trainmap.errors import ConfigError
+from trainmap.errors import ConfigError, ConfigWarning
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number (or of each item of a tuple); None = no bound."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE = Range(0, low_open=True)
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1, high_open=True)  # [0, 1)
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyperparameters of the training loop, shared by every task (defaults per task)."""
+    """Hyperparameters of the training loop, shared by every task (defaults per task).
+
+    Class attributes declare what config validation checks, for this class and its
+    subclasses (merged along the class hierarchy): ``RANGES`` (key -> allowed values),
+    ``CHOICES`` (key -> allowed strings), ``ONLY_WITH`` (key -> (key, value) it only has
+    an effect with; setting it otherwise warns), and ``relations()`` for checks that
+    involve several keys.
+    """
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "betas": FRACTION,
+        "momentum": FRACTION,
+        "batch_size": AT_LEAST_ONE,
+        "epochs": AT_LEAST_ONE,
+        "eval_every": AT_LEAST_ONE,
+    }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "optimizer": ("adamw", "sgd"),
+        "eval_unit": ("epoch", "step"),
+        "device": ("auto", "cpu", "cuda"),
+    }
+    ONLY_WITH: ClassVar[dict[str, tuple[str, str]]] = {
+        "betas": ("optimizer", "adamw"),
+        "momentum": ("optimizer", "sgd"),
+    }
+
+    def relations(self) -> list[tuple[str, str]]:
+        """Checks across keys: (key, problem) pairs; none for the shared keys."""
+        return []
 
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
@@ -32,7 +92,8 @@ class TrainingParams:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
 
     def check(self, where: str) -> None:
-        """Task-specific checks beyond types (data present, ...); raise ConfigError."""
+        """Checks of what lies outside the config (data files present); raise ConfigError.
+        Ranges and relations between keys go in RANGES and relations()."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +111,19 @@ class SparseParityParams(TrainingParams):
     batch_size: int = 32
     epochs: int = 300
     eval_every: int = 10
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_bits": AT_LEAST_ONE,
+        "k": AT_LEAST_ONE,
+        "hidden": AT_LEAST_ONE,
+        "n_train": AT_LEAST_ONE,
+        "n_eval": AT_LEAST_ONE,
+    }
+
+    def relations(self) -> list[tuple[str, str]]:
+        if self.k > self.n_bits:
+            return [("k", f"{self.k} exceeds n_bits ({self.n_bits}); allowed: 1 .. n_bits")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -70,6 +144,28 @@ class ModularAdditionParams(TrainingParams):
     epochs: int = 10000
     eval_every: int = 10
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "p": Range(2),
+        "train_fraction": Range(0, 1, low_open=True, high_open=True),
+        "d_model": AT_LEAST_ONE,
+        "n_heads": AT_LEAST_ONE,
+        "d_head": AT_LEAST_ONE,
+        "d_mlp": AT_LEAST_ONE,
+    }
+
+    def relations(self) -> list[tuple[str, str]]:
+        pairs = self.p * self.p
+        n_train = round(self.train_fraction * pairs)
+        if not 1 <= n_train < pairs:
+            return [
+                (
+                    "train_fraction",
+                    f"{self.train_fraction!r} of the {pairs} pairs leaves {n_train} to train "
+                    f"and {pairs - n_train} to evaluate; both need at least 1",
+                )
+            ]
+        return []
+
 
 @dataclass(frozen=True)
 class ImageParams(TrainingParams):
@@ -84,12 +180,13 @@ class ImageParams(TrainingParams):
     eval_every: int = 20
     eval_unit: str = "step"
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "n_eval": NON_NEGATIVE,
+        "n_train_eval": NON_NEGATIVE,
+        "eval_batch_size": AT_LEAST_ONE,
+    }
+
     def check(self, where: str) -> None:
-        for key in ("n_eval", "n_train_eval"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)!r}")
-        if self.eval_batch_size <= 0:
-            raise ConfigError(f"{where}.eval_batch_size: must be positive")
         if not self.download:
             data_files.require(self.dataset_files(), self.data_root, f"{where}.data_root")
 
@@ -107,15 +204,10 @@ class MnistMlpParams(ImageParams):
     # a fixed seeded draw, are the training split and the rest the test split.
     train_from_test: int = 0
 
-    def check(self, where: str) -> None:
-        if any(h <= 0 for h in self.hidden):
-            raise ConfigError(f"{where}.hidden: widths must be positive, got {self.hidden!r}")
-        if not 0 <= self.train_from_test < data_files.MNIST_TEST_SIZE:
-            raise ConfigError(
-                f"{where}.train_from_test: must be in [0, {data_files.MNIST_TEST_SIZE}), "
-                f"got {self.train_from_test!r}"
-            )
-        super().check(where)
+    RANGES: ClassVar[dict[str, Range]] = {
+        "hidden": AT_LEAST_ONE,
+        "train_from_test": Range(0, data_files.MNIST_TEST_SIZE, high_open=True),
+    }
 
     def dataset_files(self) -> dict[str, list[str]]:
         splits = ("t10k",) if self.train_from_test else ("train", "t10k")
@@ -132,10 +224,7 @@ class Cifar100ResNet18Params(ImageParams):
     # test without the download; nothing is read from data_root).
     fake_images: int = 0
 
-    def check(self, where: str) -> None:
-        if self.fake_images < 0:
-            raise ConfigError(f"{where}.fake_images: must be >= 0, got {self.fake_images!r}")
-        super().check(where)
+    RANGES: ClassVar[dict[str, Range]] = {"fake_images": NON_NEGATIVE}
 
     def dataset_files(self) -> dict[str, list[str]]:
         return {} if self.fake_images else data_files.CIFAR100_FILES
@@ -166,23 +255,25 @@ class MaskedLMParams(TrainingParams):
     eval_every: int = 50
     eval_unit: str = "step"
 
-    def check(self, where: str) -> None:
-        positive = ("vocab_size", "max_length", "layers", "hidden", "heads")
-        for key in (*positive, "intermediate", "eval_batch_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}.{key}: must be positive, got {getattr(self, key)!r}")
-        for key in ("n_train", "n_eval", "n_train_eval"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{where}.{key}: must be >= 0, got {getattr(self, key)!r}")
+    RANGES: ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(("vocab_size", "layers", "hidden", "heads", "intermediate"), AT_LEAST_ONE),
+        "eval_batch_size": AT_LEAST_ONE,
+        "max_length": Range(3),  # [CLS] text [SEP]
+        **dict.fromkeys(("n_train", "n_eval", "n_train_eval"), NON_NEGATIVE),
+        "eval_fraction": Range(0, 1, low_open=True, high_open=True),
+        "mask_prob": Range(0, 1, low_open=True, high_open=True),
+    }
+
+    def relations(self) -> list[tuple[str, str]]:
+        problems = []
         if self.hidden % self.heads:
-            raise ConfigError(f"{where}.hidden: {self.hidden} is not a multiple of heads")
-        if self.max_length < 3:
-            raise ConfigError(f"{where}.max_length: must be >= 3 ([CLS] text [SEP])")
+            problems.append(("hidden", f"{self.hidden} is not a multiple of heads ({self.heads})"))
         if self.vocab_size <= len(data_files.SPECIAL_TOKENS):
-            raise ConfigError(f"{where}.vocab_size: must exceed the special tokens")
-        for key in ("eval_fraction", "mask_prob"):
-            if not 0 < getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be in (0, 1), got {getattr(self, key)!r}")
+            n = len(data_files.SPECIAL_TOKENS)
+            problems.append(("vocab_size", f"{self.vocab_size} must exceed the {n} special tokens"))
+        return problems
+
+    def check(self, where: str) -> None:
         if data_files.is_local_corpus(self.corpus) and not Path(self.corpus).is_file():
             raise ConfigError(
                 f"{where}.corpus: no text file {str(Path(self.corpus).resolve())!r} "
@@ -230,7 +321,11 @@ def _check_type(value: object, annotation: object) -> bool:
                 and len(value) > 0
                 and all(_check_type(v, items[0]) for v in value)
             )
-        return isinstance(value, list | tuple) and len(value) == len(items)
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(items)
+            and all(_check_type(v, a) for v, a in zip(value, items, strict=True))
+        )
     if isinstance(annotation, types.UnionType):
         return any(_check_type(value, a) for a in typing.get_args(annotation))
     return isinstance(value, annotation)  # type: ignore[arg-type]
@@ -256,23 +351,44 @@ def parse_params(cls: type[TrainingParams], values: Mapping[str, Any], where: st
             )
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     params = cls(**converted)
-    _check_training(params, where)
+    _check_training(params, where, values)
     params.check(where)
     return params
 
 
-def _check_training(p: TrainingParams, where: str) -> None:
-    for key in ("lr", "batch_size", "epochs", "eval_every"):
+def _merged(cls: type, name: str) -> dict:
+    """A class attribute dict merged along the class hierarchy (subclasses win)."""
+    merged: dict = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass).get(name, {}))
+    return merged
+
+
+def _check_training(p: TrainingParams, where: str, given: Mapping[str, Any] = ()) -> None:
+    """Ranges, choices and relations of ``p``; warn about given keys that do nothing.
+
+    given: the keys the config set (a default that does nothing is no user's doing).
+    """
+    for key, allowed in _merged(type(p), "RANGES").items():
         value = getattr(p, key)
-        if value <= 0:
-            raise ConfigError(f"{where}.{key}: must be positive, got {value!r}")
-    choices = {
-        "optimizer": (p.optimizer, ("adamw", "sgd")),
-        "eval_unit": (p.eval_unit, ("epoch", "step")),
-        "device": (p.device, ("auto", "cpu", "cuda")),
-    }
-    for key, (value, allowed) in choices.items():
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(allowed.allows(item) for item in items):
+            raise ConfigError(f"{where}.{key}: {_show(value)} is out of range; allowed: {allowed}")
+    for key, allowed in _merged(type(p), "CHOICES").items():
+        value = getattr(p, key)
         if value not in allowed:
             raise ConfigError(f"{where}.{key}: {value!r} is not one of {', '.join(allowed)}")
-    if p.weight_decay < 0:
-        raise ConfigError(f"{where}.weight_decay: must be >= 0, got {p.weight_decay!r}")
+    for key, problem in p.relations():
+        raise ConfigError(f"{where}.{key}: {problem}")
+    for key, (other, needed) in _merged(type(p), "ONLY_WITH").items():
+        if key in given and getattr(p, other) != needed:
+            warnings.warn(
+                f"{where}.{key}: has no effect with {other} {getattr(p, other)!r} "
+                f"(only with {other} {needed!r})",
+                ConfigWarning,
+                stacklevel=2,
+            )
+
+
+def _show(value: object) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)

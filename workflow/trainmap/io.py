@@ -1,31 +1,22 @@
-"""File IO at the edges: Parquet, JSON and log files, written atomically.
+"""File IO at the edges: Parquet, JSON and CSV files, written atomically, read with errors
+that name the file (``log_to_file`` lives in ``trainmap.logs``).
 
 Atomic writes (to a temporary name, then rename) mean a killed job never leaves a file
 that looks complete.
 """
 
 import json
-import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from trainmap.atomic import atomic_path
+from trainmap.errors import CorruptFileError
+from trainmap.logs import log_to_file
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+__all__ = ["atomic_path", "log_to_file", "read_csv", "read_json", "read_parquet"]
+__all__ += ["write_json", "write_parquet"]
 
 
 def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
@@ -39,16 +30,28 @@ def write_json(data: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file; a truncated or corrupt one raises ``CorruptFileError`` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(path, f"invalid JSON ({error})") from error
+    except UnicodeDecodeError as error:
+        raise CorruptFileError(path, f"not UTF-8 text ({error})") from error
 
 
-def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send this process's log records (and Python warnings) to a rule's log file."""
-    logging.captureWarnings(True)
-    handler: logging.Handler = (
-        logging.FileHandler(path, mode="w") if path else logging.StreamHandler()
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def read_parquet(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """A Parquet file; a truncated or corrupt one raises ``CorruptFileError`` naming it."""
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CorruptFileError(path, f"unreadable Parquet ({error})") from error
+
+
+def read_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """A CSV file written by a rule; a corrupt one raises ``CorruptFileError`` naming it."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CorruptFileError(path, f"unreadable CSV ({error})") from error

@@ -57,3 +57,19 @@ def code_digest(script: str | Path) -> str:
     for file in [Path(script), *local_imports(script)]:
         digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    """A short digest of a user's input file's content ("missing" when there is none).
+
+    A param, so that a file replaced by new content with an old modification time
+    (``cp -p``, rsync) still reruns what reads it; Snakemake alone compares only times.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return "missing"  # Snakemake then reports the missing input itself
+    return digest.hexdigest()[:16]

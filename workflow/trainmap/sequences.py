@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
 ID_COLUMNS = ("seed", "step", "split")
+# K is chosen by validation likelihood: below this many validation rows the choice is
+# noise (it flipped with hmm.seed on 1-3 rows); a run needs two checkpoints for a transition.
+MIN_VAL_ROWS = 10
+MIN_RUN_CHECKPOINTS = 2
 
 
 class SequenceError(ValueError):
@@ -83,8 +87,10 @@ def prepare_sequences(
     excluded = _diverged_runs(runs, features)
     kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
     kept = kept.groupby("seed", sort=True).head(max_checkpoints)
+    _check_run_lengths(kept)
     included = sorted(kept["seed"].unique().tolist())
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
+    _check_validation_rows(kept, val_runs, val_fraction)
     z, constant = _zscore(kept, features, normalize)
     table = pd.DataFrame(
         {
@@ -120,6 +126,28 @@ def split_runs(
     val = sorted(runs[i] for i in order[:n_val])
     fit = [runs[i] for i in sorted(order[n_val:])]
     return fit, val
+
+
+def _check_run_lengths(kept: pd.DataFrame) -> None:
+    lengths = kept.groupby("seed", sort=True).size()
+    short = lengths[lengths < MIN_RUN_CHECKPOINTS]
+    if len(short):
+        runs = [_plain(r) for r in short.index[:5]]
+        raise SequenceError(
+            f"run(s) {runs} have fewer than {MIN_RUN_CHECKPOINTS} checkpoints "
+            f"({len(short)} in all): a run needs at least two for the HMM to see a "
+            "transition; remove them from the table or log more checkpoints"
+        )
+
+
+def _check_validation_rows(kept: pd.DataFrame, val_runs: list, val_fraction: float) -> None:
+    n_rows = int(kept["seed"].isin(val_runs).sum())
+    if n_rows < MIN_VAL_ROWS:
+        raise SequenceError(
+            f"the validation split has {n_rows} rows ({len(val_runs)} run(s) "
+            f"{_plain(val_runs[:5])}); choosing K needs at least {MIN_VAL_ROWS}: raise "
+            f"hmm.val_fraction (now {val_fraction}), add runs, or log more checkpoints per run"
+        )
 
 
 def check_state_counts(states: list[int], n_fit_rows: int) -> None:
@@ -183,7 +211,7 @@ def _zscore(
     z = np.empty_like(values)
     constant: dict[str, list] = {}
     for rows in groups:
-        block = values if rows is None else values[rows]
+        block = _power_of_two_scaled(values if rows is None else values[rows])
         mean, sd = block.mean(axis=0), block.std(axis=0)
         # max == min, not sd == 0: the SD of a constant float column may round to 1e-17
         flat = block.max(axis=0) == block.min(axis=0)
@@ -198,6 +226,19 @@ def _zscore(
     for name, runs in constant.items():
         log.warning("feature %s is constant in run(s) %s: z-scores set to 0", name, runs)
     return z, constant
+
+
+def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
+    """``block`` (rows, features) with each column divided by a power of two near its
+    largest magnitude.
+
+    Z-scores do not depend on the scale, and dividing by a power of two is exact, so they
+    come out bit for bit as before, but squares no longer overflow (values ~1e300 made the
+    SD inf and the feature all zeros) or underflow (~1e-300).
+    """
+    largest = np.abs(block).max(axis=0, initial=0.0)
+    _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
+    return block / np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
 
 
 def _plain(value):

@@ -4,14 +4,28 @@ A user's table has one row per (run, checkpoint): an integer ``seed`` column (or
 any hashable id, renamed to ``seed`` here), an integer ``step`` column, the feature
 columns and the convergence column. Every problem raises ``TableError`` naming the file
 and the column or value, before any job downstream reads the table.
+
+In a CSV file a missing value (an empty cell, ``n/a``, ``NA``, ``null``, ...) is an
+error: only an explicit ``nan``/``inf`` is a run's non-finite value (divergence). Parquet
+cannot tell them apart (pandas writes NaN as null), so a null feature or convergence
+value is read as NaN, and counted in the log; a null run id or step is an error.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-READERS = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
+log = logging.getLogger(__name__)
+
+# CSV cells read as NaN: only NaN spelled out. pandas would also read '', 'n/a', 'NA',
+# 'null', ... as NaN, which would make a missing value look like a diverged run.
+NAN_TOKENS = ["nan", "NaN", "NAN", "-nan", "-NaN", "+nan"]
+MISSING_MARKERS = {"", "n/a", "na", "nan/a", "null", "none", "#n/a", "#na", "-", "?", "<na>"}
 
 
 class TableError(ValueError):
@@ -30,7 +44,7 @@ def load_run_table(path: str | Path, features: list[str], convergence_column: st
     out (and reported) when sequences are prepared.
     """
     path = Path(path)
-    table = _read(path)
+    table, nulls = _read(path)
     present = ", ".join(map(str, table.columns))
     if "seed" not in table.columns and "run" not in table.columns:
         raise TableError(
@@ -43,6 +57,16 @@ def load_run_table(path: str | Path, features: list[str], convergence_column: st
             raise TableError(f"{path}: missing column {column!r}; columns present: {present}")
     if table.empty:
         raise TableError(f"{path}: the table has no rows")
+    for column in (run_column, "step"):
+        if column in nulls and column != "run":  # a missing 'run' id: _run_ids says so
+            raise TableError(
+                f"{path}: column {column!r} has a missing value (null, data row "
+                f"{nulls[column] + 1}); every row needs its run and step"
+            )
+    for column in value_columns:
+        if column in nulls:
+            log.warning("%s: column %r has %d null value(s), read as NaN (a diverged run)",
+                        path, column, int(table[column].isna().sum()))  # fmt: skip
     out = pd.DataFrame({"seed": _run_ids(table[run_column], path, run_column)})
     out["step"] = _integers(table["step"], path, "step")
     for column in value_columns:
@@ -53,17 +77,31 @@ def load_run_table(path: str | Path, features: list[str], convergence_column: st
     return out.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
 
 
-def _read(path: Path) -> pd.DataFrame:
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise TableError(
-            f"{path}: unknown table format {path.suffix!r}; use one of {', '.join(READERS)}"
-        )
+MISSING_HINT = (
+    "every cell needs a value: write a diverged run's values as nan or inf (pandas: "
+    "to_csv(na_rep='nan')), or drop the rows that were not logged"
+)
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The table and, per column with null cells (Parquet), the first null's row."""
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise TableError(f"{path}: unknown table format {path.suffix!r}; use one of .parquet, .csv")
     try:
-        return reader(path)
+        if path.suffix.lower() == ".csv":
+            table = pd.read_csv(path, keep_default_na=False, na_values=NAN_TOKENS)
+            return table, {}
+        arrow = pq.read_table(path)
+        nulls = {
+            name: pc.index(pc.is_null(column), True).as_py()
+            for name, column in zip(arrow.column_names, arrow.columns, strict=True)
+            if column.null_count
+        }
+        return arrow.to_pandas(), nulls
     except FileNotFoundError:
         raise TableError(f"{path}: no such file") from None
-    except Exception as error:  # pyarrow and the CSV parser raise many types
+    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as error:
+        # pyarrow and the CSV parser raise many types; none should reach the user bare
         raise TableError(f"{path}: cannot read the table: {error}") from error
 
 
@@ -96,7 +134,9 @@ def _integers(values: pd.Series, path: Path, column: str) -> pd.Series:
         return values.astype("int64").reset_index(drop=True)
     numbers = _numbers(values, path, column)
     array = numbers.to_numpy()
-    bad = ~np.isfinite(array) | (array != np.round(array))
+    # beyond 2**53 a float no longer holds every integer (and 1e308 overflows int64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(array) | (array != np.round(array)) | (np.abs(array) > 2.0**53)
     if bad.any():
         raise TableError(
             f"{path}: column {column!r} must hold integers; found {_first_bad(values, bad)}"
@@ -113,6 +153,12 @@ def _numbers(values: pd.Series, path: Path, column: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
     bad = (numbers.isna() & values.notna()).to_numpy()
     if bad.any():
+        first = values.iloc[int(np.flatnonzero(bad)[0])]
+        if isinstance(first, str) and first.strip().lower() in MISSING_MARKERS:
+            raise TableError(
+                f"{path}: column {column!r} has a missing value {_first_bad(values, bad)}; "
+                + MISSING_HINT
+            )
         raise TableError(
             f"{path}: column {column!r} must be numeric; found {_first_bad(values, bad)}"
         )

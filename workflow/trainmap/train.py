@@ -1,13 +1,15 @@
 """One training loop for every task, with the weight metrics logged at each checkpoint.
 
 A run's state lives in ``RunState`` (model, optimizer, step counters, the data-order
-generator and the rows logged so far) so that it could be saved and restored whole; every
-random draw comes from a generator derived from the run's seed (``trainmap.seeding``).
+generator, the position in the epoch's data order and the rows logged so far), so that
+``trainmap.resume`` can save and restore it whole; every random draw comes from a
+generator derived from the run's seed (``trainmap.seeding``).
 """
 
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.hyperparameters import TrainingParams
 from trainmap.io import atomic_path
 from trainmap.metrics import compute_metrics
+from trainmap.resume import SeedResume
 from trainmap.seeding import derive_seed
 from trainmap.tasks import Splits, Task
 
@@ -41,6 +44,10 @@ class RunState:
     step: int = 0
     diverged: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # The current epoch's permutation of the training data (None between epochs) and the
+    # index of the next batch's first example in it: where a resumed run continues.
+    order: torch.Tensor | None = None
+    position: int = 0
 
 
 def generator(*parts: object) -> torch.Generator:
@@ -167,11 +174,15 @@ def is_checkpoint(p: TrainingParams, state: RunState, end_of_epoch: bool) -> boo
     return end_of_epoch and state.epoch % p.eval_every == 0
 
 
-def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]:
+def train(
+    task: Task, p: TrainingParams, seed: int, resume: SeedResume | None = None
+) -> tuple[pd.DataFrame, dict]:
     """Train one seed; return its checkpoint table and its final ``state_dict``.
 
     Checkpoints: at step 0, every ``eval_every`` epochs or steps, and after the last step.
     A run whose loss turns non-finite is marked ``diverged`` and stops at that checkpoint.
+    resume: where the run's resumable state lives; the run continues from a saved state
+    and offers its state for saving at every checkpoint but the last.
     """
     device = resolve_device(p.device)
     data, state = init_run(task, p, seed, device)
@@ -180,11 +191,13 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     progress = Progress(seed, steps_per_epoch * p.epochs)
     log.info("seed %d on %s: %d train / %d eval examples", seed, device, n_train, len(data.eval_x))
     chunk = eval_chunk(p)
-    progress.report(checkpoint(task, data, state, chunk), p.epochs)
+    if resume is None or not resume.restore(state):
+        progress.report(checkpoint(task, data, state, chunk), p.epochs)
     while state.epoch < p.epochs and not state.diverged:
-        order = torch.randperm(n_train, generator=state.order_gen).to(device)
-        for start in range(0, n_train, p.batch_size):
-            idx = order[start : start + p.batch_size]
+        if state.order is None:
+            state.order = torch.randperm(n_train, generator=state.order_gen).to(device)
+        for start in range(state.position, n_train, p.batch_size):
+            idx = state.order[start : start + p.batch_size]
             x, y = data.train_x[idx], data.train_y[idx]
             if task.train_batch is not None:
                 x, y = task.train_batch(p, x, y, state.batch_gen)
@@ -193,15 +206,19 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
             loss.backward()
             state.optimizer.step()
             state.step += 1
-            end_of_epoch = start + p.batch_size >= n_train
+            state.position = start + p.batch_size
+            end_of_epoch = state.position >= n_train
             if end_of_epoch:
                 state.epoch += 1
+                state.order, state.position = None, 0
             last = end_of_epoch and state.epoch == p.epochs
             if last or is_checkpoint(p, state, end_of_epoch):
                 progress.report(checkpoint(task, data, state, chunk), p.epochs)
                 if state.diverged:
                     log.warning("seed %d diverged at step %d: non-finite loss", seed, state.step)
                     break
+                if resume is not None and not last:
+                    resume.at_checkpoint(state)
     table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
     # Copies: tied parameters (BERT's decoder and word embeddings) must not share memory
@@ -213,16 +230,21 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     return table, weights
 
 
-def train_group(task: Task, p: TrainingParams, seeds: list[int]):
+def train_group(
+    task: Task,
+    p: TrainingParams,
+    seeds: list[int],
+    resumer: Callable[[int], SeedResume] | None = None,
+):
     """Train the seeds of one job one after another; yield ``(seed, table, weights)``.
 
     Between runs the log says how far the job is and how long it has left (each run's own
-    lines only know about that run).
+    lines only know about that run). resumer: seed -> its resumable state (``train``).
     """
     start = time.perf_counter()
     for done, seed in enumerate(seeds, start=1):
         log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)
-        yield seed, *train(task, p, seed)
+        yield seed, *train(task, p, seed, resumer(seed) if resumer else None)
         elapsed = time.perf_counter() - start
         left = elapsed / done * (len(seeds) - done)
         log.info("%d of %d runs done in %.1fs, ~%.1fs left", done, len(seeds), elapsed, left)

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainmap.io import read_parquet
 from trainmap.tables import load_run_table
 
 
 def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Concatenate per-seed metrics tables, sorted by seed and step."""
-    tables = [pd.read_parquet(path) for path in sorted(paths)]
+    tables = [read_parquet(path) for path in sorted(paths)]
     table = pd.concat(tables, ignore_index=True)
     return table.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
 

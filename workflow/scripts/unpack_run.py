@@ -1,0 +1,19 @@
+"""Snakemake adapter: copy one seed's files out of its training job's bundle, after
+checking the bundle's manifest (a half-finished job's bundle is refused, trainmap.bundle)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from trainmap.bundle import unpack_seed
+from trainmap.logs import log_to_file
+
+
+def main(bundle: str, seed: int, outputs, log: str) -> None:
+    log_to_file(log)
+    unpack_seed(bundle, seed, {"metrics.parquet": outputs.metrics,
+                               "model.safetensors": outputs.model})  # fmt: skip
+
+
+main(snakemake.input[0], int(snakemake.wildcards.seed), snakemake.output, snakemake.log[0])
