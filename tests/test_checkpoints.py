@@ -37,6 +37,9 @@ from trainmap.series import TRANSFORMER_FAMILIES, known_families
 from trainmap.tasks import get_task
 
 SEEDS, STEPS = [0, 1, 2], [0, 10, 20, 30]
+# The whole-workflow test needs >= 10 validation rows (trainmap.sequences.MIN_VAL_ROWS)
+# from its one validation run: 12 checkpoints per seed.
+DAG_STEPS = list(range(0, 120, 10))
 CONTRACT_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
 CONTRACT_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]
 CPU = torch.device("cpu")
@@ -65,13 +68,13 @@ def bert_model(seed: int) -> BertForMaskedLM:
         return BertForMaskedLM(BERT)
 
 
-def write_bert_series(root) -> dict[tuple[int, int], dict]:
+def write_bert_series(root, steps=STEPS) -> dict[tuple[int, int], dict]:
     """save_pretrained of a tiny BertForMaskedLM per (seed, step); in-process metrics."""
     expected = {}
     for seed in SEEDS:
         model = bert_model(seed)
         previous = 0
-        for step in STEPS:
+        for step in steps:
             drift(model, seed, step - previous)
             previous = step
             model.save_pretrained(root / f"seed{seed}" / f"step{step}")
@@ -79,7 +82,7 @@ def write_bert_series(root) -> dict[tuple[int, int], dict]:
     return expected
 
 
-def write_parity_series(root) -> dict[tuple[int, int], dict]:
+def write_parity_series(root, steps=STEPS) -> dict[tuple[int, int], dict]:
     """safetensors of the sparse_parity task's model per (seed, step)."""
     task = get_task("sparse_parity")
     params = task.params(**PARITY)
@@ -87,7 +90,7 @@ def write_parity_series(root) -> dict[tuple[int, int], dict]:
     for seed in SEEDS:
         model = task.make_model(params)
         model.reset_parameters(torch.Generator().manual_seed(seed))
-        for step in STEPS:
+        for step in steps:
             drift(model, seed, 1)
             root.mkdir(parents=True, exist_ok=True)
             save_file(model.state_dict(), root / f"s{seed}_t{step}.safetensors")
@@ -111,8 +114,8 @@ def checkpoint_config(**setting) -> dict:
     return {"settings": {"series": {"source": "checkpoints", "seeds": SEEDS, **setting}}}
 
 
-def assert_metrics_equal(table: pd.DataFrame, expected: dict, seed: int) -> None:
-    want = pd.DataFrame([expected[seed, step] for step in STEPS])[METRIC_COLUMNS]
+def assert_metrics_equal(table: pd.DataFrame, expected: dict, seed: int, steps=STEPS) -> None:
+    want = pd.DataFrame([expected[seed, step] for step in steps])[METRIC_COLUMNS]
     got = table[METRIC_COLUMNS].reset_index(drop=True)
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12, atol=0)
 
@@ -236,7 +239,7 @@ def test_pytorch_bin_checkpoint_is_read_with_weights_only(tmp_path):
         ({"hub": "a/{seed}{step}{run}", "steps": [1]}, r"unknown fields \['run'\]"),
         ({"steps": [1]}, r"settings\.series: give exactly one of hub .* got neither"),
         ({"hub": "a/{seed}{step}", "checkpoints": "x", "steps": [1]}, r"exactly one of hub"),
-        ({"hub": "a/{seed}{step}", "steps": [1], "task": "x"}, r"settings\.series\.task: does"),
+        ({"hub": "a/{seed}{step}", "steps": [1], "task": "x"}, r"task \(source 'train'\) does not"),
         ({"hub": "a/{seed}{step}", "steps": [1], "lr": 0.1}, r"settings\.series\.lr: unknown"),
         ({"hub": "a/{seed}{step}", "steps": [1], "device": "tpu"}, r"series\.device: 'tpu'"),
         (
@@ -279,7 +282,8 @@ def test_checkpoint_keys_are_refused_for_other_sources():
             }
         }
     }
-    with pytest.raises(ConfigError, match=r"settings\.p\.hub: only applies to source 'checkp"):
+    message = r"settings\.p: hub \(source 'checkpoints'\) does not apply to source 'train'"
+    with pytest.raises(ConfigError, match=message):
         validate_config(config)
 
 
@@ -378,13 +382,13 @@ def test_gpt_neox_groups_split_the_fused_projection_into_q_k_v():
         get_family("gpt_neox")(tensors, {})
 
 
-def write_evals(path) -> None:
+def write_evals(path, steps=STEPS) -> None:
     """mlm_accuracy crosses 0.5 at step 10 (seed 0), step 20 (seed 1), never (seed 2)."""
-    first = {0: 10, 1: 20, 2: 99}
+    first = {0: 10, 1: 20, 2: 10**6}
     rows = [
         {"seed": s, "step": t, "eval_loss": 3.0 - t / 20, "mlm_accuracy": 0.2 + 0.5 * (t >= f)}
         for s, f in first.items()
-        for t in STEPS
+        for t in steps
     ]
     pd.DataFrame(rows).to_csv(path, index=False)
 
@@ -395,9 +399,9 @@ def test_checkpoint_series_run_through_the_whole_workflow(tmp_path):
     paths (regression with evals, none without) reach a map."""
     from conftest import run_workflow
 
-    expected = {"bert": write_bert_series(tmp_path / "ckpts")}
-    expected["parity"] = write_parity_series(tmp_path / "parity")
-    write_evals(tmp_path / "evals.csv")
+    expected = {"bert": write_bert_series(tmp_path / "ckpts", DAG_STEPS)}
+    expected["parity"] = write_parity_series(tmp_path / "parity", DAG_STEPS)
+    write_evals(tmp_path / "evals.csv", DAG_STEPS)
     features = ["l1", "l2", "spectral", "var_w"]
     config = {
         "settings": {
@@ -414,7 +418,7 @@ def test_checkpoint_series_run_through_the_whole_workflow(tmp_path):
                 "source": "checkpoints",
                 "checkpoints": "parity/s{seed}_t{step}.safetensors",
                 "seeds": SEEDS,
-                "steps": STEPS,
+                "steps": DAG_STEPS,
                 "model": "sparse_parity",
                 **PARITY,
                 "features": features,
@@ -432,7 +436,8 @@ def test_checkpoint_series_run_through_the_whole_workflow(tmp_path):
         trajectories = pd.read_parquet(results / name / "trajectories.parquet")
         assert list(trajectories.columns[:23]) == CONTRACT_COLUMNS
         for seed in SEEDS:
-            assert_metrics_equal(trajectories[trajectories["seed"] == seed], expected[name], seed)
+            runs = trajectories[trajectories["seed"] == seed]
+            assert_metrics_equal(runs, expected[name], seed, DAG_STEPS)
         training_map = json.loads((results / name / "map.json").read_text())
         assert training_map["n_runs"] == 3 and training_map["states"]
         assert (results / name / "map.png").stat().st_size > 0

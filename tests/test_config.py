@@ -70,7 +70,7 @@ def test_explicit_seed_list_is_sorted():
         (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
         (config_with(lr="fast"), r"settings\.parity\.lr: expected float, got 'fast'"),
         (config_with(source="s3"), r"settings\.parity\.source: 's3' is not one of"),
-        (config_with(source="checkpoints"), r"settings\.parity\.task: does not apply to source"),
+        (config_with(source="checkpoints"), r"parity: .*task \(source 'train'\) does not"),
         (config_with(source="table"), r"settings\.parity\.table: required for source 'table'"),
         (config_with(convergence={"column": "x"}), r"convergence: 'threshold' is a required"),
         (config_with(hmm={"covariance": "tied"}), r"hmm\.covariance: 'tied' is not one of"),
@@ -88,7 +88,8 @@ def test_bad_config_names_key_and_value(config, message):
 
 def test_table_setting_rejects_training_keys():
     config = config_with(source="table", table="runs.csv", seeds_per_job=4)
-    keys = r"seeds \(source 'train'\), seeds_per_job \(source 'train'\), task \(source"
+    keys = r"seeds \(source 'train' or 'checkpoints'\), seeds_per_job \(source 'train'\), "
+    keys += r"task \(source"
     with pytest.raises(ConfigError, match=rf"settings\.parity: {keys}.* do not apply to source"):
         validate_config(config)
     table = {k: v for k, v in config_with(source="table", table="t.csv")["settings"]["parity"]

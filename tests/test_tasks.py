@@ -362,10 +362,10 @@ def test_relative_data_root_resolves_against_the_working_directory(tmp_path, mon
     ("keys", "message"),
     [
         ({"hidden": []}, r"hidden: expected"),
-        ({"hidden": [800, 0]}, r"hidden: widths must be positive"),
+        ({"hidden": [800, 0]}, r"hidden: \[800, 0\] is out of range; allowed: >= 1"),
         ({"hidden": [1.5]}, r"hidden: expected"),
-        ({"train_from_test": 10000}, r"train_from_test: must be in \[0, 10000\)"),
-        ({"n_eval": -1}, r"n_eval: must be >= 0"),
+        ({"train_from_test": 10000}, r"train_from_test: 10000 is out of range; allowed: in \[0, "),
+        ({"n_eval": -1}, r"n_eval: -1 is out of range; allowed: >= 0"),
     ],
 )
 def test_bad_image_keys_name_key_and_value(keys, message):

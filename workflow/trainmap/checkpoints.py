@@ -30,7 +30,7 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.families import get_family
 from trainmap.metrics import WeightGroups, compute_metrics
 from trainmap.series import TRANSFORMER_FAMILIES, WEIGHT_FILES
-from trainmap.tables import READERS
+from trainmap.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def series_metrics(
 def read_evals(path: str | Path, seed: int) -> pd.DataFrame:
     """The rows of ``seed`` in an evals table, indexed by step (unique)."""
     path = Path(path)
-    table = READERS[path.suffix](path)
+    table = read_table(path)
     for column in ("seed", "step"):
         values = pd.to_numeric(table[column], errors="coerce")
         if values.isna().any() or (values != values.round()).any():

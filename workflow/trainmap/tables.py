@@ -83,6 +83,11 @@ MISSING_HINT = (
 )
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A ``.parquet`` or ``.csv`` table; an unreadable one raises TableError naming it."""
+    return _read(Path(path))[0]
+
+
 def _read(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     """The table and, per column with null cells (Parquet), the first null's row."""
     if path.suffix.lower() not in (".parquet", ".csv"):

@@ -8,6 +8,7 @@ which keeps ``import trainmap.tasks`` fast for the tasks that do not need it.
 """
 
 import fcntl
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,7 +74,9 @@ def downloading(name: str, root: str | Path) -> Iterator[None]:
     find them in place (torchvision checks before it downloads).
     """
     Path(root).mkdir(parents=True, exist_ok=True)
-    with open(Path(root) / ".trainmap-download.lock", "w") as lock:
+    # A lock, not an output: opened without truncating, never renamed into place.
+    lock = os.open(Path(root) / ".trainmap-download.lock", os.O_CREAT | os.O_RDWR)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -85,6 +88,8 @@ def downloading(name: str, root: str | Path) -> Iterator[None]:
             ) from error
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
 
 
 def read_cifar100(root: str | Path, train: bool, download: bool):
