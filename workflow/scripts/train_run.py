@@ -1,4 +1,5 @@
-"""Snakemake adapter: train a group of seeds of one setting, one after another, and write
+"""Snakemake adapter: train a group of seeds of one setting (vectorised over a seed
+dimension or one after another, as settings.<name>.vectorize says), and write
 each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run copies them
 to results/<setting>/runs/seed<seed>/)."""
 
@@ -18,7 +19,8 @@ def main(bundle: str, params, threads: int, log: str) -> None:
     log_to_file(log)
     torch.set_num_threads(threads)
     task = get_task(params.task)
-    for seed, table, weights in train_group(task, task.params(**params.hyper), params.seeds):
+    hyper = task.params(**params.hyper)
+    for seed, table, weights in train_group(task, hyper, params.seeds, params.vectorize):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
         run_dir = Path(bundle) / f"seed{seed}"

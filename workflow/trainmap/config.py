@@ -18,10 +18,10 @@ from trainmap.hyperparameters import parse_params, task_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 SETTING_KEYS = {
-    *("source", "task", "seeds", "seeds_per_job", "table"),
+    *("source", "task", "seeds", "seeds_per_job", "vectorize", "table"),
     *("features", "convergence", "hmm", "alpha"),
 }
-TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job"}
+TRAIN_ONLY_KEYS = {"task", "seeds", "seeds_per_job", "vectorize"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Setting:
     features: list[str]
     seeds: list[int] = dataclasses.field(default_factory=list)
     seeds_per_job: int = 1
+    vectorize: str = "auto"  # auto | true | false (YAML booleans normalised)
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
@@ -118,6 +119,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         **common,
         seeds=seeds,
         seeds_per_job=entry.get("seeds_per_job", 1),
+        vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
     )

@@ -168,3 +168,40 @@ def compute_metrics(groups: WeightGroups) -> dict[str, float]:
     row = torch.cat([means, _pooled(groups.weights, device), _pooled(groups.biases, device)])
     # One transfer of the 14 numbers to the host.
     return dict(zip(METRIC_COLUMNS, row.tolist(), strict=True))
+
+
+@torch.no_grad()
+def compute_metrics_stacked(groups: list[WeightGroups]) -> list[dict[str, float]]:
+    """``compute_metrics`` of S models of one architecture (a vectorised group) at once.
+
+    groups: one WeightGroups per seed, with the same shapes in the same order. One
+    ``svdvals`` per matrix shape over every seed's matrices of that shape; each matrix
+    still gets its own LAPACK call and each seed its own sums in its own order, so every
+    value equals ``compute_metrics(groups[s])``. The pooled statistics (a median and a dot
+    product each) stay per seed. Returns one dict per seed, as ``compute_metrics``.
+    """
+    first = groups[0]
+    if not [*first.matrices, *first.kernels, *first.weights, *first.biases]:
+        raise ValueError("WeightGroups holds no tensors")
+    device = [*first.matrices, *first.kernels, *first.weights, *first.biases][0].device
+    n_seeds = len(groups)
+    by_shape: dict[tuple[int, ...], list[int]] = {}  # shape -> indices, in first-seen order
+    for i, w in enumerate(first.matrices):
+        by_shape.setdefault(tuple(w.shape), []).append(i)
+    parts = []
+    for indices in by_shape.values():
+        # (S * count, m, n), seed-major: seed s's matrices in its own order.
+        stack = torch.stack([g.matrices[i].detach() for g in groups for i in indices]).to(DTYPE)
+        values, counted = _matrix_metrics(stack.mT if stack.shape[-2] < stack.shape[-1] else stack)
+        parts.append((values.view(8, n_seeds, -1), counted.view(8, n_seeds, -1)))
+    for k in range(len(first.kernels)):
+        kernel_parts = [_kernel_metrics(g.kernels[k]) for g in groups]  # (8, 1) each
+        parts.append(tuple(torch.stack(p, dim=1) for p in zip(*kernel_parts, strict=True)))
+    if parts:
+        values, counted = (torch.cat(p, dim=-1) for p in zip(*parts, strict=True))
+        means = values.sum(dim=-1) / counted.sum(dim=-1)  # (8, S)
+    else:
+        means = torch.full((8, n_seeds), math.nan, dtype=DTYPE, device=device)
+    pooled = [torch.cat([_pooled(g.weights, device), _pooled(g.biases, device)]) for g in groups]
+    rows = torch.cat([means.T, torch.stack(pooled)], dim=1)  # (S, 14), one transfer
+    return [dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows.tolist()]

@@ -56,17 +56,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(p: TrainingParams, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(
+    p: TrainingParams, model: nn.Module | list[torch.Tensor]
+) -> torch.optim.Optimizer:
+    """The setting's optimizer over a model's parameters (or a list of tensors: a
+    vectorised group's stacked parameters, updated elementwise as each seed's would be)."""
+    params = list(model.parameters()) if isinstance(model, nn.Module) else model
     factories = {
         "adamw": lambda: torch.optim.AdamW(
-            model.parameters(),
+            params,
             lr=p.lr,
             weight_decay=p.weight_decay,
             betas=p.betas,
             fused=True,  # one kernel for all parameters, on the CPU and CUDA alike
         ),
         "sgd": lambda: torch.optim.SGD(
-            model.parameters(), lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum
+            params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum
         ),
     }
     return factories[p.optimizer]()
@@ -183,12 +188,25 @@ def train(task: Task, p: TrainingParams, seed: int) -> tuple[pd.DataFrame, dict]
     return table, weights
 
 
-def train_group(task: Task, p: TrainingParams, seeds: list[int]):
-    """Train the seeds of one job one after another; yield ``(seed, table, weights)``.
+def train_group(task: Task, p: TrainingParams, seeds: list[int], vectorize: str = "auto"):
+    """Train the seeds of one job; yield ``(seed, table, weights)`` per seed, in order.
 
-    Between runs the log says how far the job is and how long it has left (each run's own
-    lines only know about that run).
+    vectorize: ``true`` trains them at once over a seed dimension
+    (``trainmap.vectorized``, the same results bit for bit), ``false`` one after another,
+    ``auto`` vectorised where the model has a stacked form that was measured to pay on
+    this device (``trainmap.vectorized.should_vectorize``).
     """
+    from trainmap.vectorized import should_vectorize, train_vectorized  # imports this module
+
+    if should_vectorize(task, p, seeds, vectorize):
+        yield from train_vectorized(task, p, seeds)
+        return
+    yield from train_one_by_one(task, p, seeds)
+
+
+def train_one_by_one(task: Task, p: TrainingParams, seeds: list[int]):
+    """The seeds one after another; between runs the log says how far the job is and how
+    long it has left (each run's own lines only know about that run)."""
     start = time.perf_counter()
     for done, seed in enumerate(seeds, start=1):
         log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)
