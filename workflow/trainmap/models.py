@@ -184,8 +184,8 @@ class MLP(nn.Module):
         for i, layer in enumerate(self.layers):
             if isinstance(layer, nn.Linear):
                 x = k.linear(x, *_wb(params, f"layers.{i}"))
-            elif isinstance(layer, nn.ReLU):
-                x = torch.relu(x)
+            elif isinstance(layer, nn.ReLU):  # in place when no graph needs x: no new buffer
+                x = torch.relu(x) if torch.is_grad_enabled() else torch.relu_(x)
             elif isinstance(layer, nn.Flatten):  # per-seed dims shift by the seed dim
                 x = x.flatten(
                     layer.start_dim + 1 if layer.start_dim >= 0 else layer.start_dim,

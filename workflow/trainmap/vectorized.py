@@ -14,6 +14,7 @@ sparse parity and of any other task built on ``trainmap.models.MLP``, and the on
 transformer); ``stack_pays_on`` names the devices where batching was measured to pay.
 """
 
+import ctypes
 import logging
 import math
 import time
@@ -30,11 +31,28 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import TrainingParams
 from trainmap.metrics import compute_metrics_stacked
-from trainmap.seedops import SeedKernels
+from trainmap.seedops import SeedKernels, signature
 from trainmap.tasks import Splits, Task
 from trainmap.train import EVAL_CHUNK, generator, is_checkpoint, make_optimizer, resolve_device
 
 log = logging.getLogger(__name__)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc reuse freed buffers instead of returning them to the OS.
+
+    A group's activations are tens of MB per op (40 seeds x 1000 rows x 128 floats); by
+    default glibc maps each such buffer fresh and unmaps it on free, so every op pays the
+    page faults of touching new memory again (half of a parity checkpoint's time here).
+    Raising the mmap and trim thresholds keeps them in the heap. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters (malloc.h)
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum on 64-bit
+    libc.mallopt(m_trim_threshold, 2**30)
 
 
 def is_stackable(model: nn.Module) -> bool:
@@ -271,23 +289,39 @@ def check_memory(task: Task, p: TrainingParams, data: StackedSplits, state: Grou
 
 
 @torch.no_grad()
-def evaluate_stacked(task, model, params, kernels, x: torch.Tensor, y: torch.Tensor):
+def evaluate_stacked(task, model, params, kernels: SeedKernels, x: torch.Tensor, y: torch.Tensor):
     """Per-seed mean loss and accuracy over a split, (S,) each, as ``train.evaluate``.
 
-    The forward pass is batched over seeds, chunk by chunk as in the loop; each seed's
-    loss and accuracy are the task's own functions on its slice, accumulated in the
-    loop's order, so the values are the loop's bit for bit.
+    The forward pass is batched over seeds, chunk by chunk as in the loop; each chunk's
+    loss and accuracy are the task's own functions, vmapped over the seeds where that was
+    checked to give each seed's values bit for bit (else seed by seed), accumulated in
+    the loop's order.
     """
     n_seeds, n = x.shape[0], x.shape[1]
-    loss = [torch.zeros((), device=x.device) for _ in range(n_seeds)]
-    correct = [torch.zeros((), device=x.device) for _ in range(n_seeds)]
+    loss = torch.zeros(n_seeds, device=x.device)
+    correct = torch.zeros(n_seeds, device=x.device)
     for start in range(0, n, EVAL_CHUNK):
         out = model.stacked_forward(params, x[:, start : start + EVAL_CHUNK], kernels)
         target = y[:, start : start + EVAL_CHUNK]
-        for s, (o, t) in enumerate(zip(out.unbind(), target.unbind(), strict=True)):
-            loss[s] += task.loss(o, t) * len(t)
-            correct[s] += task.accuracy(o, t) * len(t)
-    return torch.stack(loss) / n, torch.stack(correct) / n
+        rows = target.shape[1]
+        loss += (
+            per_seed_score(kernels, "eval loss", task.loss, out, target, task.stacked_loss) * rows
+        )
+        correct += per_seed_score(kernels, "accuracy", task.accuracy, out, target) * rows
+    return loss / n, correct / n
+
+
+def per_seed_score(kernels: SeedKernels, name: str, fn, out, target, stacked_fn=None):
+    """(S,) values of ``fn(out[s], target[s])``: batched (``stacked_fn``, else vmap) where
+    that was checked to be bit-identical, else seed by seed."""
+
+    def reference():
+        return torch.stack([fn(o, t) for o, t in zip(out.unbind(), target.unbind(), strict=True)])
+
+    candidates = [("vmap", lambda: torch.func.vmap(fn)(out, target))]
+    if stacked_fn is not None:
+        candidates.insert(0, ("stacked", lambda: stacked_fn(out, target)))
+    return kernels.pick((name, *signature(out, target)), reference, candidates)
 
 
 def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels) -> list[int]:
@@ -346,9 +380,24 @@ class GroupProgress:
 
 
 def batch_of(data: StackedSplits, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each seed's batch: index (S, B) into its own training rows -> x (S, B, ...), y."""
-    seeds = torch.arange(index.shape[0], device=index.device)[:, None]
-    return data.train_x[seeds, index], data.train_y[seeds, index]
+    """Each seed's batch: index (S, B) into its own training rows -> x (S, B, ...), y.
+
+    One ``index_select`` over the seeds' rows laid end to end (a shared copy is indexed
+    directly): a copy, so exact, and ~10x faster than 2-D advanced indexing here.
+    """
+
+    def take(t: torch.Tensor) -> torch.Tensor:
+        n_seeds, n = t.shape[:2]
+        if t.stride(0) == 0:
+            rows = t[0].index_select(0, index.reshape(-1))
+        else:
+            offsets = torch.arange(0, n_seeds * n, n, device=index.device)[:, None]
+            rows = t.reshape(n_seeds * n, *t.shape[2:]).index_select(
+                0, (index + offsets).reshape(-1)
+            )
+        return rows.view(*index.shape, *t.shape[2:])
+
+    return take(data.train_x), take(data.train_y)
 
 
 def checkpoint_and_drop(task: Task, data: StackedSplits, state: GroupState, kernels):
@@ -376,7 +425,8 @@ def train_steps(
     seeds still training (diverged seeds leave the stacks)."""
     n_train = data.train_x.shape[1]
     model = state.models[0]
-    seed_losses = torch.func.vmap(task.loss)  # (S, B, ...) -> (S,): each seed's mean loss
+    # (S, B, ...) -> (S,): each seed's mean loss, with each seed's gradient.
+    seed_losses = task.stacked_loss or torch.func.vmap(task.loss)
     while state.epoch < p.epochs and state.seeds:
         if state.position == 0:  # each seed's permutation, drawn as the loop draws it
             orders = [torch.randperm(n_train, generator=g) for g in state.order_gens]
@@ -405,6 +455,7 @@ def train_vectorized(task: Task, p: TrainingParams, seeds: list[int]):
     """Train ``seeds`` as one vectorised group; yield ``(seed, table, weights)`` per seed,
     in the order given, each equal to ``trainmap.train.train(task, p, seed)``."""
     device = resolve_device(p.device)
+    keep_freed_memory()
     data, state = init_group(task, p, seeds, device)
     check_memory(task, p, data, state)
     kernels = SeedKernels()

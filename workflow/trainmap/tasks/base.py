@@ -36,6 +36,11 @@ class Task:
     loss(outputs, targets) -> scalar mean loss; accuracy(outputs, targets) -> fraction
     correct as a 0-d tensor. The model must provide ``reset_parameters(gen)`` and
     ``weight_groups()`` (see ``trainmap.models``).
+
+    stacked_loss (optional): the same loss for S seeds' stacked outputs (S, B, ...) and
+    targets (S, B, ...) -> (S,), whose gradient must equal ``loss``'s seed by seed
+    (tests/test_vectorized.py checks every task); without it a vectorised group uses
+    ``torch.func.vmap(loss)``, exact too but slower per step.
     """
 
     name: str
@@ -44,3 +49,4 @@ class Task:
     make_model: Callable[[Any], nn.Module]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    stacked_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
