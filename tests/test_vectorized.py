@@ -174,7 +174,12 @@ def test_stacked_metrics_equal_per_model_metrics():
         return WeightGroups(matrices, kernels, matrices, biases)
 
     seeds = [groups() for _ in range(4)]
-    assert compute_metrics_stacked(seeds) == [compute_metrics(g) for g in seeds]
+    expected = [compute_metrics(g) for g in seeds]
+    assert compute_metrics_stacked(seeds) == expected
+    kernels = SeedKernels()  # pooled statistics batched where checked exact: twice, to use it
+    assert compute_metrics_stacked(seeds, kernels) == expected
+    assert compute_metrics_stacked(seeds, kernels) == expected
+    assert any(op == "pooled statistics" for op, *_ in kernels.choices)
 
 
 def test_a_group_that_cannot_fit_names_seeds_per_job(monkeypatch):

@@ -97,6 +97,26 @@ def _grads_of(out: torch.Tensor, inputs: list[torch.Tensor | None], upstream: to
     return [out, *torch.autograd.grad(out, wanted, upstream)] if wanted else [out]
 
 
+def random_like(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Standard normal values in ``t``'s shape, strides, dtype and device (a kernel's path
+    depends on those, not on the values; real values can hide a difference: zero biases
+    at init add the same either way)."""
+    values = torch.randn(t.shape, generator=gen, dtype=t.dtype)
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device).copy_(values)
+
+
+def _probes(args, gen: torch.Generator) -> list[torch.Tensor | None]:
+    """Random stand-ins for the float arguments (integer ones, e.g. tokens, kept)."""
+    return [
+        None
+        if t is None
+        else random_like(t, gen).requires_grad_(t.requires_grad)
+        if t.is_floating_point()
+        else t
+        for t in args
+    ]
+
+
 def _leaves(args, s: int | None = None) -> list[torch.Tensor | None]:
     """Detached copies of ``args`` (seed ``s``'s slices) that require grad as they did."""
     return [
@@ -107,7 +127,9 @@ def _leaves(args, s: int | None = None) -> list[torch.Tensor | None]:
 
 def _choose(one_seed: Form, forms: dict[str, Form], args, grads: bool) -> str:
     """The first form whose output (and, when ``grads``, every input gradient for a
-    random upstream gradient) equals the per-seed computation bit for bit."""
+    random upstream gradient) equals the per-seed computation bit for bit, on random
+    inputs laid out as ``args``."""
+    args = _probes(args, torch.Generator().manual_seed(1))
     with torch.enable_grad() if grads else torch.no_grad():
         per_seed, upstream = [], None
         for s in range(args[0].shape[0]):

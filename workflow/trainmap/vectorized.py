@@ -31,7 +31,7 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import TrainingParams
 from trainmap.metrics import compute_metrics_stacked
-from trainmap.seedops import SeedKernels, signature
+from trainmap.seedops import SeedKernels, random_like, signature
 from trainmap.tasks import Splits, Task
 from trainmap.train import EVAL_CHUNK, generator, is_checkpoint, make_optimizer, resolve_device
 
@@ -313,15 +313,30 @@ def evaluate_stacked(task, model, params, kernels: SeedKernels, x: torch.Tensor,
 
 def per_seed_score(kernels: SeedKernels, name: str, fn, out, target, stacked_fn=None):
     """(S,) values of ``fn(out[s], target[s])``: batched (``stacked_fn``, else vmap) where
-    that was checked to be bit-identical, else seed by seed."""
+    that was checked to be bit-identical, else seed by seed.
 
-    def reference():
-        return torch.stack([fn(o, t) for o, t in zip(out.unbind(), target.unbind(), strict=True)])
+    The check runs on 64 rows of random outputs (with the seeds' targets, cycled): S
+    real values can agree by chance, and a group may hold only 2 seeds.
+    """
 
-    candidates = [("vmap", lambda: torch.func.vmap(fn)(out, target))]
-    if stacked_fn is not None:
-        candidates.insert(0, ("stacked", lambda: stacked_fn(out, target)))
-    return kernels.pick((name, *signature(out, target)), reference, candidates)
+    def forms(out: torch.Tensor, target: torch.Tensor):
+        def reference():
+            return torch.stack(
+                [fn(o, t) for o, t in zip(out.unbind(), target.unbind(), strict=True)]
+            )
+
+        candidates = [("vmap", lambda: torch.func.vmap(fn)(out, target))]
+        if stacked_fn is not None:
+            candidates.insert(0, ("stacked", lambda: stacked_fn(out, target)))
+        return reference, candidates
+
+    key = (name, *signature(out, target))
+    if key not in kernels.choices:
+        gen = torch.Generator().manual_seed(0)
+        rows = torch.arange(64, device=target.device) % target.shape[0]
+        probe = torch.stack([random_like(out[0], gen) for _ in range(64)])
+        kernels.pick(key, *forms(probe, target[rows]))
+    return kernels.pick(key, *forms(out, target))
 
 
 def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels) -> list[int]:
@@ -332,7 +347,7 @@ def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels
     )
     eval_loss, eval_acc = evaluate_stacked(task, model, params, kernels, data.eval_x, data.eval_y)
     scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc], dim=1).tolist()
-    metrics = compute_metrics_stacked([m.weight_groups() for m in state.models])
+    metrics = compute_metrics_stacked([m.weight_groups() for m in state.models], kernels)
     diverged = []
     for i, seed in enumerate(state.seeds):
         row = {"step": state.step, "epoch": state.epoch}
