@@ -92,9 +92,9 @@ def main() -> None:
 
     def group_step():
         loss = task.stacked_loss(model.stacked_forward(state.params, x, kernels), y).sum()
-        state.optimizer.zero_grad(set_to_none=True)
+        state.zero_grad()
         loss.backward()
-        state.optimizer.step()
+        state.step_optimizer()
 
     one_data, one = init_run(task, p, 0, device)
     xi, yi = one_data.train_x[index[0].to(device)], one_data.train_y[index[0].to(device)]

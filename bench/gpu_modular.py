@@ -93,9 +93,9 @@ def compiled_step(task, p, n_seeds: int, out: Path) -> None:
         try:
 
             def step(fn=fn):
-                state.optimizer.zero_grad(set_to_none=True)
+                state.zero_grad()
                 fn(x, y).backward()
-                state.optimizer.step()
+                state.step_optimizer()
 
             for _ in range(5):
                 step()

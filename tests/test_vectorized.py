@@ -216,3 +216,57 @@ def test_a_kernel_that_rounds_differently_is_not_kept():
     )
     assert kernels.choices[("op2",)] == "good"
     assert kernels.report() == {f"op: {REFERENCE}": 1, "op2: good": 1}
+
+
+def classes_task():
+    """An MNIST-like task on tiny data: one data set for every seed (the data generator is
+    ignored, as MNIST's), a 3-layer MLP with cross-entropy and no stacked loss (the vmap
+    path): what any task built on ``MLP`` gets."""
+    from trainmap.hyperparameters import TrainingParams
+    from trainmap.models import MLP
+    from trainmap.tasks import Splits, Task
+    from trainmap.tasks.modular_addition import argmax_accuracy
+
+    def make_data(params, gen):
+        fixed = torch.Generator().manual_seed(123)
+        x = torch.rand(150, 4, 5, generator=fixed)  # images: the model flattens them
+        y = torch.randint(0, 6, (150,), generator=fixed)
+        return Splits(x[:100], y[:100], x[100:], y[100:])
+
+    def make_model(params):
+        model = MLP([20, 16, 12, 6])
+        model.layers.insert(0, torch.nn.Flatten())
+        return model
+
+    task = Task(
+        name="classes",
+        params=TrainingParams,
+        make_data=make_data,
+        make_model=make_model,
+        loss=torch.nn.functional.cross_entropy,
+        accuracy=argmax_accuracy,
+    )
+    return task, TrainingParams(lr=0.01, batch_size=16, epochs=3, weight_decay=0.1)
+
+
+def test_any_mlp_task_is_vectorised_exactly(tmp_path):
+    task, p = classes_task()
+    for seed, table, weights in train_vectorized(task, p, [1, 4]):
+        assert files_of(tmp_path, "g", seed, table, weights) == files_of(
+            tmp_path, "a", seed, *train(task, p, seed)
+        )
+
+
+def test_the_vectorize_key_is_validated():
+    from trainmap.config import validate_config
+
+    def setting(**extra):
+        entry = {"source": "train", "task": "sparse_parity", "seeds": 2, **extra}
+        entry["convergence"] = {"column": "eval_accuracy", "threshold": 0.9}
+        return {"settings": {"s": entry}}
+
+    assert validate_config(setting())["s"].vectorize == "auto"
+    assert validate_config(setting(vectorize=True))["s"].vectorize == "true"
+    assert validate_config(setting(vectorize=False))["s"].vectorize == "false"
+    with pytest.raises(ConfigError, match="settings.s.vectorize"):
+        validate_config(setting(vectorize="sometimes"))

@@ -89,7 +89,12 @@ class SeedKernels:
             name = self.choices[key] = _choose(one_seed, forms, args, grads)
         if name == REFERENCE:
             return self.per_seed(one_seed, *args)
-        return forms[name](*args)
+        out = forms[name](*args)
+        if out.requires_grad:
+            # The check used a contiguous upstream gradient; ops downstream (a vmapped loss)
+            # may hand back another layout, which some backward kernels sum in another order.
+            out.register_hook(torch.Tensor.contiguous)
+        return out
 
 
 def _grads_of(out: torch.Tensor, inputs: list[torch.Tensor | None], upstream: torch.Tensor):
@@ -101,8 +106,13 @@ def random_like(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Standard normal values in ``t``'s shape, strides, dtype and device (a kernel's path
     depends on those, not on the values; real values can hide a difference: zero biases
     at init add the same either way)."""
-    values = torch.randn(t.shape, generator=gen, dtype=t.dtype)
-    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device).copy_(values)
+    # One random value per memory location the strides reach (a stride-0 dim, e.g. data
+    # shared by every seed, shares its values as the real tensor does).
+    span = (
+        1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True)) if t.numel() else 0
+    )
+    values = torch.randn(span, generator=gen, dtype=t.dtype).to(t.device)
+    return values.as_strided(t.shape, t.stride())
 
 
 def _probes(args, gen: torch.Generator) -> list[torch.Tensor | None]:

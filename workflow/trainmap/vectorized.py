@@ -123,6 +123,44 @@ class StackedSplits:
         return sum(t[0].nbytes if t.stride(0) == 0 else t.nbytes for t in vars(self).values())
 
 
+def optimizer_form(p: TrainingParams, params: dict[str, torch.Tensor]) -> str:
+    """ "stacked" when one optimizer over the stacked tensors updates every seed's slice
+    exactly as that seed's own optimizer would, else "per seed" (one optimizer over
+    per-seed views: each tensor the size the loop's optimizer sees).
+
+    Checked on random values for three steps (AdamW's first step differs, SGD's momentum
+    starts at the second): fused AdamW's CPU kernel rounds a tensor's vectorised body and
+    its scalar tail differently, so a 6-element bias stacked over seeds is not 6-element
+    biases updated one by one; SGD's elementwise steps are.
+    """
+    gen = torch.Generator().manual_seed(2)
+    # 64 seeds' worth of values, spread over magnitudes: the two paths differ only for
+    # some values, and a group's few tail elements could agree by chance.
+    shapes = [(64, *v.shape[1:]) for v in params.values()]
+
+    def probe(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=gen) * torch.randn(shape, generator=gen).mul(3).exp()
+
+    start = [probe(shape) for shape in shapes]
+    grads = [[probe(shape) for shape in shapes] for _ in range(3)]
+
+    def run(tensors: list[torch.Tensor], grads_of) -> list[torch.Tensor]:
+        leaves = [nn.Parameter(t.clone()) for t in tensors]
+        optimizer = make_optimizer(p, leaves)
+        for step_grads in grads:
+            for leaf, grad in zip(leaves, step_grads, strict=True):
+                leaf.grad = grads_of(grad).clone()
+            optimizer.step()
+        return [leaf.detach() for leaf in leaves]
+
+    stacked = run(start, lambda g: g)
+    for s in range(start[0].shape[0]):
+        alone = run([t[s] for t in start], lambda g, s=s: g[s])
+        if not all(torch.equal(a, b[s]) for a, b in zip(alone, stacked, strict=True)):
+            return "per seed"
+    return "stacked"
+
+
 class GroupState:
     """Everything that changes while a vectorised group trains, saved and restored whole.
 
@@ -142,7 +180,8 @@ class GroupState:
             for name, _ in models[0].named_parameters()
         }
         self._point_models_at_params()
-        self.optimizer = make_optimizer(p, list(self.params.values()))
+        self.optimizer_form = optimizer_form(p, self.params)
+        self._build_optimizer()
         self.order_gens = [generator("order", seed) for seed in seeds]
         self.orders: torch.Tensor | None = None
         self.position = 0
@@ -151,6 +190,30 @@ class GroupState:
         self.rows: dict[int, list[dict[str, Any]]] = {seed: [] for seed in seeds}
         # seed -> (diverged, final weights) for seeds that stopped.
         self.finished: dict[int, tuple[bool, dict[str, torch.Tensor]]] = {}
+
+    def _build_optimizer(self) -> None:
+        """The optimizer over the stacked tensors, or over per-seed views of them (param
+        n of seed s at n * S + s) where ``optimizer_form`` found stacking inexact."""
+        if self.optimizer_form == "stacked":
+            self.views: list[torch.Tensor] = []
+            self.optimizer = make_optimizer(self.p, list(self.params.values()))
+            return
+        n_seeds = len(self.seeds)
+        self.views = [v.detach()[s] for v in self.params.values() for s in range(n_seeds)]
+        self.optimizer = make_optimizer(self.p, self.views)
+
+    def zero_grad(self) -> None:
+        for tensor in [*self.params.values(), *self.views]:
+            tensor.grad = None
+
+    def step_optimizer(self) -> None:
+        """One optimizer step on the gradients of the last backward pass."""
+        if self.views:  # each seed's slice of each gradient, to its view
+            n_seeds = len(self.seeds)
+            for n, param in enumerate(self.params.values()):
+                for s in range(n_seeds):
+                    self.views[n * n_seeds + s].grad = param.grad[s]
+        self.optimizer.step()
 
     def _point_models_at_params(self) -> None:
         for i, model in enumerate(self.models):
@@ -169,6 +232,7 @@ class GroupState:
         keep = [i for i in range(len(self.seeds)) if i not in positions]
         index = torch.tensor(keep, device=next(iter(self.params.values())).device)
         old = self.optimizer.state_dict()
+        n_before = len(self.seeds)
         self.seeds = [self.seeds[i] for i in keep]
         self.models = [self.models[i] for i in keep]
         self.order_gens = [self.order_gens[i] for i in keep]
@@ -178,11 +242,20 @@ class GroupState:
             name: nn.Parameter(p.detach()[index].clone()) for name, p in self.params.items()
         }
         self._point_models_at_params()
-        self.optimizer = make_optimizer(self.p, list(self.params.values()))
-        for entry in old["state"].values():
-            for key, value in entry.items():
-                if torch.is_tensor(value) and value.ndim > 0:
-                    entry[key] = value[index.to(value.device)]
+        self._build_optimizer()
+        if self.optimizer_form == "stacked":  # slice every per-parameter state tensor
+            for entry in old["state"].values():
+                for key, value in entry.items():
+                    if torch.is_tensor(value) and value.ndim > 0:
+                        entry[key] = value[index.to(value.device)]
+        else:  # per-seed views: keep the kept seeds' entries, renumbered
+            old["state"] = {
+                n * len(keep) + j: old["state"][n * n_before + i]
+                for n in range(len(self.params))
+                for j, i in enumerate(keep)
+                if n * n_before + i in old["state"]
+            }
+            old["param_groups"][0]["params"] = list(range(len(self.views)))
         self.optimizer.load_state_dict(old)
 
     def state_dict(self) -> dict[str, Any]:
@@ -190,6 +263,7 @@ class GroupState:
         return {
             "seeds": list(self.seeds),
             "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "optimizer_form": self.optimizer_form,
             "optimizer": self.optimizer.state_dict(),
             "order_gens": [g.get_state() for g in self.order_gens],
             "orders": None if self.orders is None else self.orders.clone(),
@@ -209,6 +283,11 @@ class GroupState:
             self.drop(gone)
         if self.seeds != list(state["seeds"]):
             raise ValueError(f"saved group trains seeds {state['seeds']}, this one {self.seeds}")
+        if state["optimizer_form"] != self.optimizer_form:
+            raise ValueError(
+                f"saved group's optimizer form {state['optimizer_form']!r} differs from "
+                f"{self.optimizer_form!r} here (another torch build or device?)"
+            )
         with torch.no_grad():
             for name, value in state["params"].items():
                 self.params[name].copy_(value)
@@ -449,9 +528,9 @@ def train_steps(
         for start in range(state.position, n_train, p.batch_size):
             x, y = batch_of(data, state.orders[:, start : start + p.batch_size])
             loss = seed_losses(model.stacked_forward(state.params, x, kernels), y).sum()
-            state.optimizer.zero_grad(set_to_none=True)
+            state.zero_grad()
             loss.backward()  # d(sum)/d(loss_s) = 1: each seed gets its own gradient
-            state.optimizer.step()
+            state.step_optimizer()
             state.step += 1
             end_of_epoch = start + p.batch_size >= n_train
             state.position = 0 if end_of_epoch else start + p.batch_size
