@@ -22,10 +22,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from trainmap.hyperparameters import parse_params  # noqa: E402
+from trainmap.seed_group import batch_of, init_group  # noqa: E402
 from trainmap.seedops import SeedKernels  # noqa: E402
 from trainmap.tasks import get_task  # noqa: E402
 from trainmap.train import init_run  # noqa: E402
-from trainmap.vectorized import batch_of, init_group  # noqa: E402
 
 DEFAULT = {
     "p": 59,

@@ -10,13 +10,13 @@ from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params
 from trainmap.io import write_parquet
 from trainmap.metrics import WeightGroups, compute_metrics, compute_metrics_stacked
+from trainmap.seed_group import init_group
 from trainmap.seeding import derive_seed
 from trainmap.seedops import REFERENCE, SeedKernels
 from trainmap.tasks import get_task
 from trainmap.train import save_weights, train, train_group
 from trainmap.vectorized import (
     finish,
-    init_group,
     should_vectorize,
     train_steps,
     train_vectorized,
