@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_vectorized.py modular     # the default modular setting
     .venv/bin/python bench/bench_vectorized.py parity --seeds 10 --loop-seeds 10
 
-All three in one run, side by side, one thread each (as a training job):
+All three in one run, side by side, ``--threads`` each (default 1, as a training job):
 1. vectorised: ``train_vectorized`` over all ``--seeds`` (after a 2-seed warm-up that
    pays the imports), wall and process CPU seconds;
 2. loop: ``train`` one seed after another in this process for ``--loop-seeds`` seeds
@@ -64,7 +64,7 @@ PRESETS = {
 ONE_PROCESS = """
 import sys, json, torch
 sys.path.insert(0, {workflow!r})
-torch.set_num_threads(1)
+torch.set_num_threads({threads})
 from trainmap.hyperparameters import parse_params
 from trainmap.tasks import get_task
 from trainmap.train import train
@@ -88,11 +88,12 @@ def main() -> None:
     parser.add_argument("--loop-seeds", type=int, default=8, help="seeds trained by the loop")
     parser.add_argument("--process-seeds", type=int, default=3, help="one process each")
     parser.add_argument("--set", action="append", default=[], help="key=value (JSON value)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, every mode")
     args = parser.parse_args()
     task_name, values, default_seeds = PRESETS[args.preset]
     values = {**values, **{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}}
     n_seeds = args.seeds or default_seeds
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     task = get_task(task_name)
     p = parse_params(task.params, values, "bench")
     print(
@@ -111,11 +112,15 @@ def main() -> None:
         )
         assert same, f"seed {seed}: the vectorised run differs from the loop"
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
     for seed in range(args.process_seeds):
         code = ONE_PROCESS.format(
-            workflow=str(ROOT / "workflow"), task=task_name, values=json.dumps(values), seed=seed
+            workflow=str(ROOT / "workflow"),
+            task=task_name,
+            values=json.dumps(values),
+            seed=seed,
+            threads=args.threads,
         )
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
     p_wall = time.perf_counter() - start

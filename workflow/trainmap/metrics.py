@@ -198,7 +198,10 @@ ROW_DOTS = {
     "bmm": lambda a, b: torch.bmm(a[:, None], b[:, :, None]).view(-1),
     "sum of products": lambda a, b: (a * b).sum(-1),
     # torch.dot row by row: BLAS's own dot, so exact; the rest of the statistics batched.
-    "dot per row": lambda a, b: torch.stack([torch.dot(x, y) for x, y in zip(a, b, strict=True)]),
+    # Each row copied first: BLAS sums an unaligned row (odd lengths) in another order.
+    "dot per row": lambda a, b: torch.stack(
+        [torch.dot(x.clone(), y.clone()) for x, y in zip(a, b, strict=True)]
+    ),
 }
 
 
