@@ -16,7 +16,6 @@ from trainmap.seedops import REFERENCE, SeedKernels
 from trainmap.tasks import get_task
 from trainmap.train import save_weights, train, train_group
 from trainmap.vectorized import (
-    finish,
     should_vectorize,
     train_steps,
     train_vectorized,
@@ -88,19 +87,24 @@ def test_vectorised_group_writes_the_loops_files_byte_for_byte(name, tmp_path):
         ), f"{name}: seed {seed} differs from the seed trained alone"
 
 
+def blow_up_seed(task, seed: int):
+    """``task`` with seed ``seed``'s training inputs scaled to overflow at the first step."""
+    marker = derive_seed("data", seed)
+
+    def make_data(params, gen):
+        data = task.make_data(params, gen)
+        if gen.initial_seed() == marker:
+            data = dataclasses.replace(data, train_x=data.train_x * 1e38)
+        return data
+
+    return dataclasses.replace(task, make_data=make_data)
+
+
 def test_one_diverging_seed_stops_alone(tmp_path):
     """Seed 1's inputs are scaled to overflow: it stops with its rows kept and marked
     diverged; seeds 0 and 2 train to the end, each equal to its run alone."""
     task, p = params_of("parity_sgd", epochs=4)
-    blow_up = derive_seed("data", 1)
-
-    def make_data(params, gen):
-        data = task.make_data(params, gen)
-        if gen.initial_seed() == blow_up:
-            data = dataclasses.replace(data, train_x=data.train_x * 1e38)
-        return data
-
-    bad_task = dataclasses.replace(task, make_data=make_data)
+    bad_task = blow_up_seed(task, 1)
     runs = {seed: (table, w) for seed, table, w in train_vectorized(bad_task, p, [0, 1, 2])}
     assert runs[1][0]["diverged"].all() and len(runs[1][0]) < 5
     assert not runs[0][0]["diverged"].any() and runs[0][0]["epoch"].iloc[-1] == 4
@@ -111,30 +115,37 @@ def test_one_diverging_seed_stops_alone(tmp_path):
         )
 
 
-def test_a_saved_group_resumes_where_it_stopped(tmp_path):
-    """state_dict -> torch.save/load (weights_only) -> load_state_dict into a fresh group,
-    then train on: the same files as a group never interrupted."""
-    task, p = params_of("modular_adamw", epochs=4)
-    seeds = [2, 7]
+@pytest.mark.parametrize("name", ["modular_adamw", "parity_momentum", "classes"])
+def test_a_saved_group_resumes_where_it_stopped(name, tmp_path):
+    """state_dict after 2 of 4 epochs -> torch.save/load (weights_only) -> a fresh group
+    trains on: the same files as a group never interrupted; for the float-input tasks
+    (SGD momentum, AdamW over per-seed views) with a seed that had diverged and left the
+    stacks before the save."""
+    if name == "classes":
+        task, p = classes_task()
+        p = dataclasses.replace(p, epochs=4)
+    else:
+        task, p = params_of(name, epochs=4)
+    seeds = [2, 7, 5]
+    if name != "modular_adamw":  # token inputs cannot be scaled to overflow
+        task = blow_up_seed(task, 7)
     straight = {seed: (t, w) for seed, t, w in train_vectorized(task, p, seeds)}
+    assert straight[7][0]["diverged"].all() == (name != "modular_adamw")
 
     device = torch.device("cpu")
     data, state = init_group(task, p, seeds, device)
     kernels = SeedKernels()
-    first = dataclasses.replace(p, epochs=2)
-    vectorized.checkpoint_and_drop(task, data, state, kernels)
+    data = vectorized.checkpoint_and_drop(task, data, state, kernels)
     progress = vectorized.GroupProgress(seeds, 100)
-    train_steps(task, first, data, state, kernels, progress)
+    train_steps(task, dataclasses.replace(p, epochs=2), data, state, kernels, progress)
+    assert state.epoch == 2 and state.seeds == ([2, 7, 5] if name == "modular_adamw" else [2, 5])
     torch.save(state.state_dict(), tmp_path / "group.pt")
 
-    data, resumed = init_group(task, p, seeds, device)
-    resumed.load_state_dict(torch.load(tmp_path / "group.pt", weights_only=True))
-    assert resumed.epoch == 2 and len(resumed.rows[2]) == 3
-    train_steps(task, p, data, resumed, SeedKernels(), progress)
-    for seed, table, weights in finish(resumed, seeds):
+    saved = torch.load(tmp_path / "group.pt", weights_only=True)
+    for seed, table, weights in train_vectorized(task, p, seeds, saved=saved):
         assert files_of(tmp_path, "r", seed, table, weights) == files_of(
             tmp_path, "s", seed, *straight[seed]
-        )
+        ), f"seed {seed}"
 
 
 def test_group_state_holds_every_seeds_generator_and_counters():

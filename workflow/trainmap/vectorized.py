@@ -296,12 +296,27 @@ def train_steps(
     return data
 
 
-def train_vectorized(task: Task, p: TrainingParams, seeds: list[int]):
+def restore_group(task: Task, p: TrainingParams, seeds: list[int], saved: dict, device):
+    """A group rebuilt from ``GroupState.state_dict()``: the data re-derived from the seeds,
+    seeds that had stopped (diverged) left out of the stacks."""
+    data, state = init_group(task, p, seeds, device)
+    state.load_state_dict(saved)
+    keep = torch.tensor([seeds.index(seed) for seed in state.seeds], device=device)
+    return data.keep(keep), state
+
+
+def train_vectorized(task: Task, p: TrainingParams, seeds: list[int], saved: dict | None = None):
     """Train ``seeds`` as one vectorised group; yield ``(seed, table, weights)`` per seed,
-    in the order given, each equal to ``trainmap.train.train(task, p, seed)``."""
+    in the order given, each equal to ``trainmap.train.train(task, p, seed)``.
+
+    saved: a ``GroupState.state_dict()`` of this group to go on from (resuming).
+    """
     device = resolve_device(p.device)
     keep_freed_memory()
-    data, state = init_group(task, p, seeds, device)
+    if saved is None:
+        data, state = init_group(task, p, seeds, device)
+    else:
+        data, state = restore_group(task, p, seeds, saved, device)
     check_memory(task, p, data, state)
     kernels = SeedKernels()
     n_train = data.train_x.shape[1]
