@@ -180,7 +180,8 @@ def _w_times_xt(x, weight, bias):  # the transposed product: mm's matrix-vector 
         if bias is None
         else torch.baddbmm(bias[:, :, None], weight, rows.mT)
     )
-    return out.mT.reshape(*x.shape[:-1], weight.shape[1])
+    # Contiguous, as F.linear's output: the next layer's matmul rounds by its input's layout.
+    return out.mT.contiguous().view(*x.shape[:-1], weight.shape[1])
 
 
 LINEAR_FORMS: dict[str, Form] = {"x @ W^T": _x_times_wt, "(W @ x^T)^T": _w_times_xt}

@@ -16,9 +16,9 @@ transformer); ``stack_pays_on`` names the devices where batching was measured to
 """
 
 import ctypes
+import functools
 import logging
 import math
-import time
 from collections.abc import Iterator
 
 import pandas as pd
@@ -32,7 +32,7 @@ from trainmap.metrics import compute_metrics_stacked
 from trainmap.seed_group import GroupState, StackedSplits, batch_of, init_group
 from trainmap.seedops import SeedKernels, random_like, signature
 from trainmap.tasks import Task
-from trainmap.train import EVAL_CHUNK, is_checkpoint, resolve_device
+from trainmap.train import EVAL_CHUNK, Progress, is_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -211,44 +211,23 @@ def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels
 
 
 class GroupProgress:
-    """One log line per checkpoint for the whole group: where it is, how long left."""
+    """The loop's log lines (``trainmap.train.Progress``), one per training seed at every
+    checkpoint: a person following the log reads a vectorised job as the loop's."""
 
     def __init__(self, seeds: list[int], total_steps: int):
-        self.seeds, self.total = seeds, total_steps
-        self.start = time.perf_counter()
+        self.per_seed = {seed: Progress(seed, total_steps) for seed in seeds}
 
     def report(self, state: GroupState, epochs: int) -> None:
-        rows = [state.rows[seed][-1] for seed in state.seeds]
-        if not rows:
-            return
-        elapsed = time.perf_counter() - self.start
-        done = state.step / self.total if self.total else 1.0
-        eta = f"~{elapsed * (1 - done) / done:.1f}s" if done > 0 else "?"
-        train_acc = [r["train_accuracy"] for r in rows]
-        eval_acc = [r["eval_accuracy"] for r in rows]
-        log.info(
-            "group %d-%d (%d training) epoch %d/%d step %d/%d | train acc %.3f-%.3f"
-            " | eval acc %.3f-%.3f | %.1fs elapsed, %s left",
-            self.seeds[0],
-            self.seeds[-1],
-            len(rows),
-            state.epoch,
-            epochs,
-            state.step,
-            self.total,
-            min(train_acc),
-            max(train_acc),
-            min(eval_acc),
-            max(eval_acc),
-            elapsed,
-            eta,
-        )
+        for seed in state.seeds:
+            self.per_seed[seed].report(state.rows[seed][-1], epochs)
 
 
-def checkpoint_and_drop(task: Task, data: StackedSplits, state: GroupState, kernels):
-    """A checkpoint; seeds with a non-finite loss stop there (rows and weights kept), the
-    others go on from the next batch of the same epoch. Returns the remaining data."""
+def checkpoint_and_drop(task: Task, data: StackedSplits, state: GroupState, kernels, report):
+    """A checkpoint, reported (``report(state)``); seeds with a non-finite loss stop there
+    (rows and weights kept), the others go on from the next batch of the same epoch.
+    Returns the remaining seeds' data."""
     diverged = checkpoint_group(task, data, state, kernels)
+    report(state)
     if not diverged:
         return data
     for i in diverged:
@@ -270,6 +249,7 @@ def train_steps(
     seeds still training (diverged seeds leave the stacks)."""
     n_train = data.train_x.shape[1]
     model = state.models[0]
+    report = functools.partial(progress.report, epochs=p.epochs)
     # (S, B, ...) -> (S,): each seed's mean loss, with each seed's gradient.
     seed_losses = task.stacked_loss or torch.func.vmap(task.loss)
     while state.epoch < p.epochs and state.seeds:
@@ -289,8 +269,7 @@ def train_steps(
                 state.epoch += 1
             last = end_of_epoch and state.epoch == p.epochs
             if last or is_checkpoint(p, state, end_of_epoch):
-                data = checkpoint_and_drop(task, data, state, kernels)
-                progress.report(state, p.epochs)
+                data = checkpoint_and_drop(task, data, state, kernels, report)
                 if not state.seeds:
                     break
     return data
@@ -329,8 +308,8 @@ def train_vectorized(task: Task, p: TrainingParams, seeds: list[int], saved: dic
         data.eval_x.shape[1],
     )
     if state.step == 0 and not any(state.rows.values()):
-        data = checkpoint_and_drop(task, data, state, kernels)  # the init, row 0
-        progress.report(state, p.epochs)
+        report = functools.partial(progress.report, epochs=p.epochs)
+        data = checkpoint_and_drop(task, data, state, kernels, report)  # the init, row 0
     train_steps(task, p, data, state, kernels, progress)
     log.info("kernels: %s", kernels.report())
     yield from finish(state, seeds)
