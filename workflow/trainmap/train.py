@@ -59,8 +59,8 @@ def resolve_device(name: str) -> torch.device:
 def make_optimizer(
     p: TrainingParams, model: nn.Module | list[torch.Tensor]
 ) -> torch.optim.Optimizer:
-    """The setting's optimizer over a model's parameters (or a list of tensors: a
-    vectorised group's stacked parameters, updated elementwise as each seed's would be)."""
+    """The setting's optimizer over a model's parameters, or over a list of tensors (a
+    vectorised group's stacked parameters or per-seed views of them, trainmap.seed_group)."""
     params = list(model.parameters()) if isinstance(model, nn.Module) else model
     factories = {
         "adamw": lambda: torch.optim.AdamW(
