@@ -201,6 +201,7 @@ KILL_CONFIG = {
     "eval_every": 1,
     "device": "cpu",
     "resume_every": 0,
+    "vectorize": False,  # the loop: seed 0 finishes, seed 1 is killed mid-run
     "features": ["l2", "spectral"],
     "convergence": {"column": "eval_accuracy", "threshold": 0.9},
 }
