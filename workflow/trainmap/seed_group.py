@@ -230,7 +230,8 @@ class GroupState:
         self.optimizer.load_state_dict(state["optimizer"])
         for gen, gen_state in zip(self.order_gens, state["order_gens"], strict=True):
             gen.set_state(gen_state)
-        self.orders = state["orders"]
+        device = next(iter(self.params.values())).device
+        self.orders = None if state["orders"] is None else state["orders"].to(device)
         self.position, self.epoch, self.step = state["position"], state["epoch"], state["step"]
         self.rows = {seed: [dict(r) for r in rows] for seed, rows in state["rows"].items()}
         self.finished = dict(state["finished"])

@@ -248,15 +248,23 @@ def train_group(
     (``trainmap.vectorized``, the same results bit for bit), ``false`` one after another,
     ``auto`` vectorised where the model has a stacked form that was measured to pay on
     this device (``trainmap.vectorized.should_vectorize``).
-    store: where the job's resumable states live (``trainmap.resume``); None: not resumable.
+    store: where the job's resumable states live (``trainmap.resume``: a group's state, or
+    each seed's); None: not resumable.
     """
     from trainmap.vectorized import should_vectorize, train_vectorized  # imports this module
 
     if not seeds:  # every seed finished in an earlier attempt of the job
         return
     if should_vectorize(task, p, seeds, vectorize):
-        yield from train_vectorized(task, p, seeds)
-        return
+        if store is None:
+            yield from train_vectorized(task, p, seeds)
+            return
+        # An earlier attempt trained one after another (another vectorize, or auto on
+        # another device) and left per-seed states: resume those rather than lose them.
+        if not any(store.has_seed_state(seed) for seed in seeds):
+            yield from train_vectorized(task, p, seeds, resume=store.group_resumer(seeds))
+            return
+        log.info("seeds %s have per-seed resumable states: resumed one after another", seeds)
     yield from train_one_by_one(task, p, seeds, store.resumer if store else None)
 
 

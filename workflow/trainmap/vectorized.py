@@ -29,6 +29,7 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import TrainingParams
 from trainmap.metrics import compute_metrics_stacked
+from trainmap.resume import GroupResume
 from trainmap.seed_group import GroupState, StackedSplits, batch_of, init_group
 from trainmap.seedops import SeedKernels, random_like, signature
 from trainmap.tasks import Task
@@ -244,9 +245,11 @@ def train_steps(
     state: GroupState,
     kernels: SeedKernels,
     progress: GroupProgress,
+    resume: GroupResume | None = None,
 ) -> StackedSplits:
     """Train the group to the end (or until every seed diverged); returns the data of the
-    seeds still training (diverged seeds leave the stacks)."""
+    seeds still training (diverged seeds leave the stacks). resume: offered the group's
+    state at every checkpoint but the last (it saves now and then)."""
     n_train = data.train_x.shape[1]
     model = state.models[0]
     report = functools.partial(progress.report, epochs=p.epochs)
@@ -272,6 +275,8 @@ def train_steps(
                 data = checkpoint_and_drop(task, data, state, kernels, report)
                 if not state.seeds:
                     break
+                if resume is not None and not last:
+                    resume.at_checkpoint(state)
     return data
 
 
@@ -284,18 +289,42 @@ def restore_group(task: Task, p: TrainingParams, seeds: list[int], saved: dict, 
     return data.keep(keep), state
 
 
-def train_vectorized(task: Task, p: TrainingParams, seeds: list[int], saved: dict | None = None):
+def start_group(task: Task, p: TrainingParams, seeds: list[int], saved: dict | None, device):
+    """The group's data, its state and whether that was restored from ``saved``.
+
+    A saved state this build cannot restore (e.g. another optimizer form) is logged and
+    the group starts afresh: the same results, more time."""
+    if saved is not None:
+        try:
+            return (*restore_group(task, p, seeds, saved, device), True)
+        except (ValueError, KeyError, RuntimeError) as error:
+            log.warning("cannot restore the saved group (%s): seeds %s start afresh", error, seeds)
+    return (*init_group(task, p, seeds, device), False)
+
+
+def train_vectorized(
+    task: Task,
+    p: TrainingParams,
+    seeds: list[int],
+    saved: dict | None = None,
+    resume: GroupResume | None = None,
+):
     """Train ``seeds`` as one vectorised group; yield ``(seed, table, weights)`` per seed,
     in the order given, each equal to ``trainmap.train.train(task, p, seed)``.
 
     saved: a ``GroupState.state_dict()`` of this group to go on from (resuming).
+    resume: where the group's resumable state lives: restored from when ``saved`` is None,
+    saved to at checkpoints (``trainmap.resume.GroupResume``).
     """
     device = resolve_device(p.device)
     keep_freed_memory()
-    if saved is None:
-        data, state = init_group(task, p, seeds, device)
-    else:
-        data, state = restore_group(task, p, seeds, saved, device)
+    if saved is None and resume is not None:
+        saved = resume.restore()
+    data, state, restored = start_group(task, p, seeds, saved, device)
+    if restored:
+        where = resume.path if resume is not None else "a saved group state"
+        for seed in seeds:
+            log.info("resumed seed %d from step %d (%s)", seed, state.step, where)
     check_memory(task, p, data, state)
     kernels = SeedKernels()
     n_train = data.train_x.shape[1]
@@ -310,7 +339,7 @@ def train_vectorized(task: Task, p: TrainingParams, seeds: list[int], saved: dic
     if state.step == 0 and not any(state.rows.values()):
         report = functools.partial(progress.report, epochs=p.epochs)
         data = checkpoint_and_drop(task, data, state, kernels, report)  # the init, row 0
-    train_steps(task, p, data, state, kernels, progress)
+    train_steps(task, p, data, state, kernels, progress, resume)
     log.info("kernels: %s", kernels.report())
     yield from finish(state, seeds)
 
