@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import REPO
 
 from trainmap import vectorized
 from trainmap.errors import ConfigError
@@ -21,6 +22,8 @@ from trainmap.vectorized import (
     train_vectorized,
 )
 
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
 # Small but real shapes: every matmul of the parity MLP (incl. its matrix-vector output
 # layer and a short last batch) and of the transformer (3-D inputs, strided last position).
 SETTINGS = {
@@ -31,6 +34,21 @@ SETTINGS = {
     "parity_momentum": (
         "sparse_parity",
         {"n_bits": 12, "hidden": 24, "n_train": 70, "n_eval": 40, "momentum": 0.9},
+    ),
+    # The MNIST MLP: one data set shared by the seeds, train-probe and eval subsets, eval
+    # chunks with a short last one, checkpoints mid-epoch, 2 hidden layers, AdamW.
+    "mnist_mlp": (
+        "mnist_mlp",
+        {
+            "data_root": str(MNIST_DIR),
+            "train_from_test": 150,
+            "n_eval": 70,
+            "n_train_eval": 50,
+            "eval_batch_size": 32,
+            "hidden": [12, 8],
+            "batch_size": 64,
+            "eval_unit": "step",
+        },
     ),
     "modular_adamw": (
         "modular_addition",
@@ -215,6 +233,21 @@ def test_vectorize_setting_chooses_the_path(caplog):
     caplog.set_level("INFO")
     list(train_group(task, p, [0, 1], "true"))
     assert "vectorised on cpu" in caplog.text
+
+
+@pytest.mark.parametrize("task_name", ["cifar100_resnet18", "masked_lm"])
+def test_tasks_with_a_batch_hook_train_one_after_another(task_name):
+    """Augmentation and masking draw per seed inside the loop's step: never stacked."""
+    task = get_task(task_name)
+    p = task.params()
+    assert not should_vectorize(task, p, [0, 1], "auto")
+    with pytest.raises(ConfigError, match=rf"vectorize: true, but task '{task_name}'"):
+        should_vectorize(task, p, [0, 1], "true")
+
+
+def test_the_mnist_mlp_is_vectorised_by_auto():
+    task, p = params_of("mnist_mlp")
+    assert should_vectorize(task, p, [0, 1], "auto")
 
 
 def test_a_kernel_that_rounds_differently_is_not_kept():

@@ -6,6 +6,7 @@ counters, data position, rows), with ``state_dict``/``load_state_dict`` for resu
 ``trainmap.vectorized`` trains it.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,9 @@ from trainmap.train import generator, make_optimizer
 
 @dataclass
 class StackedSplits:
-    """Every seed's data with a leading seed dim: inputs (S, n, ...), targets (S, n, ...).
+    """Every seed's data with a leading seed dim: inputs (S, n, ...), targets (S, n, ...),
+    and the train probe (``Splits.train_probe``: a fixed subset scored for the train loss)
+    when the task has one (else None: the whole training split is scored).
 
     Seeds whose data are equal (e.g. a fixed dataset) share one copy (a stride-0 expand)."""
 
@@ -27,15 +30,19 @@ class StackedSplits:
     train_y: torch.Tensor
     eval_x: torch.Tensor
     eval_y: torch.Tensor
+    probe_x: torch.Tensor | None = None
+    probe_y: torch.Tensor | None = None
 
     @staticmethod
     def stack(splits: list[Splits]) -> "StackedSplits":
-        fields = ("train_x", "train_y", "eval_x", "eval_y")
         out = []
-        for name in fields:
-            tensors = [getattr(s, name) for s in splits]
-            if any(t.shape != tensors[0].shape for t in tensors):
-                raise ValueError(f"seeds' {name} differ in shape: no seed dimension to stack on")
+        for f in dataclasses.fields(StackedSplits):
+            tensors = [getattr(s, f.name) for s in splits]
+            if all(t is None for t in tensors):
+                out.append(None)
+                continue
+            if any(t is None or t.shape != tensors[0].shape for t in tensors):
+                raise ValueError(f"seeds' {f.name} differ in shape: no seed dimension to stack on")
             shared = all(torch.equal(t, tensors[0]) for t in tensors[1:])
             out.append(
                 tensors[0].expand(len(tensors), *tensors[0].shape)
@@ -44,16 +51,29 @@ class StackedSplits:
             )
         return StackedSplits(*out)
 
+    def train_probe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, m, ...) inputs and targets scored for the train loss and accuracy."""
+        if self.probe_x is None or self.probe_y is None:
+            return self.train_x, self.train_y
+        return self.probe_x, self.probe_y
+
+    def _tensors(self) -> list[torch.Tensor | None]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
     def keep(self, rows: torch.Tensor) -> "StackedSplits":
         """The seeds at positions ``rows`` (a shared copy stays shared)."""
 
-        def take(t: torch.Tensor) -> torch.Tensor:
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
             return t[0].expand(len(rows), *t.shape[1:]) if t.stride(0) == 0 else t[rows]
 
-        return StackedSplits(*(take(t) for t in vars(self).values()))
+        return StackedSplits(*(take(t) for t in self._tensors()))
 
     def nbytes(self) -> int:
-        return sum(t[0].nbytes if t.stride(0) == 0 else t.nbytes for t in vars(self).values())
+        return sum(
+            t[0].nbytes if t.stride(0) == 0 else t.nbytes for t in self._tensors() if t is not None
+        )
 
 
 def optimizer_form(p: TrainingParams, params: dict[str, torch.Tensor]) -> str:

@@ -33,7 +33,7 @@ from trainmap.resume import GroupResume
 from trainmap.seed_group import GroupState, StackedSplits, batch_of, init_group
 from trainmap.seedops import SeedKernels, random_like, signature
 from trainmap.tasks import Task
-from trainmap.train import EVAL_CHUNK, Progress, is_checkpoint, resolve_device
+from trainmap.train import Progress, eval_chunk, is_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,26 @@ def should_vectorize(task: Task, p: TrainingParams, seeds: list[int], vectorize:
 
     auto: vectorised when the task's model is stackable, the group has 2 or more seeds and
     the model's ``stack_pays_on`` lists the device (config/README.md has the numbers).
-    true on a model without a stacked form is an error naming the task.
+    true on a model without a stacked form, or on a task with a ``train_batch`` hook, is
+    an error naming the task.
     """
     if vectorize not in ("auto", "true", "false"):
         raise ConfigError(f"vectorize: {vectorize!r} is not one of auto, true, false")
     if vectorize == "false":
         return False
     model = task.make_model(p)
-    if not is_stackable(model):
+    # A per-batch hook (augmentation, masking) draws from each seed's batch generator
+    # inside the loop's step: the group has no stacked form of it.
+    why = (
+        f"({type(model).__name__}) has no stacked form"
+        if not is_stackable(model)
+        else "transforms each training batch (train_batch), which a group does not stack"
+        if task.train_batch is not None
+        else None
+    )
+    if why is not None:
         if vectorize == "true":
-            raise ConfigError(
-                f"vectorize: true, but task {task.name!r} ({type(model).__name__}) has no "
-                "stacked form; use auto or false"
-            )
+            raise ConfigError(f"vectorize: true, but task {task.name!r} {why}; use auto or false")
         return False
     if vectorize == "true":
         return True
@@ -117,7 +124,7 @@ def estimate_bytes(task: Task, p: TrainingParams, data: StackedSplits, state: Gr
     param_bytes = sum(v.nbytes for v in state.params.values())
     per_param = 3 if p.optimizer == "adamw" else 2 + (p.momentum > 0)  # + grads and states
     model = state.models[0]
-    rows = min(max(p.batch_size, EVAL_CHUNK), data.train_x.shape[1])
+    rows = min(max(p.batch_size, eval_chunk(p)), data.train_x.shape[1])
     act = activation_bytes(task, model, data.train_x[0, :rows], data.train_y[0, :rows])
     return param_bytes * per_param + data.nbytes() + act * n_seeds
 
@@ -141,26 +148,41 @@ def check_memory(task: Task, p: TrainingParams, data: StackedSplits, state: Grou
 
 
 @torch.no_grad()
-def evaluate_stacked(task, model, params, kernels: SeedKernels, x: torch.Tensor, y: torch.Tensor):
+def evaluate_stacked(
+    task: Task,
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    kernels: SeedKernels,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int,
+):
     """Per-seed mean loss and accuracy over a split, (S,) each, as ``train.evaluate``.
 
-    The forward pass is batched over seeds, chunk by chunk as in the loop; each chunk's
-    loss and accuracy are the task's own functions, vmapped over the seeds where that was
-    checked to give each seed's values bit for bit (else seed by seed), accumulated in
-    the loop's order.
+    The forward pass is batched over seeds, chunk by chunk (``chunk`` rows) as in the
+    loop; each chunk's loss and accuracy are the task's own functions, vmapped over the
+    seeds where that was checked to give each seed's values bit for bit (else seed by
+    seed), weighted by the chunk's scored items (``task.count`` per seed, else its rows)
+    and accumulated in the loop's order.
     """
     n_seeds, n = x.shape[0], x.shape[1]
     loss = torch.zeros(n_seeds, device=x.device)
     correct = torch.zeros(n_seeds, device=x.device)
-    for start in range(0, n, EVAL_CHUNK):
-        out = model.stacked_forward(params, x[:, start : start + EVAL_CHUNK], kernels)
-        target = y[:, start : start + EVAL_CHUNK]
-        rows = target.shape[1]
+    total: int | torch.Tensor = 0
+    for start in range(0, n, chunk):
+        out = model.stacked_forward(params, x[:, start : start + chunk], kernels)
+        target = y[:, start : start + chunk]
+        if task.count is None:
+            weight: int | torch.Tensor = target.shape[1]
+        else:  # the loop's count per seed (an int or a 0-d tensor), elementwise alike
+            weight = torch.stack([torch.as_tensor(task.count(t)) for t in target.unbind()])
+            weight = weight.to(x.device)
         loss += (
-            per_seed_score(kernels, "eval loss", task.loss, out, target, task.stacked_loss) * rows
+            per_seed_score(kernels, "eval loss", task.loss, out, target, task.stacked_loss) * weight
         )
-        correct += per_seed_score(kernels, "accuracy", task.accuracy, out, target) * rows
-    return loss / n, correct / n
+        correct += per_seed_score(kernels, "accuracy", task.accuracy, out, target) * weight
+        total = total + weight
+    return loss / total, correct / total
 
 
 def per_seed_score(kernels: SeedKernels, name: str, fn, out, target, stacked_fn=None):
@@ -193,11 +215,13 @@ def per_seed_score(kernels: SeedKernels, name: str, fn, out, target, stacked_fn=
 
 def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels) -> list[int]:
     """One row per training seed; returns the positions of seeds whose loss is non-finite."""
-    model, params = state.models[0], state.params
-    train_loss, train_acc = evaluate_stacked(
-        task, model, params, kernels, data.train_x, data.train_y
+    model, params, chunk = state.models[0], state.params, eval_chunk(state.p)
+    # the train loss and accuracy on the task's train probe, as the loop's checkpoint
+    train_x, train_y = data.train_probe()
+    train_loss, train_acc = evaluate_stacked(task, model, params, kernels, train_x, train_y, chunk)
+    eval_loss, eval_acc = evaluate_stacked(
+        task, model, params, kernels, data.eval_x, data.eval_y, chunk
     )
-    eval_loss, eval_acc = evaluate_stacked(task, model, params, kernels, data.eval_x, data.eval_y)
     scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc], dim=1).tolist()
     metrics = compute_metrics_stacked([m.weight_groups() for m in state.models], kernels)
     diverged = []
