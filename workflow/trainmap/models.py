@@ -161,8 +161,17 @@ class OneLayerTransformer(nn.Module):
 class MLP(nn.Module):
     """ReLU multilayer perceptron, widths ``[in, hidden..., out]``, Xavier-uniform init."""
 
-    # Devices where training seeds stacked beat one after another (config/README.md).
-    stack_pays_on = ("cpu", "cuda")
+    # Stacked seeds beat one after another on a CPU only for small MLPs, whose per-seed
+    # matmuls are too small to run at speed (BENCHMARKS.md, 1 thread): sparse parity's
+    # 40-128-1 (5.4k parameters) 6.2x; the MNIST MLP 784-800-10 (636k) 0.49x, its
+    # matmuls already fast seed by seed and the group's checks and stacked metrics extra.
+    CPU_STACK_MAX_PARAMETERS = 50_000
+
+    @property
+    def stack_pays_on(self) -> tuple[str, ...]:
+        """Devices where training seeds stacked was measured to beat one after another."""
+        small = sum(p.numel() for p in self.parameters()) <= self.CPU_STACK_MAX_PARAMETERS
+        return ("cpu", "cuda") if small else ("cuda",)
 
     def __init__(self, widths: list[int]):
         super().__init__()
