@@ -108,14 +108,15 @@ def test_vectorised_group_writes_the_loops_files_byte_for_byte(name, tmp_path):
         ), f"{name}: seed {seed} differs from the seed trained alone"
 
 
-def blow_up_seed(task, seed: int):
-    """``task`` with seed ``seed``'s training inputs scaled to overflow at the first step."""
+def blow_up_seed(task, seed: int, scale: float = 1e38):
+    """``task`` with seed ``seed``'s training inputs scaled by ``scale`` (by default to
+    overflow at the first step)."""
     marker = derive_seed("data", seed)
 
     def make_data(params, gen):
         data = task.make_data(params, gen)
         if gen.initial_seed() == marker:
-            data = dataclasses.replace(data, train_x=data.train_x * 1e38)
+            data = dataclasses.replace(data, train_x=data.train_x * scale)
         return data
 
     return dataclasses.replace(task, make_data=make_data)
@@ -144,6 +145,26 @@ def test_one_diverging_seed_stops_alone(tmp_path):
         alone = train(bad_task, p, seed)
         assert files_of(tmp_path, "g", seed, table, weights) == files_of(
             tmp_path, "a", seed, *alone
+        )
+
+
+@pytest.mark.parametrize("forms", [("stacked", "per seed"), ("per seed", "stacked")])
+def test_a_seed_leaving_carries_the_optimizer_state_across_forms(forms, monkeypatch, tmp_path):
+    """The form is checked again when a diverged seed leaves (S changes); SGD with
+    momentum is exact in both, so forcing a switch tests that the momentum buffers move
+    to the new layout: the kept seeds still equal their runs alone."""
+    from trainmap import seed_group
+
+    picks = iter(forms)
+    monkeypatch.setattr(seed_group, "optimizer_form", lambda p, params: next(picks, forms[1]))
+    task, p = params_of("parity_momentum", epochs=4)
+    bad_task = blow_up_seed(task, 1, scale=1e15)  # finite at first, then overflows
+    runs = {seed: (t, w) for seed, t, w in train_vectorized(bad_task, p, [0, 1, 2])}
+    assert runs[1][0]["diverged"].all() and not runs[0][0]["diverged"].any()
+    assert 1 < len(runs[1][0]) < 5  # left after some steps: momentum buffers to move
+    for seed in (0, 2):
+        assert files_of(tmp_path, "g", seed, *runs[seed]) == files_of(
+            tmp_path, "a", seed, *train(bad_task, p, seed)
         )
 
 
