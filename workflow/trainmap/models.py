@@ -162,10 +162,10 @@ class MLP(nn.Module):
     """ReLU multilayer perceptron, widths ``[in, hidden..., out]``, Xavier-uniform init."""
 
     # Stacked seeds beat one after another on a CPU only for small MLPs, whose per-seed
-    # matmuls are too small to run at speed (BENCHMARKS.md, 1 thread): sparse parity's
-    # 40-128-1 (5.4k parameters) 6.2x; the MNIST MLP 784-800-10 (636k) 0.49x, its
-    # matmuls already fast seed by seed and the group's checks and stacked metrics extra.
-    CPU_STACK_MAX_PARAMETERS = 50_000
+    # matmuls are too small to run at speed (BENCHMARKS.md, 1 thread, vectorised vs
+    # loop): sparse parity's 40-128-1 (5.4k parameters) 6.2x; MNIST MLPs 784-16-10
+    # (12.7k) 1.08x, 784-64-10 (51k) 0.83x, 784-800-10 (636k) 0.49x.
+    CPU_STACK_MAX_PARAMETERS = 20_000
 
     @property
     def stack_pays_on(self) -> tuple[str, ...]:
