@@ -54,9 +54,9 @@ BASE = {
 # Where a value can go wrong: setting keys of both sources, task keys, hmm and detours.
 PATHS = [
     *[("settings", "parity", key) for key in ("source", "task", "seeds", "seeds_per_job",
-      "resume_every", "features", "convergence", "alpha", "hmm", "table", "lr", "momentum",
-      "betas", "optimizer", "batch_size", "epochs", "eval_every", "n_bits", "k", "hidden",
-      "n_train", "n_eval", "device", "p", "train_fraction", "grokking")],
+      "resume_every", "vectorize", "features", "convergence", "alpha", "hmm", "table", "lr",
+      "momentum", "betas", "optimizer", "batch_size", "epochs", "eval_every", "n_bits", "k",
+      "hidden", "n_train", "n_eval", "device", "p", "train_fraction", "grokking")],
     *[("settings", "mine", key) for key in ("source", "table", "features", "convergence",
       "seeds", "task", "lr", "hmm")],
     ("settings", "parity", "convergence", "column"),
@@ -132,6 +132,8 @@ def test_a_malformed_config_is_refused_by_name_or_used_as_given(path, value, del
                                      else sorted(value))  # fmt: skip
         elif key in ("seeds_per_job", "resume_every"):
             assert getattr(setting, key) == value
+        elif key == "vectorize":  # YAML booleans are normalised to "true"/"false"
+            assert setting.vectorize == str(value).lower()
         else:
             pytest.fail(f"{path} = {value!r} accepted but not found in the setting")
     _assert_finite_numbers(settings_)

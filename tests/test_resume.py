@@ -1,6 +1,7 @@
 """Resumable training: a killed run continues from its saved state, byte for byte."""
 
 import dataclasses
+import logging
 import os
 import re
 import signal
@@ -16,9 +17,18 @@ from conftest import TINY_CONFIG, parse_jobs, run_workflow, snakemake_command
 
 from trainmap.bundle import BundleError, unpack_seed, write_manifest
 from trainmap.hyperparameters import parse_params
-from trainmap.resume import ResumeStore, SeedResume, state_from_file, state_to_file
+from trainmap.resume import (
+    GroupResume,
+    ResumeStore,
+    SeedResume,
+    state_from_file,
+    state_to_file,
+    tree_from_file,
+    tree_to_file,
+)
 from trainmap.tasks import get_task
-from trainmap.train import RunState, generator, init_run, train
+from trainmap.train import RunState, generator, init_run, train, train_group
+from trainmap.vectorized import train_vectorized
 
 TINY = {
     "sparse_parity": {"n_bits": 8, "n_train": 64, "n_eval": 32, "hidden": 16, "epochs": 6,
@@ -209,9 +219,12 @@ RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
 
 
 @pytest.mark.slow
-def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectorize, tmp_path):
+    """One after another: seed 0 finishes, seed 1 is killed mid-run and resumed.
+    Vectorised: the group is killed after a save of its state and resumed whole."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["settings"] = {"parity": KILL_CONFIG}
+    config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     killed, whole = tmp_path / "killed", tmp_path / "whole"
@@ -219,12 +232,14 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(tmp_pat
     command = snakemake_command(killed, configfile, targets=RUNS, cores=1)
     job = subprocess.Popen(command, cwd=killed, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    state = killed / "results/parity/runs/.resume-seed1/state.safetensors"
+    runs = killed / "results/parity/runs"
+    state = runs / (".resume-seed0/group.safetensors" if vectorize else
+                    ".resume-seed1/state.safetensors")  # fmt: skip
     deadline = time.monotonic() + 300
     try:
-        while not state.exists():  # seed 0 is done, seed 1 has saved a state
-            assert job.poll() is None, "the job ended before it saved a state of seed 1"
-            assert time.monotonic() < deadline, "no state of seed 1 within 300 s"
+        while not state.exists():  # loop: seed 0 is done, seed 1 has saved a state
+            assert job.poll() is None, f"the job ended before it saved {state}"
+            assert time.monotonic() < deadline, f"no {state} within 300 s"
             time.sleep(0.05)
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # Snakemake and the training job with it
@@ -235,18 +250,18 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(tmp_pat
     run_workflow(whole, configfile, targets=RUNS, cores=1)
 
     log = (killed / "logs/parity/train_run/group0.log").read_text()
-    assert "seed 0 finished in an earlier attempt of this job: not retrained" in log
-    assert "seed 0 epoch" not in log  # not retrained
-    step = int(re.search(r"resumed seed 1 from step (\d+)", log).group(1))
-    assert step > 0
-    assert "seed 1 epoch 0/60 step 0/" not in log  # resumed, not restarted
+    resumed = [1, 0] if vectorize else [1]
+    if not vectorize:
+        assert "seed 0 finished in an earlier attempt of this job: not retrained" in log
+        assert "seed 0 epoch" not in log  # not retrained
+    for seed in resumed:
+        step = int(re.search(rf"resumed seed {seed} from step (\d+)", log).group(1))
+        assert step > 0
+        assert f"seed {seed} epoch 0/60 step 0/" not in log  # resumed, not restarted
     for path in RUNS:
         assert (killed / path).read_bytes() == (whole / path).read_bytes(), path
     # The states are gone once the outputs are complete; the bundle once unpacked.
-    assert sorted(p.name for p in (killed / "results/parity/runs").iterdir()) == [
-        "seed0",
-        "seed1",
-    ]
+    assert sorted(p.name for p in runs.iterdir()) == ["seed0", "seed1"]
 
 
 @pytest.mark.slow
@@ -266,3 +281,78 @@ def test_a_half_written_bundle_is_never_unpacked(tmp_path):
     assert "group0: no complete.json; it was left by a training job that did not finish" in log
     assert "Remove it (rm -r" in log
     assert not (work / RUNS[0]).exists()
+
+
+class KillGroupAfterSaves(GroupResume):
+    """A vectorised group's resumer whose job dies right after its n-th save."""
+
+    def __init__(self, *args, n: int):
+        super().__init__(*args)
+        self.n = n
+
+    def at_checkpoint(self, group) -> None:
+        super().at_checkpoint(group)
+        if self.saves >= self.n:
+            raise Killed
+
+
+@pytest.mark.parametrize("task_name", ["sparse_parity", "modular_addition"])
+def test_killed_vectorised_group_resumes_to_identical_results(task_name, tmp_path, caplog):
+    """A group killed after its 2nd save (parity: mid-epoch, SGD; modular addition: fused
+    AdamW, per-seed optimizer views) and trained again from its file gives the files of an
+    uninterrupted group, which are the loop's."""
+    task, p = params(task_name)
+    seeds = [4, 1, 6]
+    straight = {seed: (t, w) for seed, t, w in train_vectorized(task, p, seeds)}
+    killer = KillGroupAfterSaves(tmp_path, seeds, "fp", 0.0, n=2)
+    with pytest.raises(Killed):
+        list(train_vectorized(task, p, seeds, resume=killer))
+    assert (tmp_path / "group.safetensors").exists()
+    caplog.set_level(logging.INFO, logger="trainmap.vectorized")
+    resumed = GroupResume(tmp_path, seeds, "fp", 0.0)
+    runs = list(train_vectorized(task, p, seeds, resume=resumed))
+    step = int(re.search(r"resumed seed 4 from step (\d+)", caplog.text).group(1))
+    assert step > 0 and "resumed seed 6 from step" in caplog.text
+    for seed, table, weights in runs:
+        expected, expected_weights = straight[seed]
+        pd.testing.assert_frame_equal(table, expected)
+        assert weights.keys() == expected_weights.keys()
+        assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+        assert table["step"].iloc[0] == 0  # the rows before the kill are kept
+    assert resumed.saves > 0
+
+
+def test_a_group_state_of_another_group_is_not_resumed(tmp_path, caplog):
+    task, p = params("sparse_parity")
+    killer = KillGroupAfterSaves(tmp_path, [0, 1], "fp", 0.0, n=1)
+    with pytest.raises(Killed):
+        list(train_vectorized(task, p, [0, 1], resume=killer))
+    caplog.set_level(logging.INFO)
+    runs = list(train_vectorized(task, p, [0, 1], resume=GroupResume(tmp_path, [0, 1], "new", 0)))
+    assert "is from another config, code or group" in caplog.text
+    assert "resumed seed" not in caplog.text
+    assert runs[0][1].equals(train(task, p, 0)[0])
+
+
+def test_group_state_file_round_trips_nested_values(tmp_path):
+    tree = {3: [1.5, float("nan"), (True, None)], "w": {"a": torch.arange(4.0)}, "e": {}}
+    tree_to_file(tree, tmp_path / "g.safetensors", "fp")
+    back = tree_from_file(tmp_path / "g.safetensors", "fp")
+    assert back[3][0] == 1.5 and back[3][1] != back[3][1] and back[3][2] == (True, None)
+    assert torch.equal(back["w"]["a"], torch.arange(4.0)) and back["e"] == {}
+    assert tree_from_file(tmp_path / "g.safetensors", "other") is None
+
+
+def test_train_group_resumes_per_seed_states_rather_than_vectorise(tmp_path, caplog):
+    """Per-seed states left by an attempt that trained one after another are resumed by
+    the loop even where the group would be vectorised now: never lost."""
+    task, p = params("sparse_parity")
+    store = ResumeStore(tmp_path, "run", 0.0)
+    killer = KillAfterSaves(store.folder(1), 1, store.seed_fingerprint(1), 0.0, n=1)
+    with pytest.raises(Killed):
+        train(task, p, 1, killer)
+    caplog.set_level(logging.INFO)
+    runs = {seed: t for seed, t, _ in train_group(task, p, [0, 1], "true", store)}
+    assert "per-seed resumable states: resumed one after another" in caplog.text
+    assert "resumed seed 1 from step" in caplog.text
+    assert runs[1].equals(train(task, p, 1)[0])

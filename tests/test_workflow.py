@@ -150,8 +150,8 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
 
 @pytest.mark.slow
 def test_grouped_training_equals_training_alone(tiny_run, tmp_path):
-    """Parity's seed 1, trained second in a two-seed job (tiny config), is byte-identical
-    to seed 1 trained in a job of its own."""
+    """Parity's seed 1, trained in a two-seed job (tiny config; vectorised, `vectorize:
+    auto`), is byte-identical to seed 1 trained in a job of its own (the loop)."""
     config = load_yaml(TINY_CONFIG)
     config["settings"]["parity"]["seeds_per_job"] = 1
     alone = tmp_path / "alone.yaml"

@@ -54,6 +54,11 @@ def get_group_seeds(wildcards):
     return seeds
 
 
+def get_vectorize(wildcards):
+    """auto | true | false: how a train_run job trains its group of seeds."""
+    return get_setting(wildcards).vectorize
+
+
 def get_run_bundle(wildcards):
     """The train_run output holding this seed's files."""
     setting = get_setting(wildcards)

@@ -9,6 +9,8 @@ rule train_run:
         temp(directory("results/{setting}/runs/group{group}")),
     log:
         "logs/{setting}/train_run/group{group}.log",
+    benchmark:
+        "benchmarks/{setting}/train_run/group{group}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -17,6 +19,7 @@ rule train_run:
     params:
         setting="{setting}",
         seeds=get_group_seeds,
+        vectorize=get_vectorize,
         task=get_task_name,
         hyper=get_hyperparameters,
         code=script_code("train_run.py"),

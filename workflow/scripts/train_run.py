@@ -1,4 +1,5 @@
-"""Snakemake adapter: train a group of seeds of one setting, one after another, and write
+"""Snakemake adapter: train a group of seeds of one setting (vectorised over a seed
+dimension or one after another, as settings.<name>.vectorize says), and write
 each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run copies them
 to results/<setting>/runs/seed<seed>/).
 
@@ -37,7 +38,7 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     todo = [seed for seed in seeds if not store.is_finished(seed)]
     for seed in sorted(set(seeds) - set(todo)):
         logging.info("seed %d finished in an earlier attempt of this job: not retrained", seed)
-    for seed, table, weights in train_group(task, hyper, todo, store.resumer):
+    for seed, table, weights in train_group(task, hyper, todo, params.vectorize, store):
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
         store.save_finished(seed, table, weights)

@@ -23,7 +23,7 @@ COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.
 SOURCE_KEYS = {
-    "train": {"task", "seeds", "seeds_per_job", "resume_every"},
+    "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize"},
     "table": {"table"},
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
     "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals"},
@@ -55,6 +55,7 @@ class Setting:
     seeds: list[int] = dataclasses.field(default_factory=list)
     seeds_per_job: int = 1
     resume_every: float = DEFAULT_RESUME_EVERY
+    vectorize: str = "auto"  # auto | true | false (YAML booleans normalised)
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
@@ -191,6 +192,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         seeds=seeds,
         seeds_per_job=entry.get("seeds_per_job", 1),
         resume_every=float(entry.get("resume_every", DEFAULT_RESUME_EVERY)),
+        vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
     )

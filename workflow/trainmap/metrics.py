@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trainmap.columns import METRIC_COLUMNS
+from trainmap.seedops import random_like
 
 # Singular values below this are set to 0 before mean_lambda / variance_lambda (METHOD.md).
 SINGULAR_VALUE_FLOOR = 1e-5
@@ -168,3 +169,115 @@ def compute_metrics(groups: WeightGroups) -> dict[str, float]:
     row = torch.cat([means, _pooled(groups.weights, device), _pooled(groups.biases, device)])
     # One transfer of the 14 numbers to the host.
     return dict(zip(METRIC_COLUMNS, row.tolist(), strict=True))
+
+
+def _median_rows(x: torch.Tensor) -> torch.Tensor:
+    """``_median`` of every row of x (S, N), as one batch of the same exact selections."""
+    lower = torch.median(x, dim=-1).values
+    lifted = torch.maximum(x, lower[:, None])
+    at_or_below = lifted == lower[:, None]
+    big = torch.finfo(x.dtype).max
+    smallest_above = lifted.add(at_or_below, alpha=big).add_(at_or_below, alpha=big).amin(-1)
+    count = torch.count_nonzero(at_or_below, dim=-1)
+    upper = torch.where(count > x.shape[-1] // 2, lower, smallest_above)
+    return torch.stack([lower, upper]).to(DTYPE).mean(0)
+
+
+def _pooled_rows(per_seed: list[list[torch.Tensor]], dot) -> torch.Tensor:
+    """(S, 3): ``_pooled`` of each seed's tensors in one batch; ``dot(a, b)`` row-wise."""
+    x = torch.stack([torch.cat([t.detach().reshape(-1) for t in ts]) for ts in per_seed])
+    centred = x.to(DTYPE, copy=True)
+    mean = centred.mean(-1, keepdim=True)
+    centred.sub_(mean)
+    return torch.stack([mean[:, 0], _median_rows(x), dot(centred, centred) / x.shape[-1]], 1)
+
+
+# Row-wise dot products that may round as torch.dot does (checked before use).
+ROW_DOTS = {
+    "vecdot": torch.linalg.vecdot,
+    "bmm": lambda a, b: torch.bmm(a[:, None], b[:, :, None]).view(-1),
+    "sum of products": lambda a, b: (a * b).sum(-1),
+    # torch.dot row by row: BLAS's own dot, so exact; the rest of the statistics batched.
+    # Each row copied first: BLAS sums an unaligned row (odd lengths) in another order.
+    "dot per row": lambda a, b: torch.stack(
+        [torch.dot(x.clone(), y.clone()) for x, y in zip(a, b, strict=True)]
+    ),
+}
+
+
+def _pooled_stacked(per_seed: list[list[torch.Tensor]], device, kernels) -> torch.Tensor:
+    """(S, 3) of ``_pooled(per_seed[s])``: batched where ``kernels`` (a
+    ``trainmap.seedops.SeedKernels``) found a form bit-identical to it, else per seed."""
+    if kernels is None or sum(t.numel() for t in per_seed[0]) == 0:
+        return torch.stack([_pooled(ts, device) for ts in per_seed])
+    key = (
+        "pooled statistics",
+        tuple(tuple(t.shape) for t in per_seed[0]),
+        len(per_seed),
+        device.type,
+    )
+    if key not in kernels.choices:
+        # Decide on random values (real ones can be degenerate: zero biases at init), 64
+        # rows of them, spread over magnitudes: 3 seeds' 3 numbers can agree by chance
+        # when two summation orders differ.
+        gen = torch.Generator().manual_seed(0)
+        probe = [
+            [random_like(t, gen) * random_like(t, gen).mul(3).exp() for t in per_seed[0]]
+            for _ in range(64)
+        ]
+        kernels.pick(key, *_pooled_forms(probe, device))
+    return kernels.pick(key, *_pooled_forms(per_seed, device))
+
+
+def _pooled_forms(per_seed: list[list[torch.Tensor]], device):
+    """The per-seed reference and the batched candidates of ``_pooled_stacked``."""
+
+    def reference() -> torch.Tensor:
+        return torch.stack([_pooled(ts, device) for ts in per_seed])
+
+    candidates = [
+        (name, lambda dot=dot: _pooled_rows(per_seed, dot)) for name, dot in ROW_DOTS.items()
+    ]
+    return reference, candidates
+
+
+@torch.no_grad()
+def compute_metrics_stacked(groups: list[WeightGroups], kernels=None) -> list[dict[str, float]]:
+    """``compute_metrics`` of S models of one architecture (a vectorised group) at once.
+
+    groups: one WeightGroups per seed, with the same shapes in the same order. One
+    ``svdvals`` per matrix shape over every seed's matrices of that shape; each matrix
+    still gets its own LAPACK call and each seed its own sums in its own order, so every
+    value equals ``compute_metrics(groups[s])``. The pooled statistics (a median and a dot
+    product each) are batched over seeds where ``kernels`` (a ``SeedKernels``) checked a
+    batched form to give each seed's values bit for bit, else computed per seed. Returns
+    one dict per seed, as ``compute_metrics``.
+    """
+    first = groups[0]
+    if not [*first.matrices, *first.kernels, *first.weights, *first.biases]:
+        raise ValueError("WeightGroups holds no tensors")
+    device = [*first.matrices, *first.kernels, *first.weights, *first.biases][0].device
+    n_seeds = len(groups)
+    by_shape: dict[tuple[int, ...], list[int]] = {}  # shape -> indices, in first-seen order
+    for i, w in enumerate(first.matrices):
+        by_shape.setdefault(tuple(w.shape), []).append(i)
+    parts = []
+    for indices in by_shape.values():
+        # (S * count, m, n), seed-major: seed s's matrices in its own order.
+        stack = torch.stack([g.matrices[i].detach() for g in groups for i in indices]).to(DTYPE)
+        values, counted = _matrix_metrics(stack.mT if stack.shape[-2] < stack.shape[-1] else stack)
+        parts.append((values.view(8, n_seeds, -1), counted.view(8, n_seeds, -1)))
+    for k in range(len(first.kernels)):
+        kernel_parts = [_kernel_metrics(g.kernels[k]) for g in groups]  # (8, 1) each
+        parts.append(tuple(torch.stack(p, dim=1) for p in zip(*kernel_parts, strict=True)))
+    if parts:
+        values, counted = (torch.cat(p, dim=-1) for p in zip(*parts, strict=True))
+        means = values.sum(dim=-1) / counted.sum(dim=-1)  # (8, S)
+    else:
+        means = torch.full((8, n_seeds), math.nan, dtype=DTYPE, device=device)
+    pooled = [
+        _pooled_stacked([getattr(g, name) for g in groups], device, kernels)
+        for name in ("weights", "biases")
+    ]
+    rows = torch.cat([means.T, *pooled], dim=1)  # (S, 14), one transfer
+    return [dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows.tolist()]

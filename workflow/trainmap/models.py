@@ -11,6 +11,10 @@ import torch
 from torch import nn
 
 from trainmap.metrics import WeightGroups
+from trainmap.seedops import SeedKernels
+
+# Stacked parameters: the module's state_dict names -> tensors with a leading seed dim S.
+Stacked = dict[str, torch.Tensor]
 
 
 class Attention(nn.Module):
@@ -40,6 +44,24 @@ class Attention(nn.Module):
         out = (torch.softmax(scores, dim=1) * v).sum(1)  # (b, heads, d_head)
         return self.W_O(out.reshape(b, self.n_heads * self.d_head))
 
+    def stacked_forward(self, params: Stacked, prefix: str, x: torch.Tensor, k: SeedKernels):
+        """``forward`` for S seeds at once: x (S, batch, ctx, d_model) -> (S, batch, d_model).
+
+        Mirrors ``forward`` op for op (dims shifted by the seed dim), so each seed rounds as
+        it does alone; ``params[prefix + "W_Q.weight"]`` etc. are (S, out, in).
+        """
+        s, b, t, _ = x.shape
+        shape = (s, b, t, self.n_heads, self.d_head)
+
+        def proj(name: str, inputs: torch.Tensor) -> torch.Tensor:
+            return k.linear(inputs, params[f"{prefix}{name}.weight"], None)
+
+        q = proj("W_Q", x[:, :, -1]).view(s, b, 1, self.n_heads, self.d_head)
+        keys, v = proj("W_K", x).view(shape), proj("W_V", x).view(shape)
+        scores = (q * keys).sum(-1, keepdim=True) / math.sqrt(self.d_head)
+        out = (torch.softmax(scores, dim=2) * v).sum(2)
+        return proj("W_O", out.reshape(s, b, self.n_heads * self.d_head))
+
     def per_head(self) -> list[torch.Tensor]:
         """W_Q, W_K, W_V split per head: 3 * n_heads matrices of (d_head, d_model)."""
         return [
@@ -57,6 +79,10 @@ class OneLayerTransformer(nn.Module):
     position. Only the last position's residual stream is computed: with one layer no
     other position reaches the output. tokens (batch, ctx) -> logits (batch, n_classes).
     """
+
+    # Devices where training seeds stacked beat one after another (config/README.md): on
+    # a CPU its matmuls already run at speed seed by seed (0.87-1.01x measured).
+    stack_pays_on = ("cuda",)
 
     def __init__(
         self,
@@ -85,6 +111,30 @@ class OneLayerTransformer(nn.Module):
         h = h + self.W_out(torch.relu(self.W_in(self.ln2(h))))
         return self.unembed(h)
 
+    def stacked_forward(self, params: Stacked, tokens: torch.Tensor, k: SeedKernels):
+        """``forward`` for S seeds at once: tokens (S, batch, ctx) -> (S, batch, n_classes).
+
+        params: the state_dict names -> (S, ...) tensors. Mirrors ``forward`` op for op.
+        """
+        x = k.embedding(tokens, params["embed.weight"]) + params["pos_embed"][:, None]
+        h = x[:, :, -1] + self.attn.stacked_forward(
+            params, "attn.", self._stacked_norm("ln1", params, x, k), k
+        )
+        inner = k.linear(self._stacked_norm("ln2", params, h, k), *_wb(params, "W_in"))
+        h = h + k.linear(torch.relu(inner), *_wb(params, "W_out"))
+        return k.linear(h, params["unembed.weight"], None)
+
+    def _stacked_norm(self, name: str, params: Stacked, x: torch.Tensor, k: SeedKernels):
+        norm = getattr(self, name)
+        if isinstance(norm, nn.Identity):
+            return x
+
+        def one_seed(xs: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return nn.functional.layer_norm(xs, norm.normalized_shape, w, b, norm.eps)
+
+        # Seed by seed: layer_norm's fused affine has no batched form that rounds alike.
+        return k.per_seed(one_seed, x, params[f"{name}.weight"], params[f"{name}.bias"])
+
     @torch.no_grad()
     def reset_parameters(self, gen: torch.Generator) -> None:
         """N(0, 1/fan_in) weights, zero biases (as the grokking reference code)."""
@@ -111,6 +161,18 @@ class OneLayerTransformer(nn.Module):
 class MLP(nn.Module):
     """ReLU multilayer perceptron, widths ``[in, hidden..., out]``, Xavier-uniform init."""
 
+    # Stacked seeds beat one after another on a CPU only for small MLPs, whose per-seed
+    # matmuls are too small to run at speed (BENCHMARKS.md, 1 thread, vectorised vs
+    # loop): sparse parity's 40-128-1 (5.4k parameters) 6.2x; MNIST MLPs 784-16-10
+    # (12.7k) 1.08x, 784-64-10 (51k) 0.83x, 784-800-10 (636k) 0.49x.
+    CPU_STACK_MAX_PARAMETERS = 20_000
+
+    @property
+    def stack_pays_on(self) -> tuple[str, ...]:
+        """Devices where training seeds stacked was measured to beat one after another."""
+        small = sum(p.numel() for p in self.parameters()) <= self.CPU_STACK_MAX_PARAMETERS
+        return ("cpu", "cuda") if small else ("cuda",)
+
     def __init__(self, widths: list[int]):
         super().__init__()
         layers: list[nn.Module] = []
@@ -122,6 +184,26 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def stacked_forward(self, params: Stacked, x: torch.Tensor, k: SeedKernels):
+        """``forward`` for S seeds at once: x (S, batch, ...) -> (S, batch, out).
+
+        params: the state_dict names -> (S, ...) tensors. Works for any ``MLP`` (widths,
+        an ``nn.Flatten`` in front); other layer types are refused by name.
+        """
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, nn.Linear):
+                x = k.linear(x, *_wb(params, f"layers.{i}"))
+            elif isinstance(layer, nn.ReLU):  # in place when no graph needs x: no new buffer
+                x = torch.relu(x) if torch.is_grad_enabled() else torch.relu_(x)
+            elif isinstance(layer, nn.Flatten):  # per-seed dims shift by the seed dim
+                x = x.flatten(
+                    layer.start_dim + 1 if layer.start_dim >= 0 else layer.start_dim,
+                    layer.end_dim + 1 if layer.end_dim >= 0 else layer.end_dim,
+                )
+            else:
+                raise TypeError(f"MLP.stacked_forward: no stacked form of {type(layer).__name__}")
+        return x
 
     def linears(self) -> list[nn.Linear]:
         return [m for m in self.layers if isinstance(m, nn.Linear)]
@@ -140,3 +222,7 @@ class MLP(nn.Module):
             weights=weights,
             biases=[layer.bias for layer in self.linears()],
         )
+
+
+def _wb(params: Stacked, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return params[f"{name}.weight"], params[f"{name}.bias"]

@@ -21,6 +21,11 @@ the previous state. A state carries a fingerprint of what decides the run (setti
 hyperparameters, code digest, seed); a state with another fingerprint is stale and
 discarded, never resumed.
 
+A vectorised group (``trainmap.vectorized``) saves its whole ``GroupState.state_dict()``
+instead, one file for the group, ``group.safetensors`` in its first seed's folder
+(``GroupResume``): the nested dicts, lists and tuples as JSON with every tensor replaced by
+a key into the safetensors file.
+
 The state is saved generically: every field of ``RunState`` by its type (``nn.Module``,
 ``torch.optim.Optimizer``, ``torch.Generator``, ``torch.Tensor``, or a JSON value; a
 callable such as a hook is code and stays as initialised), so a field added to
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the layout below changes: older states are then discarded
 META_KEY = "trainmap_resume"
 STATE_FILE = "state.safetensors"
+GROUP_FILE = "group.safetensors"
 DONE_FILE = "done.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
 JSON_TYPES = (type(None), bool, int, float, str, list, dict)
@@ -187,6 +193,57 @@ def _optimizer_from(saved: dict, name: str, tensors: dict, fresh: torch.optim.Op
     return {"state": state, "param_groups": groups}
 
 
+def tree_to_file(tree: Any, path: Path, run_fingerprint: str) -> None:
+    """Write a nested structure (dicts, lists, tuples, tensors, JSON values) atomically:
+    tensors into a safetensors file, the rest as JSON in its metadata (no pickle)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = _cpu(value)
+            return {"tensor": key}
+        if isinstance(value, dict):  # keys keep their type (a seed, a parameter index)
+            return {"dict": [[key, encode(item)] for key, item in value.items()]}
+        if isinstance(value, tuple):
+            return {"tuple": [encode(item) for item in value]}
+        if isinstance(value, list):
+            return [encode(item) for item in value]
+        if isinstance(value, JSON_TYPES):
+            return value
+        return _number(value)
+
+    meta = {"format": FORMAT, "fingerprint": run_fingerprint, "tree": encode(tree)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=_number)})
+
+
+def tree_from_file(path: Path, run_fingerprint: str) -> Any:
+    """The structure ``tree_to_file`` wrote (tensors on the CPU), or None when the file is
+    stale (another fingerprint or format); a corrupt file raises."""
+    with safe_open(str(path), framework="pt") as file:
+        meta = json.loads((file.metadata() or {})[META_KEY])
+        if meta.get("format") != FORMAT or meta.get("fingerprint") != run_fingerprint:
+            return None
+        tensors = {key: file.get_tensor(key) for key in file.keys()}
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, list):
+            return [decode(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        (kind, body), *rest = value.items()
+        if rest or kind not in ("tensor", "dict", "tuple"):
+            raise ValueError(f"{path}: unexpected entry {value!r}")
+        if kind == "tensor":
+            return tensors[body]
+        if kind == "tuple":
+            return tuple(decode(item) for item in body)
+        return {key: decode(item) for key, item in body}
+
+    return decode(meta["tree"])
+
+
 class SeedResume:
     """The resumable state of one seed: restore it once, save it now and then.
 
@@ -236,6 +293,52 @@ class SeedResume:
         self.save_seconds += self.last_save - now
 
 
+class GroupResume:
+    """The resumable state of a vectorised group of seeds (``GroupState.state_dict()``).
+
+    Lives in the first seed's folder; its fingerprint covers the group's seeds, so a rerun
+    that trains another set of seeds (some finished meanwhile) starts them afresh.
+    every_s: seconds of training between saves (0: at every checkpoint it is offered).
+    """
+
+    def __init__(self, folder: Path, seeds: list[int], run_fingerprint: str, every_s: float):
+        self.folder = folder
+        self.seeds = list(seeds)
+        self.fingerprint = run_fingerprint
+        self.every_s = every_s
+        self.last_save = time.perf_counter()
+        self.saves = 0
+
+    @property
+    def path(self) -> Path:
+        return self.folder / GROUP_FILE
+
+    def restore(self) -> dict | None:
+        """The saved group state to go on from, or None (train from the start)."""
+        self.last_save = time.perf_counter()
+        if not self.path.exists():
+            return None
+        try:
+            saved = tree_from_file(self.path, self.fingerprint)
+        except (SafetensorError, ValueError, KeyError, RuntimeError) as error:
+            log.warning("unreadable resumable state %s (%s): seeds %s start afresh",
+                        self.path, error, self.seeds)  # fmt: skip
+            return None
+        if saved is None:
+            log.info("resumable state %s is from another config, code or group: seeds %s "
+                     "start afresh", self.path, self.seeds)  # fmt: skip
+        return saved
+
+    def at_checkpoint(self, group: Any) -> None:
+        """Called at every checkpoint with the ``GroupState``: saves when ``every_s``
+        seconds have passed."""
+        if time.perf_counter() - self.last_save < self.every_s:
+            return
+        tree_to_file(group.state_dict(), self.path, self.fingerprint)
+        self.last_save = time.perf_counter()
+        self.saves += 1
+
+
 class ResumeStore:
     """The resumable states and finished runs of one training job's seeds.
 
@@ -256,6 +359,14 @@ class ResumeStore:
 
     def resumer(self, seed: int) -> SeedResume:
         return SeedResume(self.folder(seed), seed, self.seed_fingerprint(seed), self.every_s)
+
+    def group_resumer(self, seeds: list[int]) -> GroupResume:
+        run = fingerprint(run=self.fingerprint, group=list(seeds))
+        return GroupResume(self.folder(seeds[0]), seeds, run, self.every_s)
+
+    def has_seed_state(self, seed: int) -> bool:
+        """Whether a per-seed (loop) state of ``seed`` waits to be resumed."""
+        return (self.folder(seed) / STATE_FILE).exists()
 
     def is_finished(self, seed: int) -> bool:
         """Whether an earlier attempt of this job finished ``seed`` (same fingerprint)."""

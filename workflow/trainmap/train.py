@@ -23,7 +23,7 @@ from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.hyperparameters import TrainingParams
 from trainmap.io import atomic_path
 from trainmap.metrics import compute_metrics
-from trainmap.resume import SeedResume
+from trainmap.resume import ResumeStore, SeedResume
 from trainmap.seeding import derive_seed
 from trainmap.tasks import Splits, Task
 
@@ -64,17 +64,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(p: TrainingParams, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(
+    p: TrainingParams, model: nn.Module | list[torch.Tensor]
+) -> torch.optim.Optimizer:
+    """The setting's optimizer over a model's parameters, or over a list of tensors (a
+    vectorised group's stacked parameters or per-seed views of them, trainmap.seed_group)."""
+    params = list(model.parameters()) if isinstance(model, nn.Module) else model
     factories = {
         "adamw": lambda: torch.optim.AdamW(
-            model.parameters(),
+            params,
             lr=p.lr,
             weight_decay=p.weight_decay,
             betas=p.betas,
             fused=True,  # one kernel for all parameters, on the CPU and CUDA alike
         ),
         "sgd": lambda: torch.optim.SGD(
-            model.parameters(), lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum
+            params, lr=p.lr, weight_decay=p.weight_decay, momentum=p.momentum
         ),
     }
     return factories[p.optimizer]()
@@ -234,13 +239,44 @@ def train_group(
     task: Task,
     p: TrainingParams,
     seeds: list[int],
+    vectorize: str = "auto",
+    store: ResumeStore | None = None,
+):
+    """Train the seeds of one job; yield ``(seed, table, weights)`` per seed, in order.
+
+    vectorize: ``true`` trains them at once over a seed dimension
+    (``trainmap.vectorized``, the same results bit for bit), ``false`` one after another,
+    ``auto`` vectorised where the model has a stacked form that was measured to pay on
+    this device (``trainmap.vectorized.should_vectorize``).
+    store: where the job's resumable states live (``trainmap.resume``: a group's state, or
+    each seed's); None: not resumable.
+    """
+    from trainmap.vectorized import should_vectorize, train_vectorized  # imports this module
+
+    if not seeds:  # every seed finished in an earlier attempt of the job
+        return
+    if should_vectorize(task, p, seeds, vectorize):
+        if store is None:
+            yield from train_vectorized(task, p, seeds)
+            return
+        # An earlier attempt trained one after another (another vectorize, or auto on
+        # another device) and left per-seed states: resume those rather than lose them.
+        if not any(store.has_seed_state(seed) for seed in seeds):
+            yield from train_vectorized(task, p, seeds, resume=store.group_resumer(seeds))
+            return
+        log.info("seeds %s have per-seed resumable states: resumed one after another", seeds)
+    yield from train_one_by_one(task, p, seeds, store.resumer if store else None)
+
+
+def train_one_by_one(
+    task: Task,
+    p: TrainingParams,
+    seeds: list[int],
     resumer: Callable[[int], SeedResume] | None = None,
 ):
-    """Train the seeds of one job one after another; yield ``(seed, table, weights)``.
-
-    Between runs the log says how far the job is and how long it has left (each run's own
-    lines only know about that run). resumer: seed -> its resumable state (``train``).
-    """
+    """The seeds one after another; between runs the log says how far the job is and how
+    long it has left (each run's own lines only know about that run). resumer: seed -> its
+    resumable state (``train``)."""
     start = time.perf_counter()
     for done, seed in enumerate(seeds, start=1):
         log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)

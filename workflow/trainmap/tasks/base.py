@@ -57,6 +57,10 @@ class Task:
         batch generator); None trains on the batch as drawn.
     count(targets) -> number of scored items in a batch (0-d tensor or int), the weight of
         a batch's mean loss and accuracy when a split is scored in chunks; None: len(targets).
+    stacked_loss(outputs, targets) -> (S,): the same loss for S seeds' stacked outputs
+        (S, B, ...) and targets (S, B, ...), whose gradient must equal ``loss``'s seed by
+        seed (tests/test_vectorized.py checks every task); None: a vectorised group uses
+        ``torch.func.vmap(loss)``, exact too but slower per step.
     """
 
     name: str
@@ -67,3 +71,4 @@ class Task:
     accuracy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     train_batch: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     count: Callable[[torch.Tensor], torch.Tensor] | None = None
+    stacked_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None

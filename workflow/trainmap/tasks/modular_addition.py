@@ -32,6 +32,12 @@ def make_model(p: ModularAdditionParams) -> OneLayerTransformer:
     )
 
 
+def stacked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of S seeds at once: logits (S, B, C), y (S, B) -> (S,)."""
+    per_example = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return per_example.view(y.shape).mean(-1)
+
+
 def argmax_accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == y).float().mean()
 
@@ -43,4 +49,5 @@ MODULAR_ADDITION = Task(
     make_model=make_model,
     loss=nn.functional.cross_entropy,
     accuracy=argmax_accuracy,
+    stacked_loss=stacked_cross_entropy,
 )

@@ -22,6 +22,11 @@ def hinge_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.clamp(1 - out.squeeze(-1) * y, min=0).mean()
 
 
+def stacked_hinge_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """hinge_loss of S seeds at once: out (S, B, 1), y (S, B) -> (S,)."""
+    return torch.clamp(1 - out.squeeze(-1) * y, min=0).mean(-1)
+
+
 def sign_accuracy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.sign(out.squeeze(-1)) == y).float().mean()
 
@@ -33,4 +38,5 @@ SPARSE_PARITY = Task(
     make_model=make_model,
     loss=hinge_loss,
     accuracy=sign_accuracy,
+    stacked_loss=stacked_hinge_loss,
 )
