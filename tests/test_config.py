@@ -68,6 +68,7 @@ def test_explicit_seed_list_is_sorted():
         (config_with(epochs=0), r"settings\.parity\.epochs: 0 is out of range; allowed: >= 1"),
         (config_with(epochs=-3), r"settings\.parity\.epochs: -3 is out of range; allowed"),
         (config_with(hiden=64), r"settings\.parity\.hiden: unknown key"),
+        (config_with(vectorise=True), r"parity\.vectorise: unknown key .*did you mean 'vectorize'"),
         (config_with(lr="fast"), r"settings\.parity\.lr: expected float, got 'fast'"),
         (config_with(source="s3"), r"settings\.parity\.source: 's3' is not one of"),
         (config_with(source="checkpoints"), r"parity: .*task \(source 'train'\) does not"),

@@ -5,6 +5,7 @@ Every problem raises ``ConfigError`` with the key path and the value, so a user 
 """
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,9 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
     _check_trained_columns(common["features"], entry["convergence"]["column"], where)
     extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
-    params = parse_params(task_params(entry["task"], f"{where}.task"), extra, where)
+    params_class = task_params(entry["task"], f"{where}.task")
+    _check_unknown_keys(extra, params_class, where)
+    params = parse_params(params_class, extra, where)
     seeds = _seed_list(entry["seeds"])
     return Setting(
         **common,
@@ -273,3 +276,18 @@ def _check_trained_columns(features: list[str], column: str, where: str) -> None
     if column not in TRAINED_COLUMNS:
         raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
                           f"training; choose from {allowed}")  # fmt: skip
+
+
+def _check_unknown_keys(extra: dict, params_class: type, where: str) -> None:
+    """A key that is neither a setting key nor the task's: name the likely intended one
+    (a typo such as ``vectorise`` otherwise reads as an unknown task hyperparameter)."""
+    known = {f.name for f in dataclasses.fields(params_class)}
+    setting_keys = sorted(COMMON_KEYS | SOURCE_KEYS["train"])
+    for key in extra:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*setting_keys, *known], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}.{key}: unknown key (value {extra[key]!r}){hint} Setting keys: "
+                f"{', '.join(setting_keys)}; this task's keys: {', '.join(sorted(known))}"
+            )
