@@ -45,6 +45,21 @@ def planted_model() -> GaussianHMM:
     return model
 
 
+def run_tables(run: int, path: np.ndarray, X: np.ndarray, accuracy: np.ndarray):
+    """One run's rows: (sequence with its split, decoded states, trajectory); every fifth
+    run is a validation run."""
+    steps = EVAL_EVERY * (np.arange(LENGTH) + 1)
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame.insert(0, "seed", run)
+    frame.insert(1, "step", steps)
+    split = "val" if run % 5 == 0 else "fit"
+    return (
+        frame.assign(split=split),
+        pd.DataFrame({"seed": run, "step": steps, "state": path, "split": split}),
+        frame.assign(eval_accuracy=accuracy, diverged=False),
+    )
+
+
 def planted_runs(
     n_runs: int = 24, detour: bool = True, seed: int = 0, censor: tuple[int, ...] = ()
 ) -> Planted:
@@ -62,19 +77,15 @@ def planted_runs(
         path = np.array([0] * first + [1] * middle + [2] * (LENGTH - first - middle))
         if middle and detour:
             detour_runs.append(run)
-        steps = EVAL_EVERY * (np.arange(LENGTH) + 1)
         X = MEANS[path] + rng.normal(scale=np.sqrt(VARIANCE), size=(LENGTH, len(FEATURES)))
         crossing = first + middle + int(rng.integers(0, 4))
         accuracy = np.where(np.arange(LENGTH) >= crossing, 0.95, 0.4)
         if run in censor:
             accuracy[:] = 0.4
-        frame = pd.DataFrame(X, columns=FEATURES)
-        frame.insert(0, "seed", run)
-        frame.insert(1, "step", steps)
-        split = "val" if run % 5 == 0 else "fit"
-        sequences.append(frame.assign(split=split))
-        states.append(pd.DataFrame({"seed": run, "step": steps, "state": path, "split": split}))
-        trajectories.append(frame.assign(eval_accuracy=accuracy, diverged=False))
+        for tables, table in zip(
+            (sequences, states, trajectories), run_tables(run, path, X, accuracy), strict=True
+        ):
+            tables.append(table)
     return Planted(
         model,
         pd.concat(sequences, ignore_index=True),
@@ -144,16 +155,12 @@ def branching_runs(n_converged: int = 24, n_censored: int = 8, seed: int = 0) ->
             if side:
                 side_runs.append(run)
         path = np.array(path)
-        steps = EVAL_EVERY * (np.arange(LENGTH) + 1)
         X = BRANCH_MEANS[path] + rng.normal(scale=np.sqrt(VARIANCE), size=(LENGTH, len(FEATURES)))
         accuracy = np.where(np.arange(LENGTH) >= crossing, 0.95, 0.4)
-        frame = pd.DataFrame(X, columns=FEATURES)
-        frame.insert(0, "seed", run)
-        frame.insert(1, "step", steps)
-        split = "val" if run % 5 == 0 else "fit"
-        sequences.append(frame.assign(split=split))
-        states.append(pd.DataFrame({"seed": run, "step": steps, "state": path, "split": split}))
-        trajectories.append(frame.assign(eval_accuracy=accuracy, diverged=False))
+        for tables, table in zip(
+            (sequences, states, trajectories), run_tables(run, path, X, accuracy), strict=True
+        ):
+            tables.append(table)
     return Planted(
         branching_model(),
         pd.concat(sequences, ignore_index=True),

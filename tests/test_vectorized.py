@@ -24,6 +24,10 @@ from trainmap.vectorized import (
 
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 
+TINY_MODULAR = {
+    **{"p": 11, "train_fraction": 0.5, "batch_size": 16},
+    **{"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+}
 # Small but real shapes: every matmul of the parity MLP (incl. its matrix-vector output
 # layer and a short last batch) and of the transformer (3-D inputs, strided last position).
 SETTINGS = {
@@ -50,30 +54,10 @@ SETTINGS = {
             "eval_unit": "step",
         },
     ),
-    "modular_adamw": (
-        "modular_addition",
-        {
-            "p": 11,
-            "train_fraction": 0.5,
-            "d_model": 16,
-            "n_heads": 2,
-            "d_head": 8,
-            "d_mlp": 32,
-            "batch_size": 16,
-        },
-    ),
+    "modular_adamw": ("modular_addition", TINY_MODULAR),
     "modular_layer_norm": (
         "modular_addition",
-        {
-            "p": 11,
-            "train_fraction": 0.5,
-            "d_model": 16,
-            "n_heads": 2,
-            "d_head": 8,
-            "d_mlp": 32,
-            "batch_size": 16,
-            "layer_norm": True,
-        },
+        {**TINY_MODULAR, "layer_norm": True},
     ),
 }
 

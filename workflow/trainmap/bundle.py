@@ -9,12 +9,12 @@ without the manifest a rerun would copy seeds out of it (or fail on a missing fi
 Standard library only: the local ``unpack_run`` jobs start fast.
 """
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from trainmap.atomic import atomic_path
+from trainmap.provenance import file_sha256
 
 MANIFEST = "complete.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
@@ -24,19 +24,11 @@ class BundleError(RuntimeError):
     """A bundle that is not a finished training job's; the message says what to do."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(bundle: str | Path, seeds: list[int]) -> None:
     """Mark ``bundle`` complete: the digest of every seed's files, written atomically."""
     bundle = Path(bundle)
     files = {
-        f"seed{seed}/{name}": _sha256(bundle / f"seed{seed}" / name)
+        f"seed{seed}/{name}": file_sha256(bundle / f"seed{seed}" / name)
         for seed in seeds
         for name in RUN_FILES
     }
@@ -69,7 +61,7 @@ def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -
         raise _unfinished(bundle, f"seed {seed} is not among its seeds {manifest['seeds']}")
     for name, destination in outputs.items():
         source = bundle / f"seed{seed}" / name
-        if not source.is_file() or _sha256(source) != manifest["files"][f"seed{seed}/{name}"]:
+        if not source.is_file() or file_sha256(source) != manifest["files"][f"seed{seed}/{name}"]:
             raise _unfinished(bundle, f"{source} is missing or differs from {MANIFEST}")
         with atomic_path(destination) as tmp:
             shutil.copyfile(source, tmp)

@@ -59,17 +59,22 @@ def code_digest(script: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def file_digest(path: str | Path) -> str:
     """A short digest of a user's input file's content ("missing" when there is none).
 
     A param, so that a file replaced by new content with an old modification time
     (``cp -p``, rsync) still reruns what reads it; Snakemake alone compares only times.
     """
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)[:16]
     except FileNotFoundError:
         return "missing"  # Snakemake then reports the missing input itself
-    return digest.hexdigest()[:16]
