@@ -9,8 +9,9 @@ from threadpoolctl import threadpool_limits
 
 from trainmap.decode import decode_states
 from trainmap.hmm import fit_state_count, model_from_json
-from trainmap.selection import plot_selection, select_state_count
+from trainmap.selection import plot_selection, select_state_count, selection_notes
 from trainmap.sequences import observations, prepare_sequences
+from trainmap.summary import headline, summary_markdown
 
 
 @pytest.fixture(autouse=True)
@@ -167,6 +168,10 @@ def select_on(runs: pd.DataFrame, normalize: str, states=range(1, 7)):
 def test_recovers_planted_four_states_with_global_zscores(planted_runs):
     prepared, fits, selection = select_on(planted_runs, "global")
     assert selection["n_states"] == 4
+    # candidates 1..6 span the planted K: no edge, no note
+    assert selection["at_largest_candidate"] is False
+    assert selection["at_smallest_candidate"] is False
+    assert summary_row(selection)["note"] == ""
     kept = next(f for f in fits if f["n_states"] == 4)
     decoded = decode_states(model_from_json(kept), prepared.table, ["a", "b", "c"])
     assert list(decoded.columns) == ["seed", "step", "split", "state"]
@@ -182,3 +187,48 @@ def test_per_run_zscores_overestimate_k_on_the_same_data(planted_runs):
     # docs/normalization.md: each run's own mean/SD moves the same state to different places
     _, _, selection = select_on(planted_runs, "per_run")
     assert selection["n_states"] > 4
+
+
+def summary_row(selection: dict) -> dict[str, str]:
+    """The summary.md row of a setting with this selection (a plain map, no detours)."""
+    detours = pd.DataFrame({"state": [0], "is_detour": [False], "kind": [""]})
+    regression = {"r2": 0.5, "f_pvalue": 1e-5, "significant": True, "n_runs": 40}
+    return headline(
+        {"n_states": selection["n_states"], "forking": False}, detours, regression, selection
+    )
+
+
+def test_candidates_below_the_planted_k_flag_the_edge(planted_runs, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="trainmap.selection"):
+        _, _, selection = select_on(planted_runs, "global", states=[1, 2, 3])
+    assert selection["n_states"] == 3
+    assert selection["at_largest_candidate"] is True
+    assert selection["at_smallest_candidate"] is False
+    note = "K = 3 is the largest candidate and BIC is still falling: widen hmm.states"
+    assert note in caplog.text
+    row = summary_row(selection)
+    assert note in row["note"]
+    assert note in summary_markdown({"planted": row}, [], {})
+    figure = plot_selection(selection, "planted")
+    assert note in figure_texts(figure)
+    assert any("largest candidate" in t.get_text() for t in figure.axes[1].texts)
+    figure.savefig(tmp_path / "selection.png")
+
+
+def test_candidates_above_the_planted_k_flag_the_smallest(planted_runs):
+    _, _, selection = select_on(planted_runs, "global", states=[5, 6])
+    assert selection["n_states"] == 5
+    assert selection["at_smallest_candidate"] is True
+    assert selection["at_largest_candidate"] is False
+    assert (
+        "K = 5 is the smallest candidate and BIC is still falling" in summary_row(selection)["note"]
+    )
+
+
+def test_edge_flags_are_always_present_and_k1_is_no_lower_edge():
+    selection = select_state_count([fit(1, 50.0), fit(2, 60.0), fit(3, 70.0)])
+    assert selection["at_largest_candidate"] is False
+    assert selection["at_smallest_candidate"] is False  # K = 1 cannot be undercut
+    assert selection_notes(selection) == []
+    assert summary_row(selection)["note"] == ""
+    assert "largest candidate" not in figure_texts(plot_selection(selection, "parity"))

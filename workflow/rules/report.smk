@@ -70,6 +70,7 @@ rule summarize_settings:
         maps=setting_paths(SETTINGS, "map.json"),
         detours=setting_paths(SETTINGS, "detours.csv"),
         regressions=setting_paths(SETTINGS, "regression.json"),
+        selections=setting_paths(SETTINGS, "hmm/selection.json"),
         figures=figure_paths(SETTINGS),
         comparisons=comparison_figures(COMPARISONS),
     output:

@@ -13,9 +13,14 @@ from trainmap.summary import headline, summary_markdown
 def main(inputs, output: str, params, log: str) -> None:
     log_to_file(log)
     headlines = {
-        name: headline(read_json(m), read_detour_table(d), read_json(r))
-        for name, m, d, r in zip(
-            params.settings, inputs.maps, inputs.detours, inputs.regressions, strict=True
+        name: headline(read_json(m), read_detour_table(d), read_json(r), read_json(s))
+        for name, m, d, r, s in zip(
+            params.settings,
+            inputs.maps,
+            inputs.detours,
+            inputs.regressions,
+            inputs.selections,
+            strict=True,
         )
     }
     results = Path(output).parent

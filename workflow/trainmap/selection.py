@@ -10,16 +10,33 @@ The HMM fits are hmmlearn's EM unless the covariance guard stepped in (trainmap.
 Whenever it did, in any restart of any K, ``selection.json`` says so in
 ``covariance_guard`` (and each score row in ``guard_iterations``/``guard_restarts``), and
 the selection figure marks the K and names it: those scores are not plain hmmlearn's.
+
+**Edge of the range.** When the selected K is the largest candidate
+(``at_largest_candidate``), or the smallest one above 1 (``at_smallest_candidate``), BIC
+did not turn: the data say "at least K" (or "at most K"), not K. Both flags are always in
+selection.json; the job logs a warning, the figure and summary.md say so.
+
+**Stability.** Each restart index r gives one replicate choice: the K whose restart r has
+the lowest validation BIC (restarts of different K have their own seeds, so replicates
+are independent draws of EM's randomness). ``stability.restarts`` lists those picks and
+the share that agrees with the selected K; under ``selection: kfold`` ``stability.folds``
+does the same for the K each fold alone picks. A share below ``LOW_SHARE`` gets a note.
 """
 
+import logging
 import textwrap
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+log = logging.getLogger(__name__)
+
 ROW_KEYS = ("train_loglik", "val_loglik", "val_aic", "val_bic")
 MEAN_KEYS = ("val_loglik", "val_aic", "val_bic")
+# Below this share of replicates (restarts or folds) agreeing, K is called unstable: most
+# replicates would have reported another K.
+LOW_SHARE = 0.5
 
 
 def score_table(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,6 +57,11 @@ def score_table(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("n_params", "n_failed"):
             if key in fit:
                 row[key] = fit[key]
+        if "cv" in fit:  # selection: kfold (trainmap.kfold): scores per fold and restart
+            for key in ("fold_val_bic", "fold_val_loglik", "restart_val_bic"):
+                row[key] = fit["cv"][key]
+        elif "restarts" in fit:  # null where a restart failed
+            row["restart_val_bic"] = [r.get("val_bic") for r in fit["restarts"]]
         if "guard" in fit:
             per_restart = [n for n in fit["guard"]["per_restart"] if n is not None]
             row["guard_iterations"] = fit["guard"]["iterations"]  # the kept model's
@@ -69,14 +91,105 @@ def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
     selected = lowest(rows, "val_bic")
     if selected is None:
         raise ValueError("no state count has a finite validation BIC")
-    return {
+    selection = {
         "n_states": selected,
         "criterion": "bic",
+        "selection": "split",
         "rule": "lowest validation BIC of the kept model; ties go to the smaller K",
         "mean_n_states": lowest(rows, "mean_val_bic"),
+        **edge_flags([row["n_states"] for row in rows], selected),
+        "stability": {"restarts": agreement(restart_picks(rows), selected)},
         "covariance_guard": guard_summary(fits),
         "scores": rows,
     }
+    if any("fold_val_bic" in row for row in rows):
+        fold_picks = restart_picks(rows, "fold_val_bic")
+        selection["rule"] = (
+            "lowest validation BIC summed over folds (each fold's kept model); "
+            "ties go to the smaller K"
+        )
+        selection["selection"] = "kfold"
+        selection["folds"] = len(fold_picks)
+        selection["fold_n_states"] = fold_picks
+        selection["stability"]["folds"] = agreement(fold_picks, selected)
+    warn_about(selection)
+    return selection
+
+
+def edge_flags(candidates: list[int], selected: int) -> dict[str, bool]:
+    """``at_largest_candidate``: K is the largest candidate; ``at_smallest_candidate``: K
+    is the smallest candidate and that is above 1 (K = 1 cannot be undercut)."""
+    return {
+        "at_largest_candidate": selected == max(candidates),
+        "at_smallest_candidate": selected == min(candidates) and selected > 1,
+    }
+
+
+def restart_picks(rows: list[dict[str, Any]], key: str = "restart_val_bic") -> list[int | None]:
+    """Per replicate index r (restart, or fold with ``key="fold_val_bic"``): the K whose
+    r-th entry of ``key`` is lowest (ties to the smaller K); None where no K has a finite
+    one. Empty when the rows carry no such lists."""
+    n = max((len(row.get(key) or []) for row in rows), default=0)
+    picks = []
+    for r in range(n):
+        replicate = [
+            {"n_states": row["n_states"], "bic": row[key][r]}
+            for row in rows
+            if r < len(row.get(key) or []) and row[key][r] is not None
+        ]
+        picks.append(lowest(replicate, "bic"))
+    return picks
+
+
+def agreement(picks: list[int | None], selected: int) -> dict[str, Any] | None:
+    """``{"picks", "agree", "n", "share"}``: how many replicates pick ``selected``; None
+    without replicates."""
+    if not picks:
+        return None
+    agree = sum(pick == selected for pick in picks)
+    return {"picks": picks, "agree": agree, "n": len(picks), "share": agree / len(picks)}
+
+
+def selection_notes(selection: dict[str, Any]) -> list[str]:
+    """Plain-language notes on the choice of K (summary.md, the figure, the job's log)."""
+    k, notes = selection["n_states"], []
+    n_candidates = len(selection["scores"])
+    if selection.get("at_largest_candidate"):
+        if n_candidates == 1:
+            notes.append(f"K = {k} is the only candidate: BIC was not compared; widen hmm.states")
+        else:
+            notes.append(
+                f"K = {k} is the largest candidate and BIC is still falling: widen hmm.states"
+            )
+    if selection.get("at_smallest_candidate") and n_candidates > 1:
+        notes.append(
+            f"K = {k} is the smallest candidate and BIC is still falling towards fewer "
+            "states: widen hmm.states"
+        )
+    for what, label in (("folds", "folds"), ("restarts", "restarts")):
+        share = (selection.get("stability") or {}).get(what)
+        if share and share["share"] < LOW_SHARE:
+            notes.append(
+                f"K = {k} is unstable: only {share['agree']}/{share['n']} {label} pick it "
+                f"(picks {share['picks']})"
+            )
+    return notes
+
+
+def stability_text(selection: dict[str, Any]) -> str:
+    """``"4/5 folds, 5/5 restarts"``: the replicates agreeing with K, or "–"."""
+    stability = selection.get("stability") or {}
+    parts = [
+        f"{stability[what]['agree']}/{stability[what]['n']} {what}"
+        for what in ("folds", "restarts")
+        if stability.get(what)
+    ]
+    return ", ".join(parts) or "–"
+
+
+def warn_about(selection: dict[str, Any]) -> None:
+    for note in selection_notes(selection):
+        log.warning("%s", note)
 
 
 def guard_summary(fits: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,7 +228,8 @@ def guard_note(selection: dict[str, Any]) -> str | None:
 
 def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     """Validation log-likelihood (kept model; restart mean +/- SD) and AIC/BIC against K,
-    the selected K marked."""
+    each restart's BIC as a dot (its spread), the selected K marked; with ``kfold`` a third
+    panel with every fold's BIC curve. A K at the edge of the candidates is called out."""
     rows = selection["scores"]
     ks = np.array([row["n_states"] for row in rows])
 
@@ -123,8 +237,10 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
         return np.array([row.get(key, np.nan) for row in rows], dtype=float)
 
     chosen = selection["n_states"]
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    left, right = fig.subplots(1, 2, sharex=True)
+    folded = any("fold_val_bic" in row for row in rows)
+    fig = Figure(figsize=(15 if folded else 10, 4.6), layout="constrained")
+    axes = fig.subplots(1, 3 if folded else 2, sharex=True)
+    left, right = axes[0], axes[1]
     left.errorbar(
         ks,
         column("mean_val_loglik"),
@@ -137,6 +253,7 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     left.plot(ks, column("val_loglik"), "o-", color="tab:blue", label="kept model")
     left.set_ylabel("validation log-likelihood (nats)")
     left.set_title("fit to held-out runs (higher is better)", fontsize="medium")
+    _restart_dots(right, rows)
     right.plot(ks, column("val_aic"), "s-", color="tab:orange", label="AIC (kept model)")
     right.plot(ks, column("val_bic"), "o-", color="tab:green", label="BIC (kept model)")
     right.plot(
@@ -158,16 +275,71 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     right.plot(
         [chosen], selected_bic, "*", color="black", markersize=16, label=f"selected K = {chosen}"
     )
+    _mark_edge(right, selection, float(selected_bic[0]))
     right.set_ylabel("validation criterion (lower is better)")
-    right.set_title("information criteria on held-out runs", fontsize="medium")
-    for ax in (left, right):
+    what = "summed over folds" if folded else "on held-out runs"
+    right.set_title(f"information criteria {what}", fontsize="medium")
+    if folded:
+        _fold_curves(axes[2], rows, selection)
+    for ax in axes:
         ax.axvline(chosen, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("number of states K")
         ax.set_xticks(ks)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{setting}: number of states by validation BIC (selected K = {chosen})")
-    note = guard_note(selection)
-    if note:
-        fig.supxlabel(textwrap.fill(note, 150), fontsize="small", color="tab:red")
+    fig.suptitle(
+        f"{setting}: number of states by validation BIC (selected K = {chosen}; "
+        f"agreeing: {stability_text(selection)})"
+    )
+    notes = selection_notes(selection) + [n for n in [guard_note(selection)] if n]
+    if notes:
+        text = "\n".join(textwrap.fill(note, 150) for note in notes)
+        fig.supxlabel(text, fontsize="small", color="tab:red")
     return fig
+
+
+def _restart_dots(ax, rows: list[dict[str, Any]]) -> None:
+    """Every restart's validation BIC (summed over folds with kfold), spread a little in x."""
+    xs, ys = [], []
+    for row in rows:
+        values = [v for v in row.get("restart_val_bic") or [] if v is not None]
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+        xs += [row["n_states"] + o for o in offsets[: len(values)]]
+        ys += values
+    if ys:
+        ax.plot(xs, ys, ".", color="tab:green", alpha=0.45, ms=6, label="BIC per restart")
+
+
+def _mark_edge(ax, selection: dict[str, Any], bic: float) -> None:
+    """An arrow past the edge of the candidates when K sits there: BIC had not turned."""
+    if selection.get("at_largest_candidate") and len(selection["scores"]) > 1:
+        text, direction = "largest candidate:\nBIC still falling,\nwiden hmm.states", 1
+    elif selection.get("at_smallest_candidate") and len(selection["scores"]) > 1:
+        text, direction = "smallest candidate:\nBIC still falling,\nwiden hmm.states", -1
+    else:
+        return
+    k = selection["n_states"]
+    ax.annotate(
+        text,
+        xy=(k + 0.45 * direction, bic),
+        xytext=(k - 1.2 * direction, bic),
+        ha="center",
+        va="bottom",
+        color="tab:red",
+        fontsize="small",
+        arrowprops={"arrowstyle": "->", "color": "tab:red"},
+    )
+    ax.set_xlim(min(ax.get_xlim()[0], k - 0.6), max(ax.get_xlim()[1], k + 0.6))
+
+
+def _fold_curves(ax, rows: list[dict[str, Any]], selection: dict[str, Any]) -> None:
+    """Each fold's validation BIC against K, its own pick marked (``fold_n_states``)."""
+    ks = [row["n_states"] for row in rows]
+    for fold, pick in enumerate(selection.get("fold_n_states") or []):
+        bic = [row["fold_val_bic"][fold] for row in rows]
+        bic = np.array([np.nan if b is None else b for b in bic], dtype=float)
+        (line,) = ax.plot(ks, bic, "o-", ms=3, alpha=0.8, label=f"fold {fold} (picks K = {pick})")
+        if pick is not None:
+            ax.plot([pick], bic[ks.index(pick)], "*", ms=11, color=line.get_color())
+    ax.set_ylabel("validation BIC of the fold's kept model")
+    ax.set_title("each fold alone (its runs held out)", fontsize="medium")

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from trainmap.config import Setting
+from trainmap.selection import selection_notes, stability_text
 
 
 def flat_config(setting: Setting) -> dict[str, Any]:
@@ -82,16 +83,25 @@ def _number(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dict[str, str]:
-    """One setting's row of the summary table (display strings)."""
+def headline(
+    training_map: dict, detours: pd.DataFrame, regression: dict, selection: dict | None = None
+) -> dict[str, str]:
+    """One setting's row of the summary table (display strings).
+
+    ``selection``: its selection.json; adds how many restarts (and folds) agree on K and
+    notes when K sits at the edge of ``hmm.states`` or few replicates agree.
+    """
     detour_ids = detours.loc[detours["is_detour"].astype(bool), "state"].astype(int).tolist()
     names = ", ".join(f"S{k}" for k in detour_ids)
     kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
     dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
     dead_names = ", ".join(f"S{k}" for k in dead_ids)
     reason = regression.get("reason")
+    notes = [] if regression.get("significant") or not reason else [str(reason)]
+    notes += selection_notes(selection) if selection else []
     return {
         "K": str(training_map["n_states"]),
+        "K agreed by": stability_text(selection) if selection else "–",
         "forking": "yes" if training_map["forking"] else "no",
         "detours": f"{len(detour_ids)} ({names})" if detour_ids else "0",
         "dead ends": f"{len(dead_ids)} ({dead_names})" if dead_ids else "0",
@@ -101,7 +111,7 @@ def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dic
         "runs": str(regression.get("n_runs", 0)),
         "censored": _number(regression.get("n_censored", 0), "d"),
         "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
-        "note": "" if regression.get("significant") else str(reason or ""),
+        "note": "; ".join(notes),
     }
 
 
@@ -132,7 +142,8 @@ def summary_markdown(
     parts = [
         "# Training maps: summary across settings",
         "",
-        "K: states of the selected HMM; detours: states with a positive convergence delay "
+        "K: states of the selected HMM; K agreed by: restarts (and folds) that alone would "
+        "pick the same K; detours: states with a positive convergence delay "
         "that some converged runs pass through and others converge without, in a regression "
         "significant at the setting's alpha; dead ends: states only runs that never converge "
         "visit; R² and "
