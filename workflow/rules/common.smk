@@ -11,6 +11,7 @@ wildcard_constraints:
     seed="[0-9]+",
     group="[0-9]+",
     k="[0-9]+",
+    fold="[0-9]+",
 
 
 def script_code(script):
@@ -178,9 +179,35 @@ FIT_OPTIONS = (
 
 
 def get_sequence_options(wildcards):
-    """The hmm options prepare_sequences uses (others must not rerun it)."""
+    """The hmm options prepare_sequences uses (others must not rerun it); `folds` only
+    with selection: kfold, so a split setting's options stay as they were."""
     hmm = get_hmm_options(wildcards)
-    return {key: hmm[key] for key in SEQUENCE_OPTIONS}
+    options = {key: hmm[key] for key in SEQUENCE_OPTIONS}
+    if hmm["selection"] == "kfold":
+        options["folds"] = hmm["folds"]
+    return options
+
+
+def get_selection_method(wildcards):
+    """split | kfold (hmm.selection)."""
+    return get_hmm_options(wildcards)["selection"]
+
+
+def get_fold(wildcards):
+    return int(wildcards.fold)
+
+
+def get_fold_fits(wildcards):
+    """selection kfold: the (K, fold) fits one k<K>.json refit reads; none for split."""
+    hmm = get_hmm_options(wildcards)
+    if hmm["selection"] != "kfold":
+        return []
+    return expand(
+        "results/{setting}/hmm/folds/k{k}_fold{fold}.json",
+        setting=wildcards.setting,
+        k=wildcards.k,
+        fold=range(hmm["folds"]),
+    )
 
 
 def get_fit_options(wildcards):

@@ -1,5 +1,6 @@
-# HMM stage (METHOD.md sections 3-4): prepare sequences, fit one job per (setting, K),
-# select K by validation BIC, decode every run under the selected model.
+# HMM stage (METHOD.md sections 3-4): prepare sequences, fit one job per (setting, K)
+# (with selection: kfold first one per (setting, K, fold)), select K by validation BIC,
+# decode every run under the selected model.
 
 
 rule prepare_sequences:
@@ -21,9 +22,30 @@ rule prepare_sequences:
         "../scripts/prepare_sequences.py"
 
 
-rule fit_hmm:
+rule fit_hmm_fold:
     input:
         "results/{setting}/hmm/sequences.parquet",
+    output:
+        "results/{setting}/hmm/folds/k{k}_fold{fold}.json",
+    log:
+        "logs/{setting}/fit_hmm_fold/k{k}_fold{fold}.log",
+    priority: get_state_count
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        n_states=get_state_count,
+        fold=get_fold,
+        options=get_fit_options,
+        code=script_code("fit_hmm_fold.py"),
+    script:
+        "../scripts/fit_hmm_fold.py"
+
+
+rule fit_hmm:
+    input:
+        sequences="results/{setting}/hmm/sequences.parquet",
+        folds=get_fold_fits,  # selection kfold: refit on all runs, with the folds' scores
     output:
         "results/{setting}/hmm/k{k}.json",
     log:
@@ -36,6 +58,7 @@ rule fit_hmm:
     threads: 1
     params:
         n_states=get_state_count,
+        selection=get_selection_method,
         options=get_fit_options,
         code=script_code("fit_hmm.py"),
     script:

@@ -1,4 +1,7 @@
-"""Snakemake adapter: fit every restart of one (setting, K) and write k<K>.json."""
+"""Snakemake adapter: fit every restart of one (setting, K) and write k<K>.json.
+
+With ``selection: kfold`` the model is refit on all runs and carries the (K, fold) fits'
+cross-validated scores (trainmap.kfold)."""
 
 import sys
 from pathlib import Path
@@ -6,17 +9,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.hmm import fit_state_count
-from trainmap.io import log_to_file, read_parquet, write_json
+from trainmap.io import log_to_file, read_json, read_parquet, write_json
+from trainmap.kfold import refit_all_runs
 from trainmap.sequences import feature_columns, observations
 
 
-def main(sequences: str, output: str, params, log: str) -> None:
+def main(inputs, output: str, params, log: str) -> None:
     # BLAS/OpenMP threads: Snakemake sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to the
     # rule's `threads: 1`; parallelism comes from one job per K.
     log_to_file(log)
-    table = read_parquet(sequences)
+    table = read_parquet(inputs.sequences)
     features = feature_columns(table)
     options = params.options
+    if params.selection == "kfold":
+        folds = [read_json(path) for path in inputs.folds]
+        write_json(refit_all_runs(table, features, params.n_states, folds, **options), output)
+        return
     result = fit_state_count(
         observations(table, features, "fit"),
         observations(table, features, "val"),
@@ -33,4 +41,4 @@ def main(sequences: str, output: str, params, log: str) -> None:
     write_json(result, output)
 
 
-main(snakemake.input[0], snakemake.output[0], snakemake.params, snakemake.log[0])
+main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

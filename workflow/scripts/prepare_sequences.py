@@ -20,6 +20,7 @@ def main(trajectories: str, outputs, params, log: str) -> None:
         val_fraction=options["val_fraction"],
         seed=options["seed"],
         states=options["states"],
+        folds=options.get("folds"),  # only given with selection: kfold
     )
     write_parquet(prepared.table, outputs.sequences)
     write_json({"setting": params.setting, **prepared.report(), "options": options}, outputs.report)

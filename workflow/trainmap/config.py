@@ -168,6 +168,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
+    _check_folds(hmm, entry, where)
     if source == "table" and "table" not in entry:
         raise ConfigError(f"{where}.table: required for source 'table'")
     _check_source_keys(entry, where)
@@ -199,6 +200,19 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         task=entry["task"],
         params=dataclasses.asdict(params),
     )
+
+
+def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
+    """``selection: kfold`` validates every run once: at most one fold per run. A table's
+    runs are only known when it is read (trainmap.sequences checks them there)."""
+    if hmm["selection"] != "kfold" or "seeds" not in entry:
+        return
+    n_runs = len(_seed_list(entry["seeds"]))
+    if hmm["folds"] > n_runs:
+        raise ConfigError(
+            f"{where}.hmm.folds: {hmm['folds']} folds need at least {hmm['folds']} runs, "
+            f"the setting has {n_runs}; lower hmm.folds or use selection: split"
+        )
 
 
 def _seed_list(seeds: int | list[int]) -> list[int]:

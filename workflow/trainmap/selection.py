@@ -166,13 +166,18 @@ def selection_notes(selection: dict[str, Any]) -> list[str]:
             f"K = {k} is the smallest candidate and BIC is still falling towards fewer "
             "states: widen hmm.states"
         )
-    for what, label in (("folds", "folds"), ("restarts", "restarts")):
-        share = (selection.get("stability") or {}).get(what)
-        if share and share["share"] < LOW_SHARE:
-            notes.append(
-                f"K = {k} is unstable: only {share['agree']}/{share['n']} {label} pick it "
-                f"(picks {share['picks']})"
-            )
+    stability = selection.get("stability") or {}
+    folds, restarts = stability.get("folds"), stability.get("restarts")
+    if folds and folds["share"] < LOW_SHARE:
+        notes.append(
+            f"K = {k} is unstable across runs: only {folds['agree']}/{folds['n']} folds alone "
+            f"pick it (picks {folds['picks']}); add runs before reading K"
+        )
+    if restarts and restarts["share"] < LOW_SHARE:
+        notes.append(
+            f"K = {k} rests on the best restarts: only {restarts['agree']}/{restarts['n']} "
+            f"restarts alone pick it (picks {restarts['picks']}); raise hmm.restarts"
+        )
     return notes
 
 

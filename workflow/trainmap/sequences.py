@@ -4,6 +4,10 @@ Runs are sorted, truncated to the first ``max_checkpoints`` checkpoints, diverge
 left out (and listed), every feature is z-scored within each run (the paper) or over all
 included runs pooled (``normalize: global``), and the runs are split into fit and
 validation sets. Every check that would make a fit impossible runs here, before any fit.
+
+With ``folds`` (``hmm.selection: kfold``) the runs are dealt into folds instead
+(``fold_runs``): the table gets a ``fold`` column (the fold that validates the run) and
+every run is ``fit``, as the kept model is refit on all runs (trainmap.kfold).
 """
 
 import logging
@@ -18,7 +22,7 @@ from trainmap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
-ID_COLUMNS = ("seed", "step", "split")
+ID_COLUMNS = ("seed", "step", "split", "fold")
 # K is chosen by validation likelihood: below this many validation rows the choice is
 # noise (it flipped with hmm.seed on 1-3 rows); a run needs two checkpoints for a transition.
 MIN_VAL_ROWS = 10
@@ -45,10 +49,12 @@ class Prepared:
     val_runs: list
     excluded: list[dict[str, Any]] = field(default_factory=list)
     constant_features: dict[str, list] = field(default_factory=dict)
+    folds: list[list] | None = None  # selection kfold: the runs of each fold, sorted
 
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (``prepare.json``)."""
         rows = self.table["split"].value_counts()
+        extra = {} if self.folds is None else {"folds": [_plain(f) for f in self.folds]}
         return {
             "normalize": self.normalize,
             "features": self.features,
@@ -58,6 +64,7 @@ class Prepared:
             "constant_features": {k: _plain(v) for k, v in self.constant_features.items()},
             "n_fit_rows": int(rows.get("fit", 0)),
             "n_val_rows": int(rows.get("val", 0)),
+            **extra,
         }
 
 
@@ -70,6 +77,7 @@ def prepare_sequences(
     val_fraction: float,
     seed: int,
     states: list[int] | None = None,
+    folds: int | None = None,
 ) -> Prepared:
     """Truncate, exclude diverged runs, z-score and split (METHOD.md sections 3-4).
 
@@ -77,6 +85,7 @@ def prepare_sequences(
     boolean ``diverged`` column; a run also counts as diverged when any of its feature
     values is NaN or infinite at any step (also beyond ``max_checkpoints``).
     ``states``: candidate K; each must not exceed the number of fit observations.
+    ``folds``: deal the runs into this many folds (``fold_runs``) instead of the split.
     """
     if normalize not in NORMALIZATIONS:
         raise SequenceError(f"hmm.normalize: {normalize!r} is not one of {NORMALIZATIONS}")
@@ -89,6 +98,8 @@ def prepare_sequences(
     kept = kept.groupby("seed", sort=True).head(max_checkpoints)
     _check_run_lengths(kept)
     included = sorted(kept["seed"].unique().tolist())
+    if folds is not None:
+        return _prepare_folds(kept, features, normalize, included, folds, seed, excluded, states)
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
     z, constant = _zscore(kept, features, normalize)
@@ -126,6 +137,48 @@ def split_runs(
     val = sorted(runs[i] for i in order[:n_val])
     fit = [runs[i] for i in sorted(order[n_val:])]
     return fit, val
+
+
+def fold_runs(runs: list, folds: int, seed: int, n_excluded: int = 0) -> list[list]:
+    """The runs dealt into ``folds`` folds: a seeded shuffle of the sorted run list, run i
+    of the shuffle to fold i mod ``folds``; each fold sorted. Every run is in exactly one
+    fold; fold sizes differ by at most one (40 runs, 5 folds -> 8 each)."""
+    runs = sorted(runs)
+    if not 2 <= folds <= len(runs):
+        note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
+        raise SequenceError(
+            f"hmm.folds: {folds} folds need between 2 and the number of runs, and there are "
+            f"{len(runs)} usable run(s){note}; lower hmm.folds or use selection: split"
+        )
+    order = np.random.default_rng(derive_seed("folds", seed)).permutation(len(runs))
+    return [sorted(runs[i] for i in order[f::folds]) for f in range(folds)]
+
+
+def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, states):
+    """``prepare_sequences`` for ``selection: kfold``: every run fit, a ``fold`` column."""
+    dealt = fold_runs(included, folds, seed, n_excluded=len(excluded))
+    fold_of = {run: f for f, members in enumerate(dealt) for run in members}
+    z, constant = _zscore(kept, features, normalize)
+    table = pd.DataFrame(
+        {
+            "seed": kept["seed"].to_numpy(),
+            "step": kept["step"].to_numpy(),
+            "split": "fit",
+            "fold": kept["seed"].map(fold_of).to_numpy(np.int64),
+        }
+    )
+    table[features] = z
+    rows = table.groupby("fold").size()
+    for fold, members in enumerate(dealt):
+        if rows[fold] < MIN_VAL_ROWS:
+            raise SequenceError(
+                f"fold {fold} validates {rows[fold]} rows (run(s) {_plain(members[:5])}); "
+                f"choosing K needs at least {MIN_VAL_ROWS} per fold: lower hmm.folds "
+                f"(now {folds}), add runs, or log more checkpoints per run"
+            )
+    if states:
+        check_state_counts(states, int(len(table) - rows.max()))
+    return Prepared(table, list(features), normalize, included, [], excluded, constant, dealt)
 
 
 def _check_run_lengths(kept: pd.DataFrame) -> None:
