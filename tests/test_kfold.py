@@ -1,11 +1,14 @@
 """Choosing K by cross-validation over runs (hmm.selection: kfold): folds, config
 checks, recovery of a planted K, the kept model, and one job per (K, fold) in the DAG."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG, run_workflow
+from planted import planted_runs
 from test_selection import planted_model
 from test_workflow import job_counts
 from threadpoolctl import threadpool_limits
@@ -159,3 +162,46 @@ def test_dry_run_has_one_job_per_k_and_fold(tmp_path):
     assert counts["fit_hmm"] == 2 * 2
     assert counts["select_state_count"] == 2
     assert "results/parity/hmm/folds/k2_fold1.json" in result.stdout
+
+
+@pytest.mark.slow
+def test_kfold_workflow_runs_on_a_table(tmp_path):
+    """A real run of the HMM stage with kfold on a planted source: table setting."""
+    runs = planted_runs(n_runs=12).trajectories
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    config = {
+        "settings": {
+            "planted": {
+                "source": "table",
+                "table": str(tmp_path / "runs.csv"),
+                "features": ["l1", "l2", "var_w", "spectral"],
+                "convergence": {"column": "eval_accuracy", "threshold": 0.9},
+            }
+        },
+        "hmm": {
+            "states": [1, 2, 3],
+            "restarts": 2,
+            "n_iter": 8,
+            "covariance": "diag",
+            "selection": "kfold",
+            "folds": 3,
+        },
+    }
+    path = tmp_path / "kfold.yaml"
+    path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "run"
+    targets = ["results/planted/states.parquet", "results/planted/selection.png"]
+    run_workflow(work, path, targets=targets)
+    results = work / "results/planted"
+    selection = json.loads((results / "hmm/selection.json").read_text())
+    assert selection["selection"] == "kfold" and len(selection["fold_n_states"]) == 3
+    assert all(len(row["fold_val_bic"]) == 3 for row in selection["scores"])
+    assert sorted(p.name for p in (results / "hmm/folds").iterdir()) == [
+        f"k{k}_fold{f}.json" for k in (1, 2, 3) for f in range(3)
+    ]
+    prepare_report = json.loads((results / "hmm/prepare.json").read_text())
+    assert sorted(r for fold in prepare_report["folds"] for r in fold) == list(range(12))
+    kept = json.loads((results / f"hmm/k{selection['n_states']}.json").read_text())
+    assert kept["n_fit_rows"] == len(runs) and kept["selection"] == "kfold"
+    states = pd.read_parquet(results / "states.parquet")
+    assert len(states) == len(runs) and set(states["split"]) == {"fit"}

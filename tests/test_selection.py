@@ -232,3 +232,47 @@ def test_edge_flags_are_always_present_and_k1_is_no_lower_edge():
     assert selection_notes(selection) == []
     assert summary_row(selection)["note"] == ""
     assert "largest candidate" not in figure_texts(plot_selection(selection, "parity"))
+
+
+def with_restarts(fit_json: dict, bics: list) -> dict:
+    return {**fit_json, "restarts": [{"restart": r, "val_bic": b} for r, b in enumerate(bics)]}
+
+
+def test_share_of_restarts_picking_k_and_a_note_when_it_is_low():
+    third = with_restarts(fit(3, 95.0), [95, 96, 97])  # K = 2 is inside the candidates
+    steady = select_state_count(
+        [
+            with_restarts(fit(1, 100.0), [100, 101, 102]),
+            with_restarts(fit(2, 90.0), [90, 91, 92]),
+            third,
+        ]
+    )
+    assert steady["stability"]["restarts"] == {"picks": [2, 2, 2], "agree": 3, "n": 3, "share": 1.0}
+    assert selection_notes(steady) == [] and summary_row(steady)["K agreed by"] == "3/3 restarts"
+    # restart 1 failed at K = 2 (null): that replicate can only pick K = 1
+    shaky = select_state_count(
+        [
+            with_restarts(fit(1, 100.0), [100, 101, 102]),
+            with_restarts(fit(2, 90.0), [90, None, 130]),
+        ]
+    )
+    assert shaky["n_states"] == 2
+    assert shaky["stability"]["restarts"]["picks"] == [2, 1, 1]
+    note = "K = 2 rests on the best restarts: only 1/3 restarts alone pick it"
+    assert note in summary_row(shaky)["note"]
+    assert note in figure_texts(plot_selection(shaky, "parity"))
+
+
+def test_folds_that_disagree_get_a_note():
+    def folded(k: int, folds: list[float]) -> dict:
+        cv = {"fold_val_bic": folds, "fold_val_loglik": [-f for f in folds]}
+        return {**fit(k, sum(folds)), "cv": {**cv, "restart_val_bic": [sum(folds)]}}
+
+    selection = select_state_count(
+        [folded(1, [10, 20, 30]), folded(2, [12, 22, 20]), folded(3, [20, 30, 40])]
+    )
+    assert selection["n_states"] == 2 and selection["fold_n_states"] == [1, 1, 2]
+    assert selection["stability"]["folds"]["agree"] == 1
+    row = summary_row(selection)
+    assert row["K agreed by"] == "1/3 folds, 1/1 restarts"
+    assert "K = 2 is unstable across runs: only 1/3 folds alone pick it" in row["note"]
