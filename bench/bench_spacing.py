@@ -12,6 +12,7 @@ restarts alone agree, the validation BIC at K-1, K, K+1, and the CPU time of the
 another with one BLAS thread, as each fit_hmm job does.
 
     .venv/bin/python bench/bench_spacing.py results/parity/trajectories.parquet
+    .venv/bin/python bench/bench_spacing.py TRAJ --every 1 5 --selection kfold   # 5 folds
     .venv/bin/python bench/bench_spacing.py TRAJ --every 1 5 --states 1 2 3 --restarts 1  # smoke
 """
 
@@ -22,11 +23,13 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from trainmap.columns import METRIC_COLUMNS
 from trainmap.hmm import fit_state_count
+from trainmap.kfold import cross_validation, fit_fold
 from trainmap.selection import select_state_count
 from trainmap.sequences import observations, prepare_sequences
 
@@ -39,6 +42,7 @@ def every_mth(trajectories: pd.DataFrame, m: int) -> pd.DataFrame:
 
 
 def select_at(trajectories: pd.DataFrame, args: argparse.Namespace) -> dict:
+    kfold = args.selection == "kfold"
     prepared = prepare_sequences(
         trajectories,
         args.features,
@@ -47,9 +51,8 @@ def select_at(trajectories: pd.DataFrame, args: argparse.Namespace) -> dict:
         val_fraction=0.2,
         seed=0,
         states=args.states,
+        folds=args.folds if kfold else None,
     )
-    fit = observations(prepared.table, args.features, "fit")
-    val = observations(prepared.table, args.features, "val")
     options = {
         "restarts": args.restarts,
         "n_iter": args.n_iter,
@@ -58,9 +61,23 @@ def select_at(trajectories: pd.DataFrame, args: argparse.Namespace) -> dict:
     }
     start = time.process_time()
     with threadpool_limits(limits=1):
-        fits = [fit_state_count(fit, val, k, args.features, **options) for k in args.states]
+        if kfold:
+            fits = [cross_validated(prepared.table, k, args, options) for k in args.states]
+        else:
+            fit = observations(prepared.table, args.features, "fit")
+            val = observations(prepared.table, args.features, "val")
+            fits = [fit_state_count(fit, val, k, args.features, **options) for k in args.states]
     cpu = time.process_time() - start
     return {"selection": select_state_count(fits), "cpu_s": cpu, "n_rows": len(prepared.table)}
+
+
+def cross_validated(table: pd.DataFrame, k: int, args: argparse.Namespace, options: dict) -> dict:
+    """What selection needs of a kfold k<K>.json (the folds' scores), without the refit on
+    all runs, which only the map needs."""
+    folds = [fit_fold(table, args.features, k, f, **options) for f in range(args.folds)]
+    cv = cross_validation(folds)
+    scores = {key: float(np.sum(cv[f"fold_{key}"])) for key in ("val_loglik", "val_aic", "val_bic")}
+    return {"n_states": k, **scores, "cv": cv}
 
 
 def spacing_label(trajectories: pd.DataFrame, m: int) -> str:
@@ -87,6 +104,8 @@ def main() -> None:
     parser.add_argument("--covariance", default="full")
     parser.add_argument("--normalize", default="per_run")
     parser.add_argument("--features", nargs="+", default=list(METRIC_COLUMNS))
+    parser.add_argument("--selection", choices=["split", "kfold"], default="split")
+    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     trajectories = pd.read_parquet(args.trajectories)
@@ -94,10 +113,15 @@ def main() -> None:
     print(f"# {args.trajectories} (sha256 {digest}), {trajectories['seed'].nunique()} runs")
     print(f"# machine: {platform.machine()} {platform.processor() or ''}, load {load()}")
     print(
-        "| spacing | checkpoints per run | selected K | largest candidate | "
-        "restarts agreeing | val BIC at K-1 / K / K+1 | fit CPU s | CPU vs densest |"
+        f"# selection: {args.selection}"
+        + (f", {args.folds} folds" if args.selection == "kfold" else "")
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| spacing | checkpoints per run | selected K | largest candidate | "
+        "restarts agreeing | folds agreeing | val BIC at K-1 / K / K+1 | fit CPU s | "
+        "CPU vs densest |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows, baseline = [], None
     for m in sorted(args.every):
         subsample = every_mth(trajectories, m)
@@ -105,6 +129,8 @@ def main() -> None:
         selection = result["selection"]
         baseline = baseline or result["cpu_s"]
         restarts = selection["stability"]["restarts"]
+        folds = selection["stability"].get("folds")
+        fold_text = f"{folds['agree']}/{folds['n']} {folds['picks']}" if folds else "–"
         row = {
             "every": m,
             "spacing": spacing_label(trajectories, m),
@@ -113,6 +139,7 @@ def main() -> None:
             "at_largest_candidate": selection["at_largest_candidate"],
             "restarts_agreeing": f"{restarts['agree']}/{restarts['n']}",
             "restart_picks": restarts["picks"],
+            "fold_n_states": selection.get("fold_n_states"),
             "val_bic": {r["n_states"]: r["val_bic"] for r in selection["scores"]},
             "cpu_s": result["cpu_s"],
         }
@@ -120,7 +147,7 @@ def main() -> None:
         print(
             f"| {row['spacing']} | {row['checkpoints_per_run']} | {row['n_states']} | "
             f"{'yes' if row['at_largest_candidate'] else 'no'} | {row['restarts_agreeing']} "
-            f"{restarts['picks']} | {bic_near(selection)} | {row['cpu_s']:.1f} | "
+            f"{restarts['picks']} | {fold_text} | {bic_near(selection)} | {row['cpu_s']:.1f} | "
             f"{row['cpu_s'] / baseline:.2f} |",
             flush=True,
         )
