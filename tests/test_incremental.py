@@ -173,3 +173,17 @@ def test_scripts_and_rules_read_config_only_through_params():
         assert "snakemake.config" not in script.read_text(), script.name
     for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         assert not re.search(r"\bconfig\s*[\[.]", rules.read_text()), rules.name
+
+
+@pytest.mark.slow
+def test_folds_under_split_rerun_nothing_and_kfold_refits_without_training(workdir, tmp_path):
+    """hmm.folds only reaches the jobs under selection: kfold (common.smk)."""
+    config = write_config(tmp_path / "folds.yaml", lambda c: c["hmm"].update(folds=2))
+    assert planned_jobs(workdir, config) == []
+    config = write_config(
+        tmp_path / "kfold.yaml", lambda c: c["hmm"].update(selection="kfold", folds=2)
+    )
+    planned = set(planned_jobs(workdir, config))
+    assert not {job.rule for job in planned} & UPSTREAM_OF_HMM
+    rules = [job.rule for job in planned]
+    assert rules.count("fit_hmm_fold") == 2 * 2 * 2 and rules.count("prepare_sequences") == 2
