@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from trainmap.config import load_yaml, validate_config
 from trainmap.errors import ConfigError
 from trainmap.kfold import fit_fold, fold_observations, refit_all_runs
-from trainmap.selection import plot_selection, select_state_count, stability_text
+from trainmap.selection import guard_note, plot_selection, select_state_count, stability_text
 from trainmap.sequences import SequenceError, fold_runs, prepare_sequences
 
 FEATURES = ["a", "b", "c"]
@@ -205,3 +205,18 @@ def test_kfold_workflow_runs_on_a_table(tmp_path):
     assert kept["n_fit_rows"] == len(runs) and kept["selection"] == "kfold"
     states = pd.read_parquet(results / "states.parquet")
     assert len(states) == len(runs) and set(states["split"]) == {"fit"}
+
+
+def test_guard_action_in_a_fold_fit_is_reported(kfold_fits):
+    _, fits = kfold_fits
+    quiet = select_state_count(fits)
+    assert quiet["covariance_guard"]["folds"] == [] and not quiet["covariance_guard"]["acted"]
+    k3 = next(f for f in fits if f["n_states"] == 3)
+    cv = {**k3["cv"], "fold_guard_iterations": [[0, 0], [0, 3], [0, 0], [0, 0]]}
+    loud = select_state_count([{**k3, "cv": cv}, *[f for f in fits if f is not k3]])
+    guard = loud["covariance_guard"]
+    assert guard["acted"] is True
+    assert guard["folds"] == [
+        {"n_states": 3, "fold": 1, "restarts_acted": 1, "per_restart": [0, 3]}
+    ]
+    assert "K=3 fold 1: 1/2 restarts" in guard_note(loud)

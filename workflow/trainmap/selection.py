@@ -213,7 +213,22 @@ def guard_summary(fits: list[dict[str, Any]]) -> dict[str, Any]:
         for fit in sorted(guarded, key=lambda f: f["n_states"])
         if any(fit["guard"]["per_restart"])
     ]
-    return {"rule": ", ".join(rules) or None, "acted": bool(acted), "fits": acted}
+    summary = {"rule": ", ".join(rules) or None, "acted": bool(acted), "fits": acted}
+    folded = sorted((f for f in fits if "cv" in f), key=lambda f: f["n_states"])
+    if folded:  # kfold: the fold fits' scores chose K, so their guard counts too
+        summary["folds"] = [
+            {
+                "n_states": int(fit["n_states"]),
+                "fold": fold,
+                "restarts_acted": sum(bool(n) for n in per_restart),
+                "per_restart": per_restart,
+            }
+            for fit in folded
+            for fold, per_restart in enumerate(fit["cv"]["fold_guard_iterations"])
+            if any(per_restart)
+        ]
+        summary["acted"] = bool(acted or summary["folds"])
+    return summary
 
 
 def guard_note(selection: dict[str, Any]) -> str | None:
@@ -225,6 +240,11 @@ def guard_note(selection: dict[str, Any]) -> str | None:
         f"K={fit['n_states']}: {fit['restarts_acted']}/{len(fit['per_restart'])} restarts"
         f" (kept model: {fit['kept_iterations']} iterations)"
         for fit in guard["fits"]
+    ]
+    parts += [
+        f"K={fit['n_states']} fold {fit['fold']}: {fit['restarts_acted']}/"
+        f"{len(fit['per_restart'])} restarts"
+        for fit in guard.get("folds", [])
     ]
     return f"covariance guard ({guard['rule']}) acted, scores are not plain hmmlearn: " + "; ".join(
         parts
