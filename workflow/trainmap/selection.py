@@ -224,7 +224,7 @@ def guard_summary(fits: list[dict[str, Any]]) -> dict[str, Any]:
                 "per_restart": per_restart,
             }
             for fit in folded
-            for fold, per_restart in enumerate(fit["cv"]["fold_guard_iterations"])
+            for fold, per_restart in enumerate(fit["cv"].get("fold_guard_iterations", []))
             if any(per_restart)
         ]
         summary["acted"] = bool(acted or summary["folds"])
