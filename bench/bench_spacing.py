@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from trainmap.columns import METRIC_COLUMNS
-from trainmap.hmm import fit_state_count
-from trainmap.kfold import cross_validation, fit_fold
-from trainmap.selection import select_state_count
-from trainmap.sequences import observations, prepare_sequences
+from trainmap.hmm.fit import fit_state_count
+from trainmap.hmm.kfold import cross_validation, fit_fold
+from trainmap.hmm.selection import select_state_count
+from trainmap.hmm.sequences import observations, prepare_sequences
+from trainmap.io.columns import METRIC_COLUMNS
 
 
 def every_mth(trajectories: pd.DataFrame, m: int) -> pd.DataFrame:

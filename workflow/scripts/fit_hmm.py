@@ -1,17 +1,18 @@
 """Snakemake adapter: fit every restart of one (setting, K) and write k<K>.json.
 
 With ``selection: kfold`` the model is refit on all runs and carries the (K, fold) fits'
-cross-validated scores (trainmap.kfold)."""
+cross-validated scores (trainmap.hmm.kfold)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.hmm import fit_state_count
-from trainmap.io import log_to_file, read_json, read_parquet, write_json
-from trainmap.kfold import refit_all_runs
-from trainmap.sequences import feature_columns, observations
+from trainmap.hmm.fit import fit_state_count
+from trainmap.hmm.kfold import refit_all_runs
+from trainmap.hmm.sequences import feature_columns, observations
+from trainmap.io.files import read_json, read_parquet, write_json
+from trainmap.io.logs import log_to_file
 
 
 def main(inputs, output: str, params, log: str) -> None:

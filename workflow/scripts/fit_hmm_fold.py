@@ -5,9 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.io import log_to_file, read_parquet, write_json
-from trainmap.kfold import fit_fold
-from trainmap.sequences import feature_columns
+from trainmap.hmm.kfold import fit_fold
+from trainmap.hmm.sequences import feature_columns
+from trainmap.io.files import read_parquet, write_json
+from trainmap.io.logs import log_to_file
 
 
 def main(sequences: str, output: str, params, log: str) -> None:

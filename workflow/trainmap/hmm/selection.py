@@ -1,0 +1,249 @@
+"""Choose the number of states K from the per-K fits (METHOD.md section 4).
+
+**Decision** (METHOD.md): the selected K is the one whose kept model (best validation
+log-likelihood over restarts) has the lowest validation BIC. Exact ties go to the
+smaller K (the simpler model). The authors' rule, the lowest BIC averaged over
+restarts, is reported beside it (``mean_n_states``) but not used: one bad restart
+would veto a K.
+
+The HMM fits are hmmlearn's EM unless the covariance guard stepped in (trainmap.hmm.fit).
+Whenever it did, in any restart of any K, ``selection.json`` says so in
+``covariance_guard`` (and each score row in ``guard_iterations``/``guard_restarts``), and
+the selection figure marks the K and names it: those scores are not plain hmmlearn's.
+
+**Edge of the range.** When the selected K is the largest candidate
+(``at_largest_candidate``), or the smallest one above 1 (``at_smallest_candidate``), BIC
+did not turn: the data say "at least K" (or "at most K"), not K. Both flags are always in
+selection.json; the job logs a warning, the figure and summary.md say so.
+
+**Stability.** Each restart index r gives one replicate choice: the K whose restart r has
+the lowest validation BIC (restarts of different K have their own seeds, so replicates
+are independent draws of EM's randomness). ``stability.restarts`` lists those picks and
+the share that agrees with the selected K; under ``selection: kfold`` ``stability.folds``
+does the same for the K each fold alone picks. A share below ``LOW_SHARE`` gets a note.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+ROW_KEYS = ("train_loglik", "val_loglik", "val_aic", "val_bic")
+MEAN_KEYS = ("val_loglik", "val_aic", "val_bic")
+# Below this share of replicates (restarts or folds) agreeing, K is called unstable: most
+# replicates would have reported another K.
+LOW_SHARE = 0.5
+
+
+def score_table(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per K (sorted): the kept model's scores, restart means and SDs.
+
+    ``fits``: ``k<K>.json`` contents; only ``n_states`` and the four scores are required,
+    ``mean``/``sd``/``n_params``/``n_failed`` are copied when present.
+    """
+    rows = []
+    for fit in sorted(fits, key=lambda f: f["n_states"]):
+        row = {"n_states": int(fit["n_states"])}
+        row.update({key: fit[key] for key in ROW_KEYS if key in fit})
+        for key in MEAN_KEYS:
+            if key in fit.get("mean", {}):
+                row[f"mean_{key}"] = fit["mean"][key]
+            if key in fit.get("sd", {}):
+                row[f"sd_{key}"] = fit["sd"][key]
+        for key in ("n_params", "n_failed"):
+            if key in fit:
+                row[key] = fit[key]
+        if "cv" in fit:  # selection: kfold (trainmap.hmm.kfold): scores per fold and restart
+            for key in ("fold_val_bic", "fold_val_loglik", "restart_val_bic"):
+                row[key] = fit["cv"][key]
+        elif "restarts" in fit:  # null where a restart failed
+            row["restart_val_bic"] = [r.get("val_bic") for r in fit["restarts"]]
+        if "guard" in fit:
+            per_restart = [n for n in fit["guard"]["per_restart"] if n is not None]
+            row["guard_iterations"] = fit["guard"]["iterations"]  # the kept model's
+            row["guard_restarts"] = sum(n > 0 for n in per_restart)
+        rows.append(row)
+    ks = [row["n_states"] for row in rows]
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"duplicate state counts among the fits: {ks}")
+    return rows
+
+
+def lowest(rows: list[dict[str, Any]], key: str) -> int | None:
+    """K with the lowest finite ``key``; ties go to the smaller K. None if none is finite."""
+    finite = [row for row in rows if key in row and np.isfinite(row[key])]
+    if not finite:
+        return None
+    best = min(row[key] for row in finite)
+    return min(row["n_states"] for row in finite if row[key] == best)
+
+
+def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """``selection.json``: ``{"n_states", "criterion": "bic", "scores": [...]}`` and the
+    restart-mean choice ``mean_n_states`` for comparison."""
+    if not fits:
+        raise ValueError("no fits to select from")
+    rows = score_table(fits)
+    selected = lowest(rows, "val_bic")
+    if selected is None:
+        raise ValueError("no state count has a finite validation BIC")
+    selection = {
+        "n_states": selected,
+        "criterion": "bic",
+        "selection": "split",
+        "rule": "lowest validation BIC of the kept model; ties go to the smaller K",
+        "mean_n_states": lowest(rows, "mean_val_bic"),
+        **edge_flags([row["n_states"] for row in rows], selected),
+        "stability": {"restarts": agreement(restart_picks(rows), selected)},
+        "covariance_guard": guard_summary(fits),
+        "scores": rows,
+    }
+    if any("fold_val_bic" in row for row in rows):
+        fold_picks = restart_picks(rows, "fold_val_bic")
+        selection["rule"] = (
+            "lowest validation BIC summed over folds (each fold's kept model); "
+            "ties go to the smaller K"
+        )
+        selection["selection"] = "kfold"
+        selection["folds"] = len(fold_picks)
+        selection["fold_n_states"] = fold_picks
+        selection["stability"]["folds"] = agreement(fold_picks, selected)
+    warn_about(selection)
+    return selection
+
+
+def edge_flags(candidates: list[int], selected: int) -> dict[str, bool]:
+    """``at_largest_candidate``: K is the largest candidate; ``at_smallest_candidate``: K
+    is the smallest candidate and that is above 1 (K = 1 cannot be undercut)."""
+    return {
+        "at_largest_candidate": selected == max(candidates),
+        "at_smallest_candidate": selected == min(candidates) and selected > 1,
+    }
+
+
+def restart_picks(rows: list[dict[str, Any]], key: str = "restart_val_bic") -> list[int | None]:
+    """Per replicate index r (restart, or fold with ``key="fold_val_bic"``): the K whose
+    r-th entry of ``key`` is lowest (ties to the smaller K); None where no K has a finite
+    one. Empty when the rows carry no such lists."""
+    n = max((len(row.get(key) or []) for row in rows), default=0)
+    picks = []
+    for r in range(n):
+        replicate = [
+            {"n_states": row["n_states"], "bic": row[key][r]}
+            for row in rows
+            if r < len(row.get(key) or []) and row[key][r] is not None
+        ]
+        picks.append(lowest(replicate, "bic"))
+    return picks
+
+
+def agreement(picks: list[int | None], selected: int) -> dict[str, Any] | None:
+    """``{"picks", "agree", "n", "share"}``: how many replicates pick ``selected``; None
+    without replicates."""
+    if not picks:
+        return None
+    agree = sum(pick == selected for pick in picks)
+    return {"picks": picks, "agree": agree, "n": len(picks), "share": agree / len(picks)}
+
+
+def selection_notes(selection: dict[str, Any]) -> list[str]:
+    """Plain-language notes on the choice of K (summary.md, the figure, the job's log)."""
+    k, notes = selection["n_states"], []
+    n_candidates = len(selection["scores"])
+    if selection.get("at_largest_candidate"):
+        if n_candidates == 1:
+            notes.append(f"K = {k} is the only candidate: BIC was not compared; widen hmm.states")
+        else:
+            notes.append(
+                f"K = {k} is the largest candidate and BIC is still falling: widen hmm.states"
+            )
+    if selection.get("at_smallest_candidate") and n_candidates > 1:
+        notes.append(
+            f"K = {k} is the smallest candidate and BIC is still falling towards fewer "
+            "states: widen hmm.states"
+        )
+    stability = selection.get("stability") or {}
+    folds, restarts = stability.get("folds"), stability.get("restarts")
+    if folds and folds["share"] < LOW_SHARE:
+        notes.append(
+            f"K = {k} is unstable across runs: only {folds['agree']}/{folds['n']} folds alone "
+            f"pick it (picks {folds['picks']}); add runs before reading K"
+        )
+    if restarts and restarts["share"] < LOW_SHARE:
+        notes.append(
+            f"K = {k} rests on the best restarts: only {restarts['agree']}/{restarts['n']} "
+            f"restarts alone pick it (picks {restarts['picks']}); raise hmm.restarts"
+        )
+    return notes
+
+
+def stability_text(selection: dict[str, Any]) -> str:
+    """``"4/5 folds, 5/5 restarts"``: the replicates agreeing with K, or "–"."""
+    stability = selection.get("stability") or {}
+    parts = [
+        f"{stability[what]['agree']}/{stability[what]['n']} {what}"
+        for what in ("folds", "restarts")
+        if stability.get(what)
+    ]
+    return ", ".join(parts) or "–"
+
+
+def warn_about(selection: dict[str, Any]) -> None:
+    for note in selection_notes(selection):
+        log.warning("%s", note)
+
+
+def guard_summary(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the covariance guard changed any fit: ``{"rule", "acted", "fits"}``, with
+    one entry per K where it acted in some restart (``n_states``, ``kept_iterations``,
+    ``restarts_acted``, ``per_restart``: iterations per restart, null if it failed)."""
+    guarded = [fit for fit in fits if "guard" in fit]
+    rules = sorted({fit["guard"]["rule"] for fit in guarded})
+    acted = [
+        {
+            "n_states": int(fit["n_states"]),
+            "kept_iterations": fit["guard"]["iterations"],
+            "restarts_acted": sum(bool(n) for n in fit["guard"]["per_restart"]),
+            "per_restart": fit["guard"]["per_restart"],
+        }
+        for fit in sorted(guarded, key=lambda f: f["n_states"])
+        if any(fit["guard"]["per_restart"])
+    ]
+    summary = {"rule": ", ".join(rules) or None, "acted": bool(acted), "fits": acted}
+    folded = sorted((f for f in fits if "cv" in f), key=lambda f: f["n_states"])
+    if folded:  # kfold: the fold fits' scores chose K, so their guard counts too
+        summary["folds"] = [
+            {
+                "n_states": int(fit["n_states"]),
+                "fold": fold,
+                "restarts_acted": sum(bool(n) for n in per_restart),
+                "per_restart": per_restart,
+            }
+            for fit in folded
+            for fold, per_restart in enumerate(fit["cv"].get("fold_guard_iterations", []))
+            if any(per_restart)
+        ]
+        summary["acted"] = bool(acted or summary["folds"])
+    return summary
+
+
+def guard_note(selection: dict[str, Any]) -> str | None:
+    """One line for the figure naming every K the guard acted in, or None."""
+    guard = selection.get("covariance_guard") or {}
+    if not guard.get("acted"):
+        return None
+    parts = [
+        f"K={fit['n_states']}: {fit['restarts_acted']}/{len(fit['per_restart'])} restarts"
+        f" (kept model: {fit['kept_iterations']} iterations)"
+        for fit in guard["fits"]
+    ]
+    parts += [
+        f"K={fit['n_states']} fold {fit['fold']}: {fit['restarts_acted']}/"
+        f"{len(fit['per_restart'])} restarts"
+        for fit in guard.get("folds", [])
+    ]
+    return f"covariance guard ({guard['rule']}) acted, scores are not plain hmmlearn: " + "; ".join(
+        parts
+    )

@@ -1,0 +1,301 @@
+"""Prepare HMM input from a setting's trajectories (METHOD.md section 3).
+
+Runs are sorted, truncated to the first ``max_checkpoints`` checkpoints, diverged runs are
+left out (and listed), every feature is z-scored within each run (the paper) or over all
+included runs pooled (``normalize: global``), and the runs are split into fit and
+validation sets. Every check that would make a fit impossible runs here, before any fit.
+
+With ``folds`` (``hmm.selection: kfold``) the runs are dealt into folds instead
+(``fold_runs``): the table gets a ``fold`` column (the fold that validates the run) and
+every run is ``fit``, as the kept model is refit on all runs (trainmap.hmm.kfold).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainmap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+NORMALIZATIONS = ("per_run", "global")
+ID_COLUMNS = ("seed", "step", "split", "fold")
+# K is chosen by validation likelihood: below this many validation rows the choice is
+# noise (it flipped with hmm.seed on 1-3 rows); a run needs two checkpoints for a transition.
+MIN_VAL_ROWS = 10
+MIN_RUN_CHECKPOINTS = 2
+
+
+class SequenceError(ValueError):
+    """The runs cannot be fitted as configured (too few runs, K too large, ...)."""
+
+
+@dataclass
+class Prepared:
+    """The prepared sequences and what was done to get them.
+
+    ``table``: columns ``seed, step, split`` (``fit`` | ``val``) then the z-scored
+    features, sorted by seed and step. ``excluded``: ``{"seed", "reason"}`` per run left
+    out. ``constant_features``: feature -> runs in which it was constant (z set to 0).
+    """
+
+    table: pd.DataFrame
+    features: list[str]
+    normalize: str
+    fit_runs: list
+    val_runs: list
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    constant_features: dict[str, list] = field(default_factory=dict)
+    folds: list[list] | None = None  # selection kfold: the runs of each fold, sorted
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary (``prepare.json``)."""
+        rows = self.table["split"].value_counts()
+        extra = {} if self.folds is None else {"folds": [_plain(f) for f in self.folds]}
+        return {
+            "normalize": self.normalize,
+            "features": self.features,
+            "fit_runs": _plain(self.fit_runs),
+            "val_runs": _plain(self.val_runs),
+            "excluded": [{**e, "seed": _plain(e["seed"])} for e in self.excluded],
+            "constant_features": {k: _plain(v) for k, v in self.constant_features.items()},
+            "n_fit_rows": int(rows.get("fit", 0)),
+            "n_val_rows": int(rows.get("val", 0)),
+            **extra,
+        }
+
+
+def prepare_sequences(
+    trajectories: pd.DataFrame,
+    features: list[str],
+    *,
+    max_checkpoints: int,
+    normalize: str,
+    val_fraction: float,
+    seed: int,
+    states: list[int] | None = None,
+    folds: int | None = None,
+) -> Prepared:
+    """Truncate, exclude diverged runs, z-score and split (METHOD.md sections 3-4).
+
+    ``trajectories``: one row per (seed, step) with the feature columns and optionally a
+    boolean ``diverged`` column; a run also counts as diverged when any of its feature
+    values is NaN or infinite at any step (also beyond ``max_checkpoints``).
+    ``states``: candidate K; each must not exceed the number of fit observations.
+    ``folds``: deal the runs into this many folds (``fold_runs``) instead of the split.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise SequenceError(f"hmm.normalize: {normalize!r} is not one of {NORMALIZATIONS}")
+    missing = [c for c in ["seed", "step", *features] if c not in trajectories.columns]
+    if missing:
+        raise SequenceError(f"trajectories: missing columns {missing}")
+    runs = trajectories.sort_values(["seed", "step"], kind="stable")
+    excluded = _diverged_runs(runs, features)
+    kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
+    kept = kept.groupby("seed", sort=True).head(max_checkpoints)
+    _check_run_lengths(kept)
+    included = sorted(kept["seed"].unique().tolist())
+    if folds is not None:
+        return _prepare_folds(kept, features, normalize, included, folds, seed, excluded, states)
+    fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
+    _check_validation_rows(kept, val_runs, val_fraction)
+    z, constant = _zscore(kept, features, normalize)
+    table = pd.DataFrame(
+        {
+            "seed": kept["seed"].to_numpy(),
+            "step": kept["step"].to_numpy(),
+            "split": np.where(kept["seed"].isin(val_runs), "val", "fit"),
+        }
+    )
+    table[features] = z
+    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    if states:
+        check_state_counts(states, int((table["split"] == "fit").sum()))
+    return prepared
+
+
+def split_runs(
+    runs: list, val_fraction: float, seed: int, n_excluded: int = 0
+) -> tuple[list, list]:
+    """Sorted (fit, validation) runs: a seeded shuffle of the sorted run list.
+
+    The validation set has ``round(val_fraction * n)`` runs, clipped to [1, n - 1] so
+    that neither set is empty (40 runs at 0.2 -> 32/8; 5 runs at 0.1 -> 4/1).
+    """
+    runs = sorted(runs)
+    n = len(runs)
+    if n < 2:
+        note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
+        raise SequenceError(
+            f"{n} usable run(s){note}: need at least 2, one to fit and one to validate"
+        )
+    n_val = min(max(int(np.floor(val_fraction * n + 0.5)), 1), n - 1)
+    order = np.random.default_rng(derive_seed("split", seed)).permutation(n)
+    val = sorted(runs[i] for i in order[:n_val])
+    fit = [runs[i] for i in sorted(order[n_val:])]
+    return fit, val
+
+
+def fold_runs(runs: list, folds: int, seed: int, n_excluded: int = 0) -> list[list]:
+    """The runs dealt into ``folds`` folds: a seeded shuffle of the sorted run list, run i
+    of the shuffle to fold i mod ``folds``; each fold sorted. Every run is in exactly one
+    fold; fold sizes differ by at most one (40 runs, 5 folds -> 8 each)."""
+    runs = sorted(runs)
+    if not 2 <= folds <= len(runs):
+        note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
+        raise SequenceError(
+            f"hmm.folds: {folds} folds need between 2 and the number of runs, and there are "
+            f"{len(runs)} usable run(s){note}; lower hmm.folds or use selection: split"
+        )
+    order = np.random.default_rng(derive_seed("folds", seed)).permutation(len(runs))
+    return [sorted(runs[i] for i in order[f::folds]) for f in range(folds)]
+
+
+def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, states):
+    """``prepare_sequences`` for ``selection: kfold``: every run fit, a ``fold`` column."""
+    dealt = fold_runs(included, folds, seed, n_excluded=len(excluded))
+    fold_of = {run: f for f, members in enumerate(dealt) for run in members}
+    z, constant = _zscore(kept, features, normalize)
+    table = pd.DataFrame(
+        {
+            "seed": kept["seed"].to_numpy(),
+            "step": kept["step"].to_numpy(),
+            "split": "fit",
+            "fold": kept["seed"].map(fold_of).to_numpy(np.int64),
+        }
+    )
+    table[features] = z
+    rows = table.groupby("fold").size()
+    for fold, members in enumerate(dealt):
+        if rows[fold] < MIN_VAL_ROWS:
+            raise SequenceError(
+                f"fold {fold} validates {rows[fold]} rows (run(s) {_plain(members[:5])}); "
+                f"choosing K needs at least {MIN_VAL_ROWS} per fold: lower hmm.folds "
+                f"(now {folds}), add runs, or log more checkpoints per run"
+            )
+    if states:
+        check_state_counts(states, int(len(table) - rows.max()))
+    return Prepared(table, list(features), normalize, included, [], excluded, constant, dealt)
+
+
+def _check_run_lengths(kept: pd.DataFrame) -> None:
+    lengths = kept.groupby("seed", sort=True).size()
+    short = lengths[lengths < MIN_RUN_CHECKPOINTS]
+    if len(short):
+        runs = [_plain(r) for r in short.index[:5]]
+        raise SequenceError(
+            f"run(s) {runs} have fewer than {MIN_RUN_CHECKPOINTS} checkpoints "
+            f"({len(short)} in all): a run needs at least two for the HMM to see a "
+            "transition; remove them from the table or log more checkpoints"
+        )
+
+
+def _check_validation_rows(kept: pd.DataFrame, val_runs: list, val_fraction: float) -> None:
+    n_rows = int(kept["seed"].isin(val_runs).sum())
+    if n_rows < MIN_VAL_ROWS:
+        raise SequenceError(
+            f"the validation split has {n_rows} rows ({len(val_runs)} run(s) "
+            f"{_plain(val_runs[:5])}); choosing K needs at least {MIN_VAL_ROWS}: raise "
+            f"hmm.val_fraction (now {val_fraction}), add runs, or log more checkpoints per run"
+        )
+
+
+def check_state_counts(states: list[int], n_fit_rows: int) -> None:
+    """Every candidate K needs at least K fit observations (k-means initialisation)."""
+    too_many = sorted(k for k in states if k > n_fit_rows)
+    if too_many:
+        raise SequenceError(
+            f"hmm.states: K={too_many} exceed the {n_fit_rows} fit observations; "
+            "lower the candidate state counts or add runs/checkpoints"
+        )
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The feature columns of a prepared table: all but ``seed, step, split``, in order."""
+    return [c for c in table.columns if c not in ID_COLUMNS]
+
+
+def observations(table: pd.DataFrame, features: list[str], split: str | None = None):
+    """``(X, lengths)`` for hmmlearn: X (n_rows, n_features) float64, one length per run.
+
+    ``split``: ``"fit"``, ``"val"`` or None for all runs. Rows stay in table order
+    (sorted by seed, step), so the runs are contiguous.
+    """
+    if split is not None:
+        table = table[table["split"] == split]
+    lengths = table.groupby("seed", sort=False).size().to_numpy()
+    return table[features].to_numpy(dtype=np.float64), lengths
+
+
+def _diverged_runs(runs: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
+    """Runs with non-finite features (anywhere) or flagged ``diverged``, with a reason."""
+    values = runs[features].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    flagged = runs["diverged"].to_numpy(bool) if "diverged" in runs else np.zeros(len(runs), bool)
+    excluded = []
+    seeds = runs["seed"].to_numpy()
+    steps = runs["step"].to_numpy()
+    for run in pd.unique(seeds):
+        rows = seeds == run
+        run_bad = bad[rows]
+        if run_bad.any():
+            first = int(np.flatnonzero(run_bad.any(axis=1))[0])
+            names = [f for f, b in zip(features, run_bad.any(axis=0), strict=True) if b]
+            reason = f"diverged: non-finite {', '.join(names)} from step {steps[rows][first]}"
+        elif flagged[rows].any():
+            reason = "diverged: flagged in trajectories"
+        else:
+            continue
+        log.warning("run %s excluded from the HMM: %s", run, reason)
+        excluded.append({"seed": run, "reason": reason})
+    return excluded
+
+
+def _zscore(
+    kept: pd.DataFrame, features: list[str], normalize: str
+) -> tuple[np.ndarray, dict[str, list]]:
+    """Z-scores (population SD) per run or pooled; a constant feature gets z = 0."""
+    values = kept[features].to_numpy(dtype=np.float64)
+    seeds = kept["seed"].to_numpy()
+    groups = [seeds == run for run in pd.unique(seeds)] if normalize == "per_run" else [None]
+    z = np.empty_like(values)
+    constant: dict[str, list] = {}
+    for rows in groups:
+        block = _power_of_two_scaled(values if rows is None else values[rows])
+        mean, sd = block.mean(axis=0), block.std(axis=0)
+        # max == min, not sd == 0: the SD of a constant float column may round to 1e-17
+        flat = block.max(axis=0) == block.min(axis=0)
+        block_z = np.where(flat, 0.0, (block - mean) / np.where(flat, 1.0, sd))
+        if rows is None:
+            z = block_z
+        else:
+            z[rows] = block_z
+        which = sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]]
+        for name in np.asarray(features)[flat]:
+            constant.setdefault(str(name), []).extend(which)
+    for name, runs in constant.items():
+        log.warning("feature %s is constant in run(s) %s: z-scores set to 0", name, runs)
+    return z, constant
+
+
+def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
+    """``block`` (rows, features) with each column divided by a power of two near its
+    largest magnitude.
+
+    Z-scores do not depend on the scale, and dividing by a power of two is exact, so they
+    come out bit for bit as before, but squares no longer overflow (values ~1e300 made the
+    SD inf and the feature all zeros) or underflow (~1e-300).
+    """
+    largest = np.abs(block).max(axis=0, initial=0.0)
+    _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
+    return block / np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
+
+
+def _plain(value):
+    """NumPy scalars and lists of them as plain Python (for JSON)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
