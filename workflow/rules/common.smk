@@ -100,6 +100,11 @@ def get_checkpoint_files(wildcards):
     return files + ([series["evals"]] if series["evals"] else [])
 
 
+def get_checkpoint_threads(wildcards):
+    """A checkpoint series job's threads (the setting's `threads`, default 1)."""
+    return get_setting(wildcards).threads
+
+
 def get_gpu_count(wildcards):
     """Training (and checkpoint metrics) ask for a GPU unless the setting pins device: cpu."""
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1

@@ -27,7 +27,7 @@ SOURCE_KEYS = {
     "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize"},
     "table": {"table"},
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
-    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals"},
+    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals", "threads"},
 }
 SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
 # Columns that identify a row: never a feature (they would overwrite the ids).
@@ -61,6 +61,7 @@ class Setting:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
     series: CheckpointSeries | None = None
+    threads: int = 1  # source checkpoints: the metrics job's threads
 
     def group_of(self, seed: int) -> int:
         """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
@@ -220,6 +221,7 @@ def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
         seeds=seeds,
         params=_family_params(entry.get("model"), extra, where),
         series=series,
+        threads=entry.get("threads", 1),
     )
 
 

@@ -23,7 +23,9 @@ the path of trained runs (their metrics.parquet files do not change). What diffe
   (``k u`` instead of ``sqrt(k) u``): the worst case would send every square BERT matrix
   to the SVD although the measured errors there are ~1e-14 (tests/test_fast_metrics.py).
 - The pooled statistics stream: exact mean and population variance from per-tensor float64
-  sums and centred sums of squares (Chan et al.'s pairwise update), and the exact median
+  sums and centred sums of squares (Chan et al.'s pairwise update; a tensor's centred sum
+  is ``sum x^2 - n mean^2`` where that loses at most 2 bits, i.e. mean^2 <= 3 var, else
+  a second pass over the tensor), and the exact median
   from a histogram of the float64 bit patterns (2^20 buckets, order-preserving) and a
   second pass that collects the one or two buckets that hold the middle order statistics.
   No float64 copy of all weights, no buffer of them either.
@@ -59,9 +61,10 @@ RTOL = 1e-9
 TOLERANCES = {name: (RTOL, 0.0) for name in METRIC_COLUMNS}
 TOLERANCES.update({"median_w": (0.0, 0.0), "median_b": (0.0, 0.0)})
 TOLERANCES.update({"mean_w": (RTOL, 1e-12), "mean_b": (RTOL, 1e-12)})
-# Histogram of the pooled values for the exact median: the top 20 bits of a float64
-# (sign, 11 exponent bits, 8 mantissa bits).
-BUCKET_SHIFT = 44
+# Histogram of the pooled values for the exact median: the top 20 bits of the value rounded
+# to float32 (sign, 8 exponent bits, 11 mantissa bits). Rounding is monotone, so the buckets
+# are ordered value ranges for float64 values too, and float32 weights need no conversion.
+BUCKET_SHIFT = 12
 N_BUCKETS = 1 << 20
 HALF = N_BUCKETS // 2
 
@@ -132,12 +135,17 @@ def _spectrum_values(s: np.ndarray, trace: float) -> list[float]:
     return [spectral, float(sparsity), float(lam.mean()), float(lam.var())]
 
 
-def _as_float64(t: torch.Tensor) -> np.ndarray:
-    """A C-contiguous float64 NumPy copy (or view, for float64 input) of a CPU tensor."""
-    t = t.detach()
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """The values of a tensor as a float32 or float64 NumPy array (a view where it can)."""
+    t = t.detach().cpu()
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()  # float16/bfloat16: exact in float32
-    return np.ascontiguousarray(t.cpu().numpy(), dtype=np.float64)
+    return t.numpy()
+
+
+def _as_float64(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float64 NumPy copy (or view, for float64 input) of a CPU tensor."""
+    return np.ascontiguousarray(_as_numpy(t), dtype=np.float64)
 
 
 class Pooled:
@@ -157,16 +165,21 @@ class Pooled:
         self.wanted: dict[int, int] | None = None  # bucket -> how many below it
         self.found: list[np.ndarray] = []
 
-    def add(self, x: np.ndarray) -> None:
-        """Pass 1. x: float64 values, any shape."""
+    def add(self, x: np.ndarray, original: np.ndarray | None = None) -> None:
+        """Pass 1. x: float64 values, any shape; original: the same values in their own
+        float32 or float64 array, if at hand (saves a conversion)."""
+        original = x if original is None else original
         x = x.reshape(-1)
         n = x.size
         if n == 0:
             return
         total = float(x.sum())
         mean = total / n
-        centred = x - mean
-        m2 = float(centred @ centred)
+        squares = float(x @ x)
+        m2 = squares - total * mean
+        if not squares <= 4.0 * m2:  # the shortcut would cancel more than 2 bits: two passes
+            centred = x - mean
+            m2 = float(centred @ centred)
         if not math.isfinite(total):
             self.nan |= bool(np.isnan(x).any())
         delta = mean - self.mean
@@ -175,7 +188,7 @@ class Pooled:
         self.m2 += m2 + delta * delta * self.n * n / both
         self.n = both
         self.total += total
-        self.counts += np.bincount(_order(x), minlength=N_BUCKETS)
+        self.counts += np.bincount(_order(original), minlength=N_BUCKETS)
 
     @property
     def needs_second_pass(self) -> bool:
@@ -194,11 +207,12 @@ class Pooled:
         return (self.n - 1) // 2, self.n // 2
 
     def collect(self, x: np.ndarray) -> None:
-        """Pass 2: keep the values of x that fall in the buckets of the middle ranks."""
-        x = x.reshape(-1)
+        """Pass 2: keep the values of x (float32 or float64) in the middle ranks' buckets."""
         order = _order(x)
-        for bucket in self._targets():
-            self.found.append(x[order == bucket])
+        first, last = min(self._targets()), max(self._targets())
+        # the buckets between the two are empty (the ranks are adjacent): one range
+        keep = (order >= first) & (order <= last) if first != last else order == first
+        self.found.append(x.reshape(-1)[keep.reshape(-1)].astype(np.float64))
 
     def result(self) -> list[float]:
         """[mean, median, variance]; NaN if nothing was added (the median is NaN if any
@@ -227,9 +241,15 @@ class Pooled:
 
 
 def _order(x: np.ndarray) -> np.ndarray:
-    """Bucket of each float64 value, numbered in value order (negatives reversed)."""
-    bits = (x.view(np.uint64) >> np.uint64(BUCKET_SHIFT)).astype(np.int64)
-    return np.where(bits < HALF, bits + HALF, N_BUCKETS - 1 - bits)
+    """Bucket of each value (float32 bits; float64 is rounded first), in value order."""
+    x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
+    bits = x32.view(np.int32)
+    key = bits >> 31  # -1 for negatives: flip their magnitude bits, so int order = value order
+    key &= 0x7FFFFFFF
+    key ^= bits
+    key >>= BUCKET_SHIFT
+    key += HALF
+    return key
 
 
 def _ratio(a: float, b: float) -> float:
@@ -353,7 +373,7 @@ def metrics_of_layers(
                 fallbacks += not gram
                 if id(w) in in_weights and id(w) not in pooled_done:
                     for _ in range(in_weights.count(id(w))):
-                        weights.add(wd)
+                        weights.add(wd, _as_numpy(w))
                     pooled_done.add(id(w))
             for kernel in groups.kernels:
                 values, counted = (v[:, 0].numpy() for v in _kernel_metrics(kernel.cpu()))
@@ -369,7 +389,7 @@ def metrics_of_layers(
                 for pooled, tensors in ((weights, groups.weights), (biases, groups.biases)):
                     if pooled.needs_second_pass:
                         for t in tensors:
-                            pooled.collect(_as_float64(t))
+                            pooled.collect(_as_numpy(t))
     if report is not None:
         report.update(matrices=n_matrices, svd_fallbacks=fallbacks)
     with np.errstate(divide="ignore", invalid="ignore"):
