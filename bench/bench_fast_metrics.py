@@ -9,8 +9,8 @@ Run (one thread unless --threads):
 ``save_pretrained``, safetensors) and measures, each in its own subprocess: a process that
 only imports torch (the RSS baseline), today's path (``trainmap.checkpoints.series_metrics``:
 whole state dict, float64 SVDs) and the new one (``series_metrics_fast``), one checkpoint
-each: CPU seconds, wall seconds and peak RSS (``ru_maxrss``), and the largest difference
-per metric against the tolerances of ``trainmap.fast_metrics.TOLERANCES``. ``pythia`` writes
+each: CPU seconds, wall seconds and peak RSS (VmHWM, see ``peak_rss_mib``), and the largest
+difference per metric against the tolerances of ``trainmap.fast_metrics.TOLERANCES``. ``pythia`` writes
 a GPT-NeoX series of Pythia-410M or -1B shape (float16, as the Pythia checkpoints on the
 Hub) and measures the new path per checkpoint (``--old`` adds today's, in its own process),
 with a projection to a PolyPythias seed (154 checkpoints). ``--device cuda`` computes the
@@ -62,8 +62,21 @@ def child(args: argparse.Namespace) -> None:
             walls.append(time.perf_counter() - wall)
             rows.append(table.drop(columns="step").iloc[0].to_dict())
         out.update(cpu=cpus, wall=walls, metrics=rows)
-    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["maxrss_mb"] = peak_rss_mib()
     print(json.dumps(out))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (MiB): Linux's VmHWM, which starts afresh at exec.
+    (``ru_maxrss`` does not: a child started by fork + exec inherits the parent's peak, so
+    a child of this bench, which held the model it saved, would report at least that.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(how: str, paths: list[Path], threads: int, device: str) -> dict:
