@@ -10,11 +10,11 @@ Run (one thread unless --threads):
 only imports torch (the RSS baseline), today's path (``trainmap.checkpoints.series_metrics``:
 whole state dict, float64 SVDs) and the new one (``series_metrics_fast``), one checkpoint
 each: CPU seconds, wall seconds and peak RSS (VmHWM, see ``peak_rss_mib``), and the largest
-difference per metric against the tolerances of ``trainmap.fast_metrics.TOLERANCES``. ``pythia`` writes
-a GPT-NeoX series of Pythia-410M or -1B shape (float16, as the Pythia checkpoints on the
-Hub) and measures the new path per checkpoint (``--old`` adds today's, in its own process),
-with a projection to a PolyPythias seed (154 checkpoints). ``--device cuda`` computes the
-spectra on the GPU (the pooled statistics stay on the host).
+difference per metric against the tolerances of ``trainmap.fast_metrics.TOLERANCES``.
+``pythia`` writes a GPT-NeoX series of Pythia-410M or -1B shape (float16, as the Pythia
+checkpoints on the Hub) and measures the new path per checkpoint (``--old`` adds today's,
+in its own process), with a projection to a PolyPythias seed (154 checkpoints).
+``--device cuda`` computes the spectra on the GPU (the pooled statistics stay on the host).
 """
 
 import argparse
