@@ -152,9 +152,11 @@ def bert(args: argparse.Namespace, tmp: Path) -> None:
     print(f"speed-up {old['cpu'][0] / new['cpu'][0]:.2f}x (CPU); largest difference: {text}; "
           f"every metric within its tolerance: {ok}")  # fmt: skip
     per = new["cpu"][0]
-    print(f"MultiBERTs, {MULTIBERTS_CHECKPOINTS} checkpoints x {per:.2f} CPU-s = "
-          f"{MULTIBERTS_CHECKPOINTS * per / 60:.1f} CPU-min (today's: "
-          f"{MULTIBERTS_CHECKPOINTS * old['cpu'][0] / 60:.1f}), reading .bin not included")
+    print(
+        f"MultiBERTs, {MULTIBERTS_CHECKPOINTS} checkpoints x {per:.2f} CPU-s = "
+        f"{MULTIBERTS_CHECKPOINTS * per / 60:.1f} CPU-min (today's: "
+        f"{MULTIBERTS_CHECKPOINTS * old['cpu'][0] / 60:.1f}), reading .bin not included"
+    )
 
 
 def pythia(args: argparse.Namespace, tmp: Path) -> None:
@@ -183,12 +185,16 @@ def pythia(args: argparse.Namespace, tmp: Path) -> None:
     print(f"new: CPU-s per checkpoint {cpus}; peak RSS {new['maxrss_mb']:.0f} MiB "
           f"({above:.0f} above baseline, {above / size:.2f}x a checkpoint)")  # fmt: skip
     per = sum(new["cpu"]) / len(new["cpu"])
-    print(f"PolyPythias seed ({POLYPYTHIAS_CHECKPOINTS} checkpoints): "
-          f"{POLYPYTHIAS_CHECKPOINTS * per / 60:.1f} CPU-min, downloads not included")
+    print(
+        f"PolyPythias seed ({POLYPYTHIAS_CHECKPOINTS} checkpoints): "
+        f"{POLYPYTHIAS_CHECKPOINTS * per / 60:.1f} CPU-min, downloads not included"
+    )
     if old is not None:
         text, ok = worst_differences(new["metrics"][0], old["metrics"][0])
-        print(f"today: CPU {old['cpu'][0]:.2f} s, peak RSS {old['maxrss_mb']:.0f} MiB; "
-              f"speed-up {old['cpu'][0] / new['cpu'][0]:.2f}x; {text}; within tolerance: {ok}")
+        print(
+            f"today: CPU {old['cpu'][0]:.2f} s, peak RSS {old['maxrss_mb']:.0f} MiB; "
+            f"speed-up {old['cpu'][0] / new['cpu'][0]:.2f}x; {text}; within tolerance: {ok}"
+        )
 
 
 def main() -> None:

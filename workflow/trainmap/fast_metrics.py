@@ -175,13 +175,15 @@ class Pooled:
             return
         total = float(x.sum())
         mean = total / n
-        squares = float(x @ x)
-        m2 = squares - total * mean
-        if not squares <= 4.0 * m2:  # the shortcut would cancel more than 2 bits: two passes
-            centred = x - mean
-            m2 = float(centred @ centred)
-        if not math.isfinite(total):
+        if not math.isfinite(total):  # inf or NaN: the variance is NaN, the median maybe
             self.nan |= bool(np.isnan(x).any())
+            m2 = math.nan
+        else:
+            squares = float(x @ x)
+            m2 = squares - total * mean
+            if not squares <= 4.0 * m2:  # the shortcut would lose more than 2 bits: 2 passes
+                centred = x - mean
+                m2 = float(centred @ centred)
         delta = mean - self.mean
         both = self.n + n
         self.mean += delta * n / both
@@ -242,7 +244,8 @@ class Pooled:
 
 def _order(x: np.ndarray) -> np.ndarray:
     """Bucket of each value (float32 bits; float64 is rounded first), in value order."""
-    x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
+        x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
     bits = x32.view(np.int32)
     key = bits >> 31  # -1 for negatives: flip their magnitude bits, so int order = value order
     key &= 0x7FFFFFFF
