@@ -138,8 +138,13 @@ def bert(args: argparse.Namespace, tmp: Path) -> None:
     del model
     size = (folder / "model.safetensors").stat().st_size / 2**20
     base = measure("baseline", [], args.threads, args.device)["maxrss_mb"]
-    old = measure("old", [folder], args.threads, args.device)
     new = measure("new", [folder], args.threads, args.device)
+    if args.new_only:  # e.g. to compare thread counts
+        header(args)
+        print(f"new: CPU {new['cpu'][0]:.2f} s, wall {new['wall'][0]:.2f} s, peak RSS "
+              f"{new['maxrss_mb']:.0f} MiB (baseline {base:.0f} MiB)")  # fmt: skip
+        return
+    old = measure("old", [folder], args.threads, args.device)
     header(args)
     print(f"BERT-base save_pretrained: {size:.0f} MiB safetensors; baseline (import torch) "
           f"RSS {base:.0f} MiB")  # fmt: skip
@@ -207,6 +212,7 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(PYTHIA), default="410m")
     parser.add_argument("--checkpoints", type=int, default=3)
     parser.add_argument("--old", action="store_true", help="pythia: also today's path")
+    parser.add_argument("--new-only", action="store_true", help="bert: only the new path")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default tmp)")
     args = parser.parse_args()
     if args.what == "_child":
