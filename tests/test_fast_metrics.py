@@ -178,6 +178,19 @@ def test_resnet_checkpoint_kernels_and_linear():
     assert_within_tolerances(compute_metrics_fast(groups), compute_metrics(groups))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_torch_backend_the_gpu_path_on_the_cpu(threads):
+    """The kernels --device cuda runs (batched per shape in torch), here on the CPU."""
+    classes = shape_classes()
+    matrices = [*classes["square"], *classes["wide"], *classes["vector-like (one singular value)"]]
+    matrices += classes["a singular value at the floor (float64)"]
+    groups = WeightGroups(matrices, weights=matrices, biases=[torch.linspace(-1, 2, 11)])
+    report = {}
+    got = metrics_of_layers(lambda: [groups], CPU, threads, report, backend="torch")
+    assert_within_tolerances(got, compute_metrics(groups))
+    assert report == {"matrices": 8, "svd_fallbacks": 1}
+
+
 def test_threads_give_the_same_values():
     groups = WeightGroups(sum(shape_classes().values(), []))
     assert compute_metrics_fast(groups, threads=2) == compute_metrics_fast(groups)

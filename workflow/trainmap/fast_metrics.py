@@ -307,13 +307,16 @@ def _spectra_torch(
 
 
 def _matrix_rows(
-    matrices: list[torch.Tensor], device: torch.device, pool: ThreadPoolExecutor | None
+    matrices: list[torch.Tensor],
+    device: torch.device,
+    pool: ThreadPoolExecutor | None,
+    backend: str,
 ) -> Iterable[tuple[np.ndarray, np.ndarray, bool]]:
     """Per matrix: its 8 values, its float64 copy and whether the Gram path held. Lazy
     with one thread, so one float64 copy at a time is alive."""
     mapper = pool.map if pool is not None else map
     hosts = mapper(_host_part, matrices)
-    if device.type != "cpu":
+    if backend == "torch":
         hosts = list(hosts)
         finite = [math.isfinite(v[0]) for _, v in hosts]
         spectra = iter(
@@ -345,6 +348,7 @@ def metrics_of_layers(
     device: torch.device | str = "cpu",
     threads: int = 1,
     report: dict[str, int] | None = None,
+    backend: str | None = None,
 ) -> dict[str, float]:
     """The 14 metrics (as ``compute_metrics``) of a model whose weight groups arrive in parts.
 
@@ -354,18 +358,23 @@ def metrics_of_layers(
     all parts' weights and biases. device: where the spectra are computed (CPU: SciPy;
     else torch on that device). threads: matrices computed in parallel (BLAS itself is
     held to one thread per worker). report: if given, gets ``matrices`` and
-    ``svd_fallbacks`` (matrices the precision check sent to the SVD).
+    ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``scipy``
+    or ``torch`` for the spectra; default SciPy on the CPU (OpenBLAS's float64 products
+    ran ~2x MKL's on the AMD CPU measured), torch on any other device.
     """
     from threadpoolctl import threadpool_limits
 
     device = torch.device(device)
+    backend = backend or ("scipy" if device.type == "cpu" else "torch")
+    if backend not in ("scipy", "torch") or (backend == "scipy" and device.type != "cpu"):
+        raise ValueError(f"backend {backend!r} cannot compute on device {device}")
     sums, counts = np.zeros(8), np.zeros(8)
     weights, biases = Pooled(), Pooled()
     n_matrices = fallbacks = 0
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for groups in layers():
             in_weights = [id(t) for t in groups.weights]
-            rows = _matrix_rows(groups.matrices, device, pool if threads > 1 else None)
+            rows = _matrix_rows(groups.matrices, device, pool if threads > 1 else None, backend)
             pooled_done = set()
             for w, (row, wd, gram) in zip(groups.matrices, rows, strict=True):
                 # one singular value has no variance: skipped for variance_lambda
