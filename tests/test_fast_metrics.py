@@ -250,3 +250,28 @@ def test_threads_key_of_a_checkpoint_setting():
     assert setting().threads == 1 and setting(threads=2).threads == 2
     with pytest.raises(ConfigError, match="threads"):
         setting(threads=0)
+
+
+def test_sketched_spectra_are_estimates_near_the_exact_values():
+    gen = torch.Generator().manual_seed(4)
+    matrices = [torch.randn(300, 120, generator=gen), torch.randn(150, 150, generator=gen)]
+    groups = WeightGroups(matrices, weights=matrices)
+    exact, sketched = compute_metrics_fast(groups), compute_metrics_fast(groups, spectra="sketched")
+    for name in ("l1", "l2", "trace", "mean_w", "median_w", "var_w"):  # not estimated
+        assert sketched[name] == exact[name]
+    assert sketched["spectral"] == pytest.approx(exact["spectral"], rel=1e-3)
+    assert sketched["mean_lambda"] == pytest.approx(exact["mean_lambda"], rel=2e-2)
+    assert sketched["mean_lambda"] != exact["mean_lambda"]  # an estimate, not the value
+    assert compute_metrics_fast(groups, spectra="sketched") == sketched  # seeded
+
+
+def test_metrics_key_of_a_checkpoint_setting():
+    def setting(**extra):
+        entry = {"source": "checkpoints", "hub": "o/m-{seed}@{step}", "seeds": [0]}
+        config = {"settings": {"s": {**entry, "steps": [1], "model": "bert", **extra}}}
+        return validate_config(config)["s"]
+
+    assert setting().spectra == "exact"
+    assert setting(metrics={"spectra": "sketched"}).spectra == "sketched"
+    with pytest.raises(ConfigError, match="spectra"):
+        setting(metrics={"spectra": "approximate"})

@@ -89,6 +89,7 @@ def get_checkpoint_series(wildcards):
         "locations": series.locations(seed),
         "hub": series.hub,
         "model": series.model,
+        "spectra": setting.spectra,
         "evals": series.evals,
     }
 

@@ -20,8 +20,9 @@ def main(output: str, params, threads: int, log: str) -> None:
     series, seed = params.series, int(params.seed)
     device = resolve_device(params.hyper["device"])
     metrics = series_metrics_fast(
-        series["locations"], series["hub"], series["model"], params.hyper, device, threads
-    )
+        series["locations"], series["hub"], series["model"], params.hyper, device, threads,
+        series["spectra"],
+    )  # fmt: skip
     evals = read_evals(series["evals"], seed) if series["evals"] else None
     write_parquet(seed_table(params.setting, seed, metrics, evals), output)
 

@@ -133,19 +133,22 @@ def checkpoint_metrics(
     device: torch.device,
     threads: int = 1,
     report: dict[str, int] | None = None,
+    spectra: str = "exact",
 ) -> dict[str, float]:
     """The 14 metrics of the checkpoint at ``path`` by the fast exact path.
 
     model: the setting's family (None: config.json's model_type); params: the task
     hyperparameters when the family is a task. Transformer families stream layer by layer.
+    spectra: ``exact`` or the opt-in ``sketched`` estimates (trainmap.sketched).
     """
     config = model_config(path)
     family = model if model is not None else config.get("model_type")
     if family in LAYER_PATTERNS:
         get_family(family, f"{path}: model")
-        return metrics_of_layers(layer_parts(path, family, config), device, threads, report)
+        parts = layer_parts(path, family, config)
+        return metrics_of_layers(parts, device, threads, report, spectra=spectra)
     groups = weight_groups(path, model, params)  # a task family, or an unknown one (refused)
-    return compute_metrics_fast(groups, device, threads)
+    return compute_metrics_fast(groups, device, threads, spectra)
 
 
 def series_metrics_fast(
@@ -155,6 +158,7 @@ def series_metrics_fast(
     params: Mapping[str, Any],
     device: torch.device,
     threads: int = 1,
+    spectra: str = "exact",
 ) -> pd.DataFrame:
     """``trainmap.checkpoints.series_metrics`` by the fast exact path: ``step`` and the 14
     metrics of every checkpoint of one seed, in step order, one checkpoint (of a
@@ -166,7 +170,10 @@ def series_metrics_fast(
         path = hub_snapshot(location) if hub else Path(location)
         report: dict[str, int] = {}
         rows.append(
-            {"step": step, **checkpoint_metrics(path, model, params, device, threads, report)}
+            {
+                "step": step,
+                **checkpoint_metrics(path, model, params, device, threads, report, spectra),
+            }
         )
         elapsed = time.perf_counter() - start
         log.info(

@@ -54,7 +54,9 @@ from scipy.linalg import blas
 
 from trainmap.columns import METRIC_COLUMNS
 from trainmap.metrics import SINGULAR_VALUE_FLOOR, WeightGroups, _kernel_metrics
+from trainmap.sketched import sketched_spectrum
 
+SPECTRA = ("exact", "sketched")  # metrics: {spectra: ...}; sketched is opt-in (estimates)
 UNIT_ROUNDOFF = 2.0**-53  # float64
 RTOL = 1e-9
 # metric -> (relative tolerance, tolerance relative to the pooled values' RMS) vs compute_metrics
@@ -311,11 +313,19 @@ def _matrix_rows(
     device: torch.device,
     pool: ThreadPoolExecutor | None,
     backend: str,
+    spectra: str = "exact",
 ) -> Iterable[tuple[np.ndarray, np.ndarray, bool]]:
     """Per matrix: its 8 values, its float64 copy and whether the Gram path held. Lazy
     with one thread, so one float64 copy at a time is alive."""
     mapper = pool.map if pool is not None else map
     hosts = mapper(_host_part, matrices)
+    if spectra == "sketched":  # estimates (trainmap.sketched), on the host
+        for wd, values in hosts:
+            finite = math.isfinite(values[0])
+            spectral, mean, variance = sketched_spectrum(wd) if finite else [math.nan] * 3
+            row = [*values, spectral, _ratio(values[3], spectral), mean, variance]
+            yield np.array(row), wd, True
+        return
     if backend == "torch":
         hosts = list(hosts)
         finite = [math.isfinite(v[0]) for _, v in hosts]
@@ -349,6 +359,7 @@ def metrics_of_layers(
     threads: int = 1,
     report: dict[str, int] | None = None,
     backend: str | None = None,
+    spectra: str = "exact",
 ) -> dict[str, float]:
     """The 14 metrics (as ``compute_metrics``) of a model whose weight groups arrive in parts.
 
@@ -360,8 +371,12 @@ def metrics_of_layers(
     held to one thread per worker). report: if given, gets ``matrices`` and
     ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``scipy``
     or ``torch`` for the spectra; default SciPy on the CPU (OpenBLAS's float64 products
-    ran ~2x MKL's on the AMD CPU measured), torch on any other device.
+    ran ~2x MKL's on the AMD CPU measured), torch on any other device. spectra:
+    ``exact``, or ``sketched`` for estimates of spectral, mean_lambda and variance_lambda
+    (``trainmap.sketched``; opt-in, never the default).
     """
+    if spectra not in SPECTRA:
+        raise ValueError(f"spectra {spectra!r} is not one of {', '.join(SPECTRA)}")
     from threadpoolctl import threadpool_limits
 
     device = torch.device(device)
@@ -374,7 +389,9 @@ def metrics_of_layers(
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for groups in layers():
             in_weights = [id(t) for t in groups.weights]
-            rows = _matrix_rows(groups.matrices, device, pool if threads > 1 else None, backend)
+            rows = _matrix_rows(
+                groups.matrices, device, pool if threads > 1 else None, backend, spectra
+            )
             pooled_done = set()
             for w, (row, wd, gram) in zip(groups.matrices, rows, strict=True):
                 # one singular value has no variance: skipped for variance_lambda
@@ -411,9 +428,12 @@ def metrics_of_layers(
 
 
 def compute_metrics_fast(
-    groups: WeightGroups, device: torch.device | str = "cpu", threads: int = 1
+    groups: WeightGroups,
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+    spectra: str = "exact",
 ) -> dict[str, float]:
     """``compute_metrics`` of one model's WeightGroups by the fast path (module doc)."""
     if not [*groups.matrices, *groups.kernels, *groups.weights, *groups.biases]:
         raise ValueError("WeightGroups holds no tensors")
-    return metrics_of_layers(lambda: [groups], device, threads)
+    return metrics_of_layers(lambda: [groups], device, threads, spectra=spectra)
