@@ -4,6 +4,7 @@ Run (one thread unless --threads):
   .venv/bin/python bench/bench_fast_metrics.py bert [--threads T] [--device cpu|cuda]
   .venv/bin/python bench/bench_fast_metrics.py pythia --size 410m [--checkpoints 3] [--old]
   .venv/bin/python bench/bench_fast_metrics.py pythia --size 1b --checkpoints 1
+  .venv/bin/python bench/bench_fast_metrics.py sketch
 
 ``bert`` writes a BertForMaskedLM of BERT-base shape (seeded random weights,
 ``save_pretrained``, safetensors) and measures, each in its own subprocess: a process that
@@ -15,6 +16,8 @@ difference per metric against the tolerances of ``trainmap.fast_metrics.TOLERANC
 checkpoints on the Hub) and measures the new path per checkpoint (``--old`` adds today's,
 in its own process), with a projection to a PolyPythias seed (154 checkpoints).
 ``--device cuda`` computes the spectra on the GPU (the pooled statistics stay on the host).
+``sketch`` measures the opt-in sketched spectra against the exact ones on the matrix shapes
+of Pythia-410M and -1B (seeded random N(0, 0.02) weights rounded to float16).
 """
 
 import argparse
@@ -202,9 +205,37 @@ def pythia(args: argparse.Namespace, tmp: Path) -> None:
         )
 
 
+def sketch(args: argparse.Namespace) -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from trainmap.fast_metrics import _spectrum_values, singular_values_cpu
+    from trainmap.sketched import sketched_spectrum
+
+    header(args)
+    print("shape, CPU-s exact (Gram) / sketched, relative error of the sketched "
+          "spectral, mean_lambda, variance_lambda")  # fmt: skip
+    gen = np.random.default_rng(0)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        for m, n in [(1024, 1024), (4096, 1024), (2048, 2048), (8192, 2048)]:
+            w = (gen.standard_normal((m, n)) * 0.02).astype(np.float16).astype(np.float64)
+            cpu = time.process_time()
+            s, _ = singular_values_cpu(w)
+            exact = _spectrum_values(s, 0.0)
+            t_exact = time.process_time() - cpu
+            cpu = time.process_time()
+            estimate = sketched_spectrum(w)
+            t_sketch = time.process_time() - cpu
+            errors = [
+                abs(estimate[i] - exact[j]) / abs(exact[j]) for i, j in ((0, 0), (1, 2), (2, 3))
+            ]
+            print(f"{m} x {n}: {t_exact:.2f} / {t_sketch:.2f} CPU-s; "
+                  + ", ".join(f"{e:.1e}" for e in errors))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["bert", "pythia", "_child"])
+    parser.add_argument("what", choices=["bert", "pythia", "sketch", "_child"])
     parser.add_argument("how", nargs="?", choices=["baseline", "old", "new"])
     parser.add_argument("paths", nargs="*")
     parser.add_argument("--threads", type=int, default=1)
@@ -217,6 +248,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "_child":
         return child(args)
+    if args.what == "sketch":
+        return sketch(args)
     tmp = Path(tempfile.mkdtemp(dir=args.dir))
     try:
         (bert if args.what == "bert" else pythia)(args, tmp)
