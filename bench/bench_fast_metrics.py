@@ -177,7 +177,11 @@ def pythia(args: argparse.Namespace, tmp: Path) -> None:
         folder = tmp / f"seed0/step{step}"
         with torch.random.fork_rng():
             torch.manual_seed(step)
-            model = GPTNeoXForCausalLM(config).half()
+            torch.set_default_dtype(torch.float16)  # built in float16: half the memory
+            try:
+                model = GPTNeoXForCausalLM(config)
+            finally:
+                torch.set_default_dtype(torch.float32)
         model.save_pretrained(folder)
         del model
         paths.append(folder)
