@@ -8,10 +8,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
-from trainmap.checkpoint_stream import series_metrics_fast
-from trainmap.checkpoints import read_evals, seed_table
-from trainmap.io import log_to_file, write_parquet
-from trainmap.train import resolve_device
+from trainmap.checkpoints.read import read_evals, seed_table
+from trainmap.checkpoints.stream import series_metrics_fast
+from trainmap.io.files import write_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.training.common import resolve_device
 
 
 def main(output: str, params, threads: int, log: str) -> None:
