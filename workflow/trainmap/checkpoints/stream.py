@@ -25,13 +25,14 @@ from safetensors import safe_open
 from trainmap.checkpoints.read import (
     TORCH_SUFFIXES,
     CheckpointError,
+    family_rule,
     hub_snapshot,
     model_config,
     weight_groups,
 )
 from trainmap.checkpoints.series import WEIGHT_FILES
 from trainmap.io.columns import METRIC_COLUMNS
-from trainmap.metrics.families import LAYER_PATTERNS, get_family, layer_of
+from trainmap.metrics.families import LAYER_PATTERNS, layer_of
 from trainmap.metrics.fast import compute_metrics_fast, metrics_of_layers
 from trainmap.metrics.weights import WeightGroups
 
@@ -107,7 +108,7 @@ def layer_parts(
             f"{path}: weights do not fit family {family!r}: no tensor is named like its "
             f"layers ({', '.join(p.pattern for p in LAYER_PATTERNS[family])})"
         )
-    rule = get_family(family)
+    rule = family_rule(family)
 
     def parts() -> Iterator[WeightGroups]:
         for layer in sorted(layers):
@@ -144,7 +145,7 @@ def checkpoint_metrics(
     config = model_config(path)
     family = model if model is not None else config.get("model_type")
     if family in LAYER_PATTERNS:
-        get_family(family, f"{path}: model")
+        family_rule(family, f"{path}: model")
         parts = layer_parts(path, family, config)
         return metrics_of_layers(parts, device, threads, report, spectra=spectra)
     groups = weight_groups(path, model, params)  # a task family, or an unknown one (refused)
