@@ -35,6 +35,7 @@ from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.families import FAMILIES, bert_encoder_groups
+from trainmap.metrics.fast import out_of_tolerance
 from trainmap.metrics.weights import compute_metrics
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 from trainmap.tasks.registry import get_task
@@ -439,9 +440,11 @@ def test_checkpoint_series_run_through_the_whole_workflow(tmp_path):
     for name in ("bert", "parity"):
         trajectories = pd.read_parquet(results / name / "trajectories.parquet")
         assert list(trajectories.columns[:23]) == CONTRACT_COLUMNS
-        for seed in SEEDS:
-            runs = trajectories[trajectories["seed"] == seed]
-            assert_metrics_equal(runs, expected[name], seed, DAG_STEPS)
+        for seed in SEEDS:  # the job computes them by the fast exact path (issue 19)
+            runs = trajectories[trajectories["seed"] == seed].set_index("step")
+            for step in DAG_STEPS:
+                got = runs.loc[step, METRIC_COLUMNS].to_dict()
+                assert not out_of_tolerance(got, expected[name][seed, step])
         training_map = json.loads((results / name / "map.json").read_text())
         assert training_map["n_runs"] == 3 and training_map["states"]
         assert (results / name / "map.png").stat().st_size > 0

@@ -15,7 +15,7 @@ rule compute_checkpoint_metrics:
         setting=settings_pattern("checkpoints"),
     conda:
         "../../envs/train.yaml"
-    threads: 1
+    threads: get_checkpoint_threads
     resources:
         gpu=get_gpu_count,
     params:

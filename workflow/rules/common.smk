@@ -90,6 +90,7 @@ def get_checkpoint_series(wildcards):
         "locations": series.locations(seed),
         "hub": series.hub,
         "model": series.model,
+        "spectra": setting.spectra,
         "evals": series.evals,
     }
 
@@ -99,6 +100,11 @@ def get_checkpoint_files(wildcards):
     series = get_checkpoint_series(wildcards)
     files = [] if series["hub"] else list(series["locations"].values())
     return files + ([series["evals"]] if series["evals"] else [])
+
+
+def get_checkpoint_threads(wildcards):
+    """A checkpoint series job's threads (the setting's `threads`, default 1)."""
+    return get_setting(wildcards).threads
 
 
 def get_gpu_count(wildcards):

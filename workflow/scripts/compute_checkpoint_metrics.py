@@ -8,7 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
-from trainmap.checkpoints.read import read_evals, seed_table, series_metrics
+from trainmap.checkpoints.read import read_evals, seed_table
+from trainmap.checkpoints.stream import series_metrics_fast
 from trainmap.io.files import write_parquet
 from trainmap.io.logs import log_to_file
 from trainmap.training.common import resolve_device
@@ -19,9 +20,10 @@ def main(output: str, params, threads: int, log: str) -> None:
     torch.set_num_threads(threads)
     series, seed = params.series, int(params.seed)
     device = resolve_device(params.hyper["device"])
-    metrics = series_metrics(
-        series["locations"], series["hub"], series["model"], params.hyper, device
-    )
+    metrics = series_metrics_fast(
+        series["locations"], series["hub"], series["model"], params.hyper, device, threads,
+        series["spectra"],
+    )  # fmt: skip
     evals = read_evals(series["evals"], seed) if series["evals"] else None
     write_parquet(seed_table(params.setting, seed, metrics, evals), output)
 

@@ -28,7 +28,7 @@ SOURCE_KEYS = {
     "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize"},
     "table": {"table"},
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
-    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals"},
+    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals", "threads", "metrics"},
 }
 SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
 # Columns that identify a row: never a feature (they would overwrite the ids).
@@ -62,6 +62,8 @@ class Setting:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
     series: CheckpointSeries | None = None
+    threads: int = 1  # source checkpoints: the metrics job's threads
+    spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
 
     def group_of(self, seed: int) -> int:
         """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
@@ -235,6 +237,8 @@ def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
         seeds=seeds,
         params=_family_params(entry.get("model"), extra, where),
         series=series,
+        threads=entry.get("threads", 1),
+        spectra=entry.get("metrics", {}).get("spectra", "exact"),
     )
 
 

@@ -84,6 +84,24 @@ def _named_layers(
     return [(role, tensor) for _, _, role, tensor in sorted(found, key=lambda item: item[:2])]
 
 
+# Per transformer family: the patterns of the names its rule reads (matrices, biases); group 1
+# of a match is the layer index. trainmap.checkpoints.stream reads a checkpoint layer by layer.
+LAYER_PATTERNS: dict[str, tuple[re.Pattern, ...]] = {
+    "bert": (BERT_MATRIX, BERT_BIAS),
+    "gpt2": (GPT2_MATRIX, GPT2_BIAS),
+    "gpt_neox": (NEOX_MATRIX, NEOX_BIAS),
+}
+
+
+def layer_of(family: str, name: str) -> int | None:
+    """The layer index of tensor ``name`` if ``family``'s rule reads it, else None."""
+    for pattern in LAYER_PATTERNS[family]:
+        match = pattern.search(name)
+        if match:
+            return int(match.group(1))
+    return None
+
+
 def _layer_sorted(
     tensors: Tensors, pattern: re.Pattern, roles: tuple[str, ...]
 ) -> list[torch.Tensor]:

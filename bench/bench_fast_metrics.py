@@ -1,0 +1,260 @@
+"""The fast exact checkpoint metrics (trainmap.checkpoints.stream) against today's path.
+
+Run (one thread unless --threads):
+  .venv/bin/python bench/bench_fast_metrics.py bert [--threads T] [--device cpu|cuda]
+  .venv/bin/python bench/bench_fast_metrics.py pythia --size 410m [--checkpoints 3] [--old]
+  .venv/bin/python bench/bench_fast_metrics.py pythia --size 1b --checkpoints 1
+  .venv/bin/python bench/bench_fast_metrics.py sketch
+
+``bert`` writes a BertForMaskedLM of BERT-base shape (seeded random weights,
+``save_pretrained``, safetensors) and measures, each in its own subprocess: a process that
+only imports torch (the RSS baseline), today's path (``trainmap.checkpoints.read.series_metrics``:
+whole state dict, float64 SVDs) and the new one (``series_metrics_fast``), one checkpoint
+each: CPU seconds, wall seconds and peak RSS (VmHWM, see ``peak_rss_mib``), and the largest
+difference per metric against the tolerances of ``trainmap.metrics.fast.TOLERANCES``.
+``pythia`` writes a GPT-NeoX series of Pythia-410M or -1B shape (float16, as the Pythia
+checkpoints on the Hub) and measures the new path per checkpoint (``--old`` adds today's,
+in its own process), with a projection to a PolyPythias seed (154 checkpoints).
+``--device cuda`` computes the spectra on the GPU (the pooled statistics stay on the host).
+``sketch`` measures the opt-in sketched spectra against the exact ones on the matrix shapes
+of Pythia-410M and -1B (seeded random N(0, 0.02) weights rounded to float16).
+"""
+
+import argparse
+import json
+import math
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+POLYPYTHIAS_CHECKPOINTS = 154
+MULTIBERTS_CHECKPOINTS = 5 * 29
+PYTHIA = {  # sizes of EleutherAI/pythia-410m and -1b (config.json)
+    "410m": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                 intermediate_size=4096),
+    "1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8,
+               intermediate_size=8192),
+}  # fmt: skip
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in this process: print a JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out: dict = {}
+    if args.how != "baseline":
+        from trainmap.checkpoints.read import series_metrics
+        from trainmap.checkpoints.stream import series_metrics_fast
+
+        rows, cpus, walls = [], [], []
+        for step, path in enumerate(args.paths):
+            wall, cpu = time.perf_counter(), time.process_time()
+            if args.how == "old":
+                table = series_metrics({step: path}, False, None, {}, torch.device(args.device))
+            else:
+                table = series_metrics_fast(
+                    {step: path}, False, None, {}, torch.device(args.device), args.threads
+                )
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
+            rows.append(table.drop(columns="step").iloc[0].to_dict())
+        out.update(cpu=cpus, wall=walls, metrics=rows)
+    out["maxrss_mb"] = peak_rss_mib()
+    print(json.dumps(out))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (MiB): Linux's VmHWM, which starts afresh at exec.
+    (``ru_maxrss`` does not: a child started by fork + exec inherits the parent's peak, so
+    a child of this bench, which held the model it saved, would report at least that.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(how: str, paths: list[Path], threads: int, device: str) -> dict:
+    command = [sys.executable, __file__, "_child", how, *map(str, paths)]
+    command += ["--threads", str(threads), "--device", device]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{how} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worst_differences(new: dict, old: dict) -> tuple[str, bool]:
+    """'metric: difference' of the metric with the largest relative difference; whether
+    every metric is within its tolerance (trainmap.metrics.fast.TOLERANCES)."""
+    from trainmap.metrics.fast import out_of_tolerance
+
+    diffs = {
+        name: abs(new[name] - old[name]) / abs(old[name])
+        for name in old
+        if old[name] and not (math.isnan(old[name]) or math.isnan(new[name]))
+    }
+    worst = max(diffs, key=diffs.get)
+    return f"{worst} {diffs[worst]:.1e} relative", not out_of_tolerance(new, old)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header(args: argparse.Namespace) -> None:
+    import os
+
+    import torch
+
+    print(f"{platform.machine()} {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"load average {os.getloadavg()}; threads {args.threads}; device {args.device}")
+
+
+def bert(args: argparse.Namespace, tmp: Path) -> None:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    folder = tmp / "bert-base"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertForMaskedLM(BertConfig())  # the defaults are BERT-base's sizes
+    model.save_pretrained(folder)
+    del model
+    size = (folder / "model.safetensors").stat().st_size / 2**20
+    base = measure("baseline", [], args.threads, args.device)["maxrss_mb"]
+    new = measure("new", [folder], args.threads, args.device)
+    if args.new_only:  # e.g. to compare thread counts
+        header(args)
+        print(f"new: CPU {new['cpu'][0]:.2f} s, wall {new['wall'][0]:.2f} s, peak RSS "
+              f"{new['maxrss_mb']:.0f} MiB (baseline {base:.0f} MiB)")  # fmt: skip
+        return
+    old = measure("old", [folder], args.threads, args.device)
+    header(args)
+    print(f"BERT-base save_pretrained: {size:.0f} MiB safetensors; baseline (import torch) "
+          f"RSS {base:.0f} MiB")  # fmt: skip
+    for label, m in (("today (series_metrics)", old), ("new (series_metrics_fast)", new)):
+        above = m["maxrss_mb"] - base
+        print(f"{label:28s} CPU {m['cpu'][0]:6.2f} s  wall {m['wall'][0]:6.2f} s  "
+              f"peak RSS {m['maxrss_mb']:6.0f} MiB ({above:5.0f} above baseline, "
+              f"{above / size:.2f}x the checkpoint)")  # fmt: skip
+    text, ok = worst_differences(new["metrics"][0], old["metrics"][0])
+    print(f"speed-up {old['cpu'][0] / new['cpu'][0]:.2f}x (CPU); largest difference: {text}; "
+          f"every metric within its tolerance: {ok}")  # fmt: skip
+    per = new["cpu"][0]
+    print(
+        f"MultiBERTs, {MULTIBERTS_CHECKPOINTS} checkpoints x {per:.2f} CPU-s = "
+        f"{MULTIBERTS_CHECKPOINTS * per / 60:.1f} CPU-min (today's: "
+        f"{MULTIBERTS_CHECKPOINTS * old['cpu'][0] / 60:.1f}), reading .bin not included"
+    )
+
+
+def pythia(args: argparse.Namespace, tmp: Path) -> None:
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(vocab_size=50304, **PYTHIA[args.size])
+    paths = []
+    for step in range(args.checkpoints):
+        folder = tmp / f"seed0/step{step}"
+        with torch.random.fork_rng():
+            torch.manual_seed(step)
+            torch.set_default_dtype(torch.float16)  # built in float16: half the memory
+            try:
+                model = GPTNeoXForCausalLM(config)
+            finally:
+                torch.set_default_dtype(torch.float32)
+        model.save_pretrained(folder)
+        del model
+        paths.append(folder)
+    size = (paths[0] / "model.safetensors").stat().st_size / 2**20
+    base = measure("baseline", [], args.threads, args.device)["maxrss_mb"]
+    new = measure("new", paths, args.threads, args.device)
+    old = measure("old", paths[:1], args.threads, args.device) if args.old else None
+    header(args)
+    print(f"Pythia-{args.size}-shaped GPT-NeoX (float16): {size:.0f} MiB a checkpoint; "
+          f"baseline RSS {base:.0f} MiB")  # fmt: skip
+    above = new["maxrss_mb"] - base
+    cpus = ", ".join(f"{c:.2f}" for c in new["cpu"])
+    print(f"new: CPU-s per checkpoint {cpus}; peak RSS {new['maxrss_mb']:.0f} MiB "
+          f"({above:.0f} above baseline, {above / size:.2f}x a checkpoint)")  # fmt: skip
+    per = sum(new["cpu"]) / len(new["cpu"])
+    print(
+        f"PolyPythias seed ({POLYPYTHIAS_CHECKPOINTS} checkpoints): "
+        f"{POLYPYTHIAS_CHECKPOINTS * per / 60:.1f} CPU-min, downloads not included"
+    )
+    if old is not None:
+        text, ok = worst_differences(new["metrics"][0], old["metrics"][0])
+        print(
+            f"today: CPU {old['cpu'][0]:.2f} s, peak RSS {old['maxrss_mb']:.0f} MiB; "
+            f"speed-up {old['cpu'][0] / new['cpu'][0]:.2f}x; {text}; within tolerance: {ok}"
+        )
+
+
+def sketch(args: argparse.Namespace) -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from trainmap.metrics.fast import _spectrum_values, singular_values_cpu
+    from trainmap.metrics.sketched import sketched_spectrum
+
+    header(args)
+    print("shape, CPU-s exact (Gram) / sketched, relative error of the sketched "
+          "spectral, mean_lambda, variance_lambda")  # fmt: skip
+    gen = np.random.default_rng(0)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        for m, n in [(1024, 1024), (4096, 1024), (2048, 2048), (8192, 2048)]:
+            w = (gen.standard_normal((m, n)) * 0.02).astype(np.float16).astype(np.float64)
+            cpu = time.process_time()
+            s, _ = singular_values_cpu(w)
+            exact = _spectrum_values(s, 0.0)
+            t_exact = time.process_time() - cpu
+            cpu = time.process_time()
+            estimate = sketched_spectrum(w)
+            t_sketch = time.process_time() - cpu
+            errors = [
+                abs(estimate[i] - exact[j]) / abs(exact[j]) for i, j in ((0, 0), (1, 2), (2, 3))
+            ]
+            print(f"{m} x {n}: {t_exact:.2f} / {t_sketch:.2f} CPU-s; "
+                  + ", ".join(f"{e:.1e}" for e in errors))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["bert", "pythia", "sketch", "_child"])
+    parser.add_argument("how", nargs="?", choices=["baseline", "old", "new"])
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", choices=sorted(PYTHIA), default="410m")
+    parser.add_argument("--checkpoints", type=int, default=3)
+    parser.add_argument("--old", action="store_true", help="pythia: also today's path")
+    parser.add_argument("--new-only", action="store_true", help="bert: only the new path")
+    parser.add_argument("--dir", type=Path, default=None, help="where to write (default tmp)")
+    args = parser.parse_args()
+    if args.what == "_child":
+        return child(args)
+    if args.what == "sketch":
+        return sketch(args)
+    tmp = Path(tempfile.mkdtemp(dir=args.dir))
+    try:
+        (bert if args.what == "bert" else pythia)(args, tmp)
+    finally:
+        shutil.rmtree(tmp)  # big checkpoints: never leave them behind
+
+
+if __name__ == "__main__":
+    main()

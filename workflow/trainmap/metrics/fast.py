@@ -1,0 +1,457 @@
+"""A fast exact path for the 14 weight metrics of big checkpoints (checkpoint series).
+
+Same definitions as ``trainmap.metrics.weights.compute_metrics`` (METHOD.md section 2), which stays
+the path of trained runs (their metrics.parquet files do not change). What differs:
+
+- Singular values come from the eigenvalues of the smaller Gram matrix (``W^T W`` or
+  ``W W^T``, p x p with p = min(m, n)) in float64: ``sigma_i = sqrt(lambda_i)``. On the CPU
+  the Gram matrix is one BLAS ``dsyrk`` and the eigenvalues one LAPACK ``dsyevd`` (values
+  only), through SciPy; on another device the same two steps run in torch, batched over
+  the matrices of one shape. Both are ~2-3x cheaper than a float64 SVD of the same matrix.
+- Precision argument, checked per matrix (``gram_is_precise``): products of float32 (or
+  float16/bfloat16) entries are exact in float64, so the computed Gram matrix differs from
+  the exact one only by summation error, ``||E|| <= u sqrt(k) ||W||_F^2`` in the
+  probabilistic model of Higham & Mary (SISC 2019; u = 2^-53, k = max(m, n) terms per
+  entry), and ``dsyevd`` is backward stable, ``|d lambda| <= u p max|lambda|``. With
+  ``delta`` their sum every true sigma_i lies in ``[sqrt(lambda_i - delta),
+  sqrt(lambda_i + delta)]``. The Gram values are used only where (a) no interval contains
+  METHOD.md's 1e-5 floor (values below it are set to 0, so the floor must decide the same
+  way for every value the interval allows) and (b) the intervals bound the error of
+  spectral, mean_lambda and variance_lambda below ``RTOL`` (1e-9) relative. Otherwise the
+  matrix falls back to a float64 SVD (``scipy.linalg.svdvals`` / ``torch.linalg.svdvals``),
+  the reference's own method. The bound is the typical-case one, not the worst case
+  (``k u`` instead of ``sqrt(k) u``): the worst case would send every square BERT matrix
+  to the SVD although the measured errors there are ~1e-14 (tests/metrics/test_fast.py).
+- The pooled statistics stream: exact mean and population variance from per-tensor float64
+  sums and centred sums of squares (Chan et al.'s pairwise update; a tensor's centred sum
+  is ``sum x^2 - n mean^2`` where that loses at most 2 bits, i.e. mean^2 <= 3 var, else
+  a second pass over the tensor), and the exact median
+  from a histogram of the float64 bit patterns (2^20 buckets, order-preserving) and a
+  second pass that collects the one or two buckets that hold the middle order statistics.
+  No float64 copy of all weights, no buffer of them either.
+- A model can arrive layer by layer (``metrics_of_layers``), so a checkpoint never has to
+  be in memory whole (``trainmap.checkpoints.stream`` reads it so).
+
+Tolerances against ``compute_metrics`` (``TOLERANCES``, tested): l1, l2, code_sparsity,
+trace, spectral, computational_sparsity, mean_lambda, variance_lambda, var_w, var_b: 1e-9
+relative (the per-matrix ones are guarded by the check above; sums differ only in
+summation order, ~1e-15). median_w, median_b: equal (the same two order statistics, averaged
+the same way). mean_w, mean_b: 1e-9 relative or 1e-12 of the pooled values' root mean
+square, whichever is larger: a mean of symmetric weights is a sum that cancels to ~1e-4 of
+its terms, where any two summation orders differ by more than 1e-9 of the result.
+Non-finite weights give non-finite metrics where the reference gives them (NaN vs inf may
+differ); ``diverged`` only asks for finiteness.
+"""
+
+import math
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.linalg
+import torch
+from scipy.linalg import blas
+
+from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.sketched import sketched_spectrum
+from trainmap.metrics.weights import SINGULAR_VALUE_FLOOR, WeightGroups, _kernel_metrics
+
+SPECTRA = ("exact", "sketched")  # metrics: {spectra: ...}; sketched is opt-in (estimates)
+UNIT_ROUNDOFF = 2.0**-53  # float64
+RTOL = 1e-9
+# metric -> (relative tolerance, tolerance relative to the pooled values' RMS) vs compute_metrics
+TOLERANCES = {name: (RTOL, 0.0) for name in METRIC_COLUMNS}
+TOLERANCES.update({"median_w": (0.0, 0.0), "median_b": (0.0, 0.0)})
+TOLERANCES.update({"mean_w": (RTOL, 1e-12), "mean_b": (RTOL, 1e-12)})
+# Histogram of the pooled values for the exact median: the top 20 bits of the value rounded
+# to float32 (sign, 8 exponent bits, 11 mantissa bits). Rounding is monotone, so the buckets
+# are ordered value ranges for float64 values too, and float32 weights need no conversion.
+BUCKET_SHIFT = 12
+N_BUCKETS = 1 << 20
+HALF = N_BUCKETS // 2
+
+
+def out_of_tolerance(got: dict[str, float], want: dict[str, float]) -> list[str]:
+    """One message per metric of ``got`` outside its TOLERANCES around ``want`` (e.g.
+    compute_metrics' values); empty when every metric is within. NaN matches only NaN."""
+    messages = []
+    for name, (rtol, rms_tol) in TOLERANCES.items():
+        a, b = got[name], want[name]
+        if math.isnan(a) or math.isnan(b):
+            if math.isnan(a) != math.isnan(b):
+                messages.append(f"{name}: {a!r} vs {b!r}")
+            continue
+        pooled = "_w" if name.endswith("_w") else "_b"
+        rms = math.sqrt(abs(want["var" + pooled]) + want["mean" + pooled] ** 2)
+        allowed = max(rtol * abs(b), rms_tol * rms if math.isfinite(rms) else 0.0)
+        if not abs(a - b) <= allowed:
+            messages.append(f"{name}: {a!r} vs {b!r} (allowed {allowed:.1e})")
+    return messages
+
+
+def gram_error_bound(lam: np.ndarray, fro2: float, k: int) -> float:
+    """delta: the bound on |computed - true| eigenvalue of a Gram matrix (see module doc).
+
+    lam: (p,) computed eigenvalues; fro2: ||W||_F^2; k: the number of terms per entry.
+    """
+    p = lam.shape[-1]
+    return UNIT_ROUNDOFF * (math.sqrt(k) * fro2 + p * float(np.abs(lam).max(initial=0.0)))
+
+
+def gram_is_precise(lam: np.ndarray, fro2: float, k: int, rtol: float = RTOL) -> bool:
+    """Whether the singular values sqrt(lam) give spectral, mean_lambda and variance_lambda
+    to ``rtol`` relative with the 1e-5 floor decided the same way as exact values would.
+
+    lam: (p,) eigenvalues of the Gram matrix, any order; fro2, k: as gram_error_bound.
+    """
+    if not np.isfinite(lam).all() or not math.isfinite(fro2):
+        return False
+    delta = gram_error_bound(lam, fro2, k)
+    s = np.sqrt(np.clip(lam, 0.0, None))
+    hi = np.sqrt(lam + delta)
+    lo = np.sqrt(np.clip(lam - delta, 0.0, None))
+    floor = SINGULAR_VALUE_FLOOR
+    if np.any((lo < floor) & (hi >= floor)):
+        return False  # the floor may cut a value the exact spectrum keeps, or vice versa
+    kept = lo >= floor
+    err = np.where(kept, np.maximum(hi - s, s - lo), 0.0)  # floored values are 0 either way
+    floored = np.where(kept, s, 0.0)
+    top = int(np.argmax(s))
+    if err[top] > rtol * s[top] and s[top] > 0:
+        return False
+    if err.sum() > rtol * floored.sum():
+        return False
+    if s.shape[-1] > 1:  # d var / d sigma_i = 2 (sigma_i - mean) / p, plus the second order
+        spread = np.abs(floored - floored.mean())
+        var_err = 2.0 * (spread * err).mean() + 2.0 * (err * err).mean()
+        if var_err > rtol * floored.var():
+            return False
+    return True
+
+
+def singular_values_cpu(wd: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(singular values, descending; whether the Gram path was precise) of a float64 matrix.
+
+    wd: (m, n) C-contiguous float64, finite. The Gram matrix is ``dsyrk`` of ``wd.T`` (an
+    F-contiguous view: no copy), upper triangle only, which ``eigvalsh(lower=False)`` reads.
+    """
+    m, n = wd.shape
+    gram = blas.dsyrk(1.0, wd.T, trans=0 if m >= n else 1)
+    lam = scipy.linalg.eigvalsh(
+        gram, lower=False, overwrite_a=True, check_finite=False, driver="evd"
+    )
+    flat = wd.reshape(-1)
+    if gram_is_precise(lam, float(flat @ flat), max(m, n)):
+        return np.sqrt(np.clip(lam[::-1], 0.0, None)), True
+    return scipy.linalg.svdvals(wd, check_finite=False), False
+
+
+def _spectrum_values(s: np.ndarray, trace: float) -> list[float]:
+    """spectral, computational_sparsity, mean_lambda, variance_lambda of singular values s."""
+    spectral = float(s[0])
+    lam = np.where(s < SINGULAR_VALUE_FLOOR, 0.0, s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sparsity = np.float64(trace) / np.float64(spectral)
+    return [spectral, float(sparsity), float(lam.mean()), float(lam.var())]
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """The values of a tensor as a float32 or float64 NumPy array (a view where it can)."""
+    t = t.detach().cpu()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()  # float16/bfloat16: exact in float32
+    return t.numpy()
+
+
+def _as_float64(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float64 NumPy copy (or view, for float64 input) of a CPU tensor."""
+    return np.ascontiguousarray(_as_numpy(t), dtype=np.float64)
+
+
+class Pooled:
+    """Mean, median and population variance of all values given, streamed tensor by tensor.
+
+    ``add`` every tensor (pass 1), then, if ``needs_second_pass``, ``collect`` every tensor
+    again in any order (pass 2), then ``result``.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total = 0.0  # sum of the per-tensor float64 sums
+        self.mean = 0.0  # running mean and centred sum of squares (Chan et al.)
+        self.m2 = 0.0
+        self.nan = False
+        self.counts = np.zeros(N_BUCKETS, dtype=np.int64)
+        self.wanted: dict[int, int] | None = None  # bucket -> how many below it
+        self.found: list[np.ndarray] = []
+
+    def add(self, x: np.ndarray, original: np.ndarray | None = None) -> None:
+        """Pass 1. x: float64 values, any shape; original: the same values in their own
+        float32 or float64 array, if at hand (saves a conversion)."""
+        original = x if original is None else original
+        x = x.reshape(-1)
+        n = x.size
+        if n == 0:
+            return
+        total = float(x.sum())
+        mean = total / n
+        if not math.isfinite(total):  # inf or NaN: the variance is NaN, the median maybe
+            self.nan |= bool(np.isnan(x).any())
+            m2 = math.nan
+        else:
+            squares = float(x @ x)
+            m2 = squares - total * mean
+            if not squares <= 4.0 * m2:  # the shortcut would lose more than 2 bits: 2 passes
+                centred = x - mean
+                m2 = float(centred @ centred)
+        delta = mean - self.mean
+        both = self.n + n
+        self.mean += delta * n / both
+        self.m2 += m2 + delta * delta * self.n * n / both
+        self.n = both
+        self.total += total
+        self.counts += np.bincount(_order(original), minlength=N_BUCKETS)
+
+    @property
+    def needs_second_pass(self) -> bool:
+        return self.n > 0 and not self.nan
+
+    def _targets(self) -> dict[int, int]:
+        """bucket -> number of values in lower buckets, for the buckets of the middle ranks."""
+        if self.wanted is None:
+            upto = np.cumsum(self.counts)
+            buckets = {int(np.searchsorted(upto, r, side="right")) for r in self._ranks()}
+            self.wanted = {b: int(upto[b] - self.counts[b]) for b in sorted(buckets)}
+        return self.wanted
+
+    def _ranks(self) -> tuple[int, int]:
+        """0-based ranks of the lower and upper middle values (equal for odd counts)."""
+        return (self.n - 1) // 2, self.n // 2
+
+    def collect(self, x: np.ndarray) -> None:
+        """Pass 2: keep the values of x (float32 or float64) in the middle ranks' buckets."""
+        order = _order(x)
+        first, last = min(self._targets()), max(self._targets())
+        # the buckets between the two are empty (the ranks are adjacent): one range
+        keep = (order >= first) & (order <= last) if first != last else order == first
+        self.found.append(x.reshape(-1)[keep.reshape(-1)].astype(np.float64))
+
+    def result(self) -> list[float]:
+        """[mean, median, variance]; NaN if nothing was added (the median is NaN if any
+        value is NaN, as torch.median)."""
+        if self.n == 0:
+            return [math.nan] * 3
+        mean = self.total / self.n
+        if not math.isfinite(mean):
+            return [mean, math.nan if self.nan else self._median(), math.nan]
+        return [mean, self._median() if not self.nan else math.nan, self.m2 / self.n]
+
+    def _median(self) -> float:
+        """NumPy's median: the mean of the two middle order statistics, in float64."""
+        values = np.sort(np.concatenate(self.found)) if self.found else np.empty(0)
+        middle = []
+        for rank in self._ranks():
+            offset = 0  # where each wanted bucket starts among the sorted collected values
+            for bucket, below in self._targets().items():
+                if below <= rank < below + int(self.counts[bucket]):
+                    middle.append(values[offset + rank - below])
+                    break
+                offset += int(self.counts[bucket])
+        if len(middle) != 2 or values.size != sum(int(self.counts[b]) for b in self._targets()):
+            raise RuntimeError("median: the second pass did not see the values of the first")
+        return float((middle[0] + middle[1]) / 2.0)
+
+
+def _order(x: np.ndarray) -> np.ndarray:
+    """Bucket of each value (float32 bits; float64 is rounded first), in value order."""
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
+        x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
+    bits = x32.view(np.int32)
+    key = bits >> 31  # -1 for negatives: flip their magnitude bits, so int order = value order
+    key &= 0x7FFFFFFF
+    key ^= bits
+    key >>= BUCKET_SHIFT
+    key += HALF
+    return key
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b with IEEE semantics (0/0 and inf/inf are NaN, as in torch)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
+def _host_part(w: torch.Tensor) -> tuple[np.ndarray, list[float]]:
+    """(float64 copy of w, [l1, l2, code_sparsity, trace]) of one matrix."""
+    if w.ndim != 2:
+        raise ValueError(f"matrices must be 2-D, got shape {tuple(w.shape)}")
+    wd = _as_float64(w)
+    flat = wd.reshape(-1)
+    l1 = float(np.abs(flat).sum())
+    l2 = math.sqrt(float(flat @ flat))
+    trace = float(np.trace(wd))  # main diagonal, square or not
+    return wd, [l1, l2, _ratio(l1, l2), trace]
+
+
+def _spectra_cpu(wd: np.ndarray, finite: bool) -> tuple[np.ndarray | None, bool]:
+    return singular_values_cpu(wd) if finite else (None, True)
+
+
+def _spectra_torch(
+    matrices: list[np.ndarray], device: torch.device
+) -> list[tuple[np.ndarray, bool]]:
+    """singular_values_cpu's result for each matrix, computed on ``device`` in torch.
+
+    One Gram product and one batched ``eigvalsh`` per shape (wide stacks transposed to
+    tall), the precision check on the host, ``svdvals`` for the matrices it refuses.
+    """
+    out: list[tuple[np.ndarray, bool] | None] = [None] * len(matrices)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, wd in enumerate(matrices):
+        by_shape.setdefault(wd.shape, []).append(i)
+    for (m, n), indices in by_shape.items():
+        x = torch.stack([torch.from_numpy(matrices[i]) for i in indices]).to(device)
+        x = x.mT if m < n else x  # tall: (b, k, p)
+        lam = torch.linalg.eigvalsh(x.mT @ x)  # ascending, (b, p)
+        fro2 = torch.linalg.vector_norm(x, dim=(-2, -1)).square()
+        lam_host, fro2_host = lam.cpu().numpy(), fro2.cpu().numpy()
+        refused = [j for j in range(len(indices)) if not gram_is_precise(
+            lam_host[j], float(fro2_host[j]), max(m, n))]  # fmt: skip
+        svd = torch.linalg.svdvals(x[refused]).cpu().numpy() if refused else None
+        for j, i in enumerate(indices):
+            if j in refused:
+                out[i] = (svd[refused.index(j)], False)
+            else:
+                out[i] = (np.sqrt(np.clip(lam_host[j][::-1], 0.0, None)), True)
+    return out  # type: ignore[return-value]
+
+
+def _matrix_rows(
+    matrices: list[torch.Tensor],
+    device: torch.device,
+    pool: ThreadPoolExecutor | None,
+    backend: str,
+    spectra: str = "exact",
+) -> Iterable[tuple[np.ndarray, np.ndarray, bool]]:
+    """Per matrix: its 8 values, its float64 copy and whether the Gram path held. Lazy
+    with one thread, so one float64 copy at a time is alive."""
+    mapper = pool.map if pool is not None else map
+    hosts = mapper(_host_part, matrices)
+    if spectra == "sketched":  # estimates (trainmap.metrics.sketched), on the host
+        for wd, values in hosts:
+            finite = math.isfinite(values[0])
+            spectral, mean, variance = sketched_spectrum(wd) if finite else [math.nan] * 3
+            row = [*values, spectral, _ratio(values[3], spectral), mean, variance]
+            yield np.array(row), wd, True
+        return
+    if backend == "torch":
+        hosts = list(hosts)
+        finite = [math.isfinite(v[0]) for _, v in hosts]
+        spectra = iter(
+            _spectra_torch([wd for (wd, _), f in zip(hosts, finite, strict=True) if f], device)
+        )
+        for (wd, values), ok in zip(hosts, finite, strict=True):
+            s, gram = next(spectra) if ok else (None, True)
+            yield _row(values, s, wd), wd, gram
+        return
+    if pool is not None:
+        hosts = list(hosts)  # keep the order; the SVDs below run in parallel
+        results = pool.map(lambda h: _spectra_cpu(h[0], math.isfinite(h[1][0])), hosts)
+        for (wd, values), (s, gram) in zip(hosts, results, strict=True):
+            yield _row(values, s, wd), wd, gram
+        return
+    for wd, values in hosts:
+        s, gram = _spectra_cpu(wd, math.isfinite(values[0]))
+        yield _row(values, s, wd), wd, gram
+
+
+def _row(values: list[float], s: np.ndarray | None, wd: np.ndarray) -> np.ndarray:
+    """The 8 matrix metrics; s None: a non-finite matrix (NaN spectrum, as the reference)."""
+    spectrum = _spectrum_values(s, values[3]) if s is not None else [math.nan] * 4
+    return np.array([*values, *spectrum])
+
+
+def metrics_of_layers(
+    layers: Callable[[], Iterable[WeightGroups]],
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+    report: dict[str, int] | None = None,
+    backend: str | None = None,
+    spectra: str = "exact",
+) -> dict[str, float]:
+    """The 14 metrics (as ``compute_metrics``) of a model whose weight groups arrive in parts.
+
+    layers: called once or twice (the median's second pass), each call yields the
+    model's WeightGroups in parts (e.g. one transformer layer each; the same parts both
+    times). Per-matrix metrics are averaged over all parts' matrices; pooled statistics over
+    all parts' weights and biases. device: where the spectra are computed (CPU: SciPy;
+    else torch on that device). threads: matrices computed in parallel (BLAS itself is
+    held to one thread per worker). report: if given, gets ``matrices`` and
+    ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``scipy``
+    or ``torch`` for the spectra; default SciPy on the CPU (OpenBLAS's float64 products
+    ran ~2x MKL's on the AMD CPU measured), torch on any other device. spectra:
+    ``exact``, or ``sketched`` for estimates of spectral, mean_lambda and variance_lambda
+    (``trainmap.metrics.sketched``; opt-in, never the default).
+    """
+    if spectra not in SPECTRA:
+        raise ValueError(f"spectra {spectra!r} is not one of {', '.join(SPECTRA)}")
+    from threadpoolctl import threadpool_limits
+
+    device = torch.device(device)
+    backend = backend or ("scipy" if device.type == "cpu" else "torch")
+    if backend not in ("scipy", "torch") or (backend == "scipy" and device.type != "cpu"):
+        raise ValueError(f"backend {backend!r} cannot compute on device {device}")
+    sums, counts = np.zeros(8), np.zeros(8)
+    weights, biases = Pooled(), Pooled()
+    n_matrices = fallbacks = 0
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for groups in layers():
+            in_weights = [id(t) for t in groups.weights]
+            rows = _matrix_rows(
+                groups.matrices, device, pool if threads > 1 else None, backend, spectra
+            )
+            pooled_done = set()
+            for w, (row, wd, gram) in zip(groups.matrices, rows, strict=True):
+                # one singular value has no variance: skipped for variance_lambda
+                counted = np.arange(8) < (7 if min(wd.shape) == 1 else 8)
+                sums += np.where(counted, row, 0.0)
+                counts += counted
+                n_matrices += 1
+                fallbacks += not gram
+                if id(w) in in_weights and id(w) not in pooled_done:
+                    for _ in range(in_weights.count(id(w))):
+                        weights.add(wd, _as_numpy(w))
+                    pooled_done.add(id(w))
+            for kernel in groups.kernels:
+                values, counted = (v[:, 0].numpy() for v in _kernel_metrics(kernel.cpu()))
+                sums += values
+                counts += counted
+            for t in groups.weights:
+                if id(t) not in pooled_done:
+                    weights.add(_as_float64(t))
+            for t in groups.biases:
+                biases.add(_as_float64(t))
+        if weights.needs_second_pass or biases.needs_second_pass:
+            for groups in layers():
+                for pooled, tensors in ((weights, groups.weights), (biases, groups.biases)):
+                    if pooled.needs_second_pass:
+                        for t in tensors:
+                            pooled.collect(_as_numpy(t))
+    if report is not None:
+        report.update(matrices=n_matrices, svd_fallbacks=fallbacks)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = sums / counts  # nothing counted: 0/0 -> NaN
+    row = [*means.tolist(), *weights.result(), *biases.result()]
+    return dict(zip(METRIC_COLUMNS, row, strict=True))
+
+
+def compute_metrics_fast(
+    groups: WeightGroups,
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+    spectra: str = "exact",
+) -> dict[str, float]:
+    """``compute_metrics`` of one model's WeightGroups by the fast path (module doc)."""
+    if not [*groups.matrices, *groups.kernels, *groups.weights, *groups.biases]:
+        raise ValueError("WeightGroups holds no tensors")
+    return metrics_of_layers(lambda: [groups], device, threads, spectra=spectra)
