@@ -12,6 +12,7 @@ value is read as NaN, and counted in the log; a null run id or step is an error.
 """
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,53 @@ def _check_unique(table: pd.DataFrame, path: Path, run_column: str) -> None:
             f"{path}: duplicate ({run_column}, step) rows, e.g. {run_column}={run!r} "
             f"step={step!r} ({int(duplicated.sum())} rows in duplicate pairs)"
         )
+
+
+# ``source: runs``: what trainmap.record.Recorder writes, one directory per seed.
+RUN_FILE = "metrics.parquet"
+SEED_DIRECTORY = re.compile(r"seed(\d+)")
+
+
+def find_recorded_runs(directory: str | Path, where: str = "runs") -> list[Path]:
+    """``<directory>/seed<seed>/metrics.parquet`` of every recorded seed, sorted by seed.
+
+    A missing directory, one without any run, and a ``seed*`` folder whose name is no
+    ``seed<integer>`` raise TableError naming them (``where``: the config key).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TableError(f"{where}: {directory}: no such directory (runs recorded with "
+                         "trainmap.record.Recorder live in <dir>/seed<seed>/metrics.parquet)")  # fmt: skip
+    found = {}
+    for path in directory.glob(f"seed*/{RUN_FILE}"):
+        match = SEED_DIRECTORY.fullmatch(path.parent.name)
+        if match is None:
+            raise TableError(f"{where}: {path}: folder {path.parent.name!r} is not named "
+                             "seed<integer>; rename it or move it out of the runs directory")  # fmt: skip
+        found[int(match.group(1))] = path
+    if not found:
+        raise TableError(f"{where}: {directory}: no seed<seed>/{RUN_FILE} in it; record runs "
+                         "with trainmap.record.Recorder(directory, seed=..., model=...)")  # fmt: skip
+    return [found[seed] for seed in sorted(found)]
+
+
+def load_recorded_runs(
+    paths: list[str | Path], features: list[str], convergence_column: str
+) -> pd.DataFrame:
+    """Every recorded run, each checked as a ``source: table`` file (``load_run_table``),
+    its ``seed`` column equal to its folder's seed. A run is ``diverged`` when its own
+    file marks any row so (a non-finite loss) or a feature is non-finite."""
+    runs = []
+    for path in map(Path, paths):
+        table = load_run_table(path, features, convergence_column)
+        match = SEED_DIRECTORY.fullmatch(path.parent.name)
+        seed = int(match.group(1)) if match else None
+        if seed is not None and not (table["seed"] == seed).all():
+            other = table.loc[table["seed"] != seed, "seed"].iloc[0]
+            raise TableError(f"{path}: holds rows of seed {other}, but its folder is seed{seed}")
+        marked = read_table(path)
+        if "diverged" in marked.columns and marked["diverged"].fillna(False).astype(bool).any():
+            table["diverged"] = True
+        runs.append(table)
+    table = pd.concat(runs, ignore_index=True)
+    return table.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)

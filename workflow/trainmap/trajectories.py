@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from trainmap.io import read_parquet
-from trainmap.tables import load_run_table
+from trainmap.tables import load_recorded_runs, load_run_table
 
 
 def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -19,7 +19,10 @@ def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
 def build_trajectories(
     source: str, paths: Sequence[str | Path], features: list[str], convergence: dict
 ) -> pd.DataFrame:
-    """The setting's trajectories: trained runs, or a user's table (source: table)."""
+    """The setting's trajectories: trained runs, a user's table (source: table) or the
+    runs a user recorded with trainmap.record (source: runs)."""
+    if source == "runs":
+        return load_recorded_runs(list(paths), features, convergence["column"])
     if source == "table":
         (path,) = paths
         return load_run_table(path, features, convergence["column"])
