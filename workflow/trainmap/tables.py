@@ -195,18 +195,24 @@ def find_recorded_runs(directory: str | Path, where: str = "runs") -> list[Path]
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise TableError(f"{where}: {directory}: no such directory (runs recorded with "
-                         "trainmap.record.Recorder live in <dir>/seed<seed>/metrics.parquet)")  # fmt: skip
+        raise TableError(
+            f"{where}: {directory}: no such directory (runs recorded with "
+            "trainmap.record.Recorder live in <dir>/seed<seed>/metrics.parquet)"
+        )
     found = {}
     for path in directory.glob(f"seed*/{RUN_FILE}"):
         match = SEED_DIRECTORY.fullmatch(path.parent.name)
         if match is None:
-            raise TableError(f"{where}: {path}: folder {path.parent.name!r} is not named "
-                             "seed<integer>; rename it or move it out of the runs directory")  # fmt: skip
+            raise TableError(
+                f"{where}: {path}: folder {path.parent.name!r} is not named "
+                "seed<integer>; rename it or move it out of the runs directory"
+            )
         found[int(match.group(1))] = path
     if not found:
-        raise TableError(f"{where}: {directory}: no seed<seed>/{RUN_FILE} in it; record runs "
-                         "with trainmap.record.Recorder(directory, seed=..., model=...)")  # fmt: skip
+        raise TableError(
+            f"{where}: {directory}: no seed<seed>/{RUN_FILE} in it; record runs "
+            "with trainmap.record.Recorder(directory, seed=..., model=...)"
+        )
     return [found[seed] for seed in sorted(found)]
 
 
