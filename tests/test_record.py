@@ -315,3 +315,43 @@ def test_task_models_and_the_resnet_rule():
     assert generic.keys() == own.keys()
     for key in own:
         assert math.isclose(generic[key], own[key], rel_tol=1e-9), key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_of_a_model_on_the_gpu_stay_there(tmp_path):
+    """The model is read where it lives (no copy to the host) and gives the CPU's metrics."""
+    model = small_model()
+    cpu = compute_metrics(select_weights(model).groups(model))
+    model.cuda()
+    with Recorder(tmp_path, seed=0, model=model) as rec:
+        row = rec.log(0)
+    assert all(p.is_cuda for p in model.parameters())
+    assert {k: row[k] for k in METRIC_COLUMNS} == pytest.approx(cpu, rel=1e-9)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "gpt_neox", "bert"])
+def test_transformers_models_get_their_family_rule(model_type):
+    """By config.model_type, the rules that source: checkpoints applies to the same weights."""
+    transformers = pytest.importorskip("transformers")
+    from trainmap.families import FAMILIES
+
+    configs = {
+        "gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel,
+                 {"n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 20, "n_positions": 8}),
+        "gpt_neox": (transformers.GPTNeoXConfig, transformers.GPTNeoXForCausalLM,
+                     {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "intermediate_size": 32, "vocab_size": 20}),
+        "bert": (transformers.BertConfig, transformers.BertForMaskedLM,
+                 {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 32, "vocab_size": 20}),
+    }  # fmt: skip
+    config_class, model_class, options = configs[model_type]
+    torch.manual_seed(0)
+    model = model_class(config_class(**options))
+    selection = select_weights(model)
+    assert selection.family == model_type
+    tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    expected = compute_metrics(FAMILIES[model_type](tensors, model.config.to_dict()))
+    got = compute_metrics(selection.groups(model))
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert not any("embed" in name or "wte" in name for name in selection.names["matrices"])

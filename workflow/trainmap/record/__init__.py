@@ -5,9 +5,10 @@
 neither library.
 """
 
+from trainmap.errors import RecordError
 from trainmap.record.recorder import Recorder
 
-__all__ = ["HFCallback", "LightningCallback", "Recorder"]
+__all__ = ["HFCallback", "LightningCallback", "RecordError", "Recorder"]
 
 
 def __getattr__(name: str):
