@@ -195,8 +195,9 @@ def find_recorded_runs(directory: str | Path, where: str = "runs") -> list[Path]
     """
     directory = Path(directory)
     if not directory.is_dir():
+        inside = "" if directory.is_absolute() else f" in the working directory {Path.cwd()}"
         raise TableError(
-            f"{where}: {directory}: no such directory (runs recorded with "
+            f"{where}: {directory}: no such directory{inside} (runs recorded with "
             "trainmap.record.Recorder live in <dir>/seed<seed>/metrics.parquet)"
         )
     found = {}
