@@ -355,3 +355,14 @@ def test_transformers_models_get_their_family_rule(model_type):
     got = compute_metrics(selection.groups(model))
     assert got == pytest.approx(expected, rel=1e-12)
     assert not any("embed" in name or "wte" in name for name in selection.names["matrices"])
+
+
+def test_a_damaged_or_foreign_file_in_the_way_is_named(tmp_path):
+    path = tmp_path / "seed0" / "metrics.parquet"
+    path.parent.mkdir()
+    path.write_bytes(b"PAR1 cut short")
+    with pytest.raises(RecordError, match=r"seed0/metrics\.parquet: unreadable Parquet"):
+        Recorder(tmp_path, seed=0, model=small_model())
+    pd.DataFrame({"seed": [0], "loss": [1.0]}).to_parquet(path)
+    with pytest.raises(RecordError, match=r"metrics\.parquet: not a Recorder's file \(no 'step'"):
+        Recorder(tmp_path, seed=0, model=small_model())
