@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM
 
-from trainmap.columns import METRIC_COLUMNS
-from trainmap.io import write_parquet
+from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.io.files import write_parquet
 from trainmap.record import Recorder
 
 

@@ -6,7 +6,7 @@ layout ``source: runs`` reads). Beside it, ``weights.json`` names the family and
 parameters each metric group read.
 
 - Metrics are computed under ``torch.no_grad()`` on the model's own device, from the
-  parameters as they are (``trainmap.metrics.compute_metrics`` copies into float64): the
+  parameters as they are (``trainmap.metrics.weights.compute_metrics`` copies into float64): the
   model, its RNG streams and the optimizer are never touched, so training with and
   without a Recorder gives the same weights bit for bit.
 - Rows reach disk at the first ``log``, then whenever ``flush_every`` seconds have passed
@@ -31,10 +31,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainmap.columns import METRIC_COLUMNS
 from trainmap.errors import CorruptFileError, RecordError
-from trainmap.io import read_parquet, write_json, write_parquet
-from trainmap.metrics import compute_metrics
+from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.io.files import read_parquet, write_json, write_parquet
+from trainmap.metrics.weights import compute_metrics
 from trainmap.record.selection import Selection, select_weights
 
 # Columns the Recorder writes itself; a scalar of that name would overwrite them.

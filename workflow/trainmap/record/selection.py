@@ -9,7 +9,7 @@ Families (``family="auto"`` picks the first that fits):
 - ``task``: a model with its own ``weight_groups()`` (the built-in tasks' models); a
   registered task's name (``sparse_parity``, ...) asks for the same.
 - ``bert``, ``gpt2``, ``gpt_neox``: transformers models by ``config.model_type``, with the
-  rules of ``trainmap.families`` (the same as for checkpoint series).
+  rules of ``trainmap.metrics.families`` (the same as for checkpoint series).
 - ``resnet``: a torchvision ResNet, by the generic rule below, which gives METHOD.md's
   ResNet rule: the final Linear layer is the only matrix, conv kernels give l1, l2 and
   code_sparsity per kernel slice, BatchNorm is excluded.
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainmap.checkpoints.series import TRANSFORMER_FAMILIES
 from trainmap.errors import RecordError
-from trainmap.families import FAMILIES
-from trainmap.hyperparameters import HYPERPARAMETERS
-from trainmap.metrics import WeightGroups
-from trainmap.series import TRANSFORMER_FAMILIES
+from trainmap.metrics.families import FAMILIES
+from trainmap.metrics.weights import WeightGroups
+from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 
 FAMILY_NAMES = ("auto", "task", *TRANSFORMER_FAMILIES, "resnet", "generic")
 MAX_NAMES_SHOWN = 80  # parameter names listed in an error message
