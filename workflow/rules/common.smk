@@ -2,6 +2,7 @@
 
 from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
+from trainmap.io.tables import find_recorded_runs
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -26,10 +27,13 @@ def get_setting(wildcards):
 
 
 def get_run_metrics(wildcards):
-    """Per-seed metrics of a trained setting, or the user's table (source table)."""
+    """Per-seed metrics of a trained setting, the user's table (source table), or the
+    runs recorded with trainmap.record (source runs)."""
     setting = get_setting(wildcards)
     if setting.source == "table":
         return setting.table
+    if setting.source == "runs":
+        return find_recorded_runs(setting.runs, f"settings.{setting.name}.runs")
     return expand(
         "results/{setting}/runs/seed{seed}/metrics.parquet",
         setting=setting.name,
@@ -38,9 +42,12 @@ def get_run_metrics(wildcards):
 
 
 def get_input_digest(wildcards):
-    """Content digest of a `source: table` file (a param: replacing the file with new
-    content and an old mtime still reruns the setting); None for trained settings."""
+    """Content digest of a `source: table` file, or of each recorded run's file (a param:
+    replacing a file with new content and an old mtime still reruns the setting); None
+    for trained settings."""
     setting = get_setting(wildcards)
+    if setting.source == "runs":
+        return {str(path): file_digest(path) for path in get_run_metrics(wildcards)}
     return file_digest(setting.table) if setting.source == "table" else None
 
 

@@ -19,3 +19,8 @@ class CorruptFileError(ValueError):
             "rule with --forcerun"
         )
         self.path = path
+
+
+class RecordError(ValueError):
+    """A Recorder that cannot record as asked (trainmap.record): a weight selection that
+    matches nothing, an unknown family, a value that is no scalar; names what was given."""

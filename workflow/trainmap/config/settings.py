@@ -27,6 +27,7 @@ COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
 SOURCE_KEYS = {
     "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize"},
     "table": {"table"},
+    "runs": {"runs"},  # a directory of runs recorded with trainmap.record
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
     "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals", "threads", "metrics"},
 }
@@ -61,6 +62,7 @@ class Setting:
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     table: str | None = None
+    runs: str | None = None
     series: CheckpointSeries | None = None
     threads: int = 1  # source checkpoints: the metrics job's threads
     spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
@@ -172,19 +174,19 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
     _check_folds(hmm, entry, where)
-    if source == "table" and "table" not in entry:
-        raise ConfigError(f"{where}.table: required for source 'table'")
+    if source in ("table", "runs") and source not in entry:
+        raise ConfigError(f"{where}.{source}: required for source {source!r}")
     _check_source_keys(entry, where)
     _check_features(common["features"], where)
     if source == "checkpoints":
         return _build_checkpoint_setting(entry, common, where)
-    if source == "table":
+    if source in ("table", "runs"):
         extra = sorted(k for k in entry if k not in SETTING_KEYS)
         if extra:
             raise ConfigError(
                 f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
             )
-        return Setting(**common, table=entry["table"])
+        return Setting(**common, **{source: entry[source]})
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")

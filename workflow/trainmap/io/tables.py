@@ -14,6 +14,7 @@ value is read as NaN, and counted in the log; a null run id or step is an error.
 """
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -186,6 +187,63 @@ def _check_unique(table: pd.DataFrame, path: Path, run_column: str) -> None:
         )
 
 
+# ``source: runs``: what trainmap.record.Recorder writes, one directory per seed.
+RUN_FILE = "metrics.parquet"
+SEED_DIRECTORY = re.compile(r"seed(\d+)")
+
+
+def find_recorded_runs(directory: str | Path, where: str = "runs") -> list[Path]:
+    """``<directory>/seed<seed>/metrics.parquet`` of every recorded seed, sorted by seed.
+
+    A missing directory, one without any run, and a ``seed*`` folder whose name is no
+    ``seed<integer>`` raise TableError naming them (``where``: the config key).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        inside = "" if directory.is_absolute() else f" in the working directory {Path.cwd()}"
+        raise TableError(
+            f"{where}: {directory}: no such directory{inside} (runs recorded with "
+            "trainmap.record.Recorder live in <dir>/seed<seed>/metrics.parquet)"
+        )
+    found = {}
+    for path in directory.glob(f"seed*/{RUN_FILE}"):
+        match = SEED_DIRECTORY.fullmatch(path.parent.name)
+        if match is None:
+            raise TableError(
+                f"{where}: {path}: folder {path.parent.name!r} is not named "
+                "seed<integer>; rename it or move it out of the runs directory"
+            )
+        found[int(match.group(1))] = path
+    if not found:
+        raise TableError(
+            f"{where}: {directory}: no seed<seed>/{RUN_FILE} in it; record runs "
+            "with trainmap.record.Recorder(directory, seed=..., model=...)"
+        )
+    return [found[seed] for seed in sorted(found)]
+
+
+def load_recorded_runs(
+    paths: list[str | Path], features: list[str], convergence_column: str
+) -> pd.DataFrame:
+    """Every recorded run, each checked as a ``source: table`` file (``load_run_table``),
+    its ``seed`` column equal to its folder's seed. A run is ``diverged`` when its own
+    file marks any row so (a non-finite loss) or a feature is non-finite."""
+    runs = []
+    for path in map(Path, paths):
+        table = load_run_table(path, features, convergence_column)
+        match = SEED_DIRECTORY.fullmatch(path.parent.name)
+        seed = int(match.group(1)) if match else None
+        if seed is not None and not (table["seed"] == seed).all():
+            other = table.loc[table["seed"] != seed, "seed"].iloc[0]
+            raise TableError(f"{path}: holds rows of seed {other}, but its folder is seed{seed}")
+        marked = read_table(path)
+        if "diverged" in marked.columns and marked["diverged"].fillna(False).astype(bool).any():
+            table["diverged"] = True
+        runs.append(table)
+    table = pd.concat(runs, ignore_index=True)
+    return table.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
+
+
 # Fan-in of a setting's runs into one trajectories table (rule collect_trajectories).
 
 
@@ -199,7 +257,10 @@ def collect_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
 def build_trajectories(
     source: str, paths: Sequence[str | Path], features: list[str], convergence: dict
 ) -> pd.DataFrame:
-    """The setting's trajectories: trained runs, or a user's table (source: table)."""
+    """The setting's trajectories: trained runs, a user's table (source: table) or the
+    runs a user recorded with trainmap.record (source: runs)."""
+    if source == "runs":
+        return load_recorded_runs(list(paths), features, convergence["column"])
     if source == "table":
         (path,) = paths
         return load_run_table(path, features, convergence["column"])

@@ -1,0 +1,50 @@
+"""Map your own training, plain PyTorch loop: a small MLP on synthetic data, 4 seeds.
+
+    python examples/plain_loop.py runs/mlp        # then a config entry `source: runs`
+
+Three lines are trainmap's: the import, the ``with Recorder(...)`` and ``rec.log(...)``.
+"""
+
+import sys
+
+import torch
+from torch import nn
+
+from trainmap.record import Recorder
+
+
+def make_data(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes: the sign of x0 * x1 (XOR-like, so a hidden layer must learn it)."""
+    x = torch.randn(n, 16, generator=gen)
+    return x, (x[:, 0] * x[:, 1] > 0).long()
+
+
+def train(directory: str, seed: int, steps: int = 200, log_every: int = 10) -> None:
+    torch.manual_seed(seed)  # init and batch order
+    x, y = make_data(1024, torch.Generator().manual_seed(1000 + seed))
+    x_eval, y_eval = make_data(512, torch.Generator().manual_seed(0))
+    model = nn.Sequential(
+        nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with Recorder(directory, seed=seed, model=model) as rec:
+        for step in range(steps + 1):
+            if step % log_every == 0:
+                with torch.no_grad():
+                    out = model(x_eval)
+                    eval_loss = nn.functional.cross_entropy(out, y_eval)
+                    eval_accuracy = (out.argmax(1) == y_eval).float().mean()
+                rec.log(step, epoch=step * 64 // len(x), eval_loss=eval_loss,
+                        eval_accuracy=eval_accuracy)  # fmt: skip
+            if step == steps:
+                break
+            idx = torch.randint(len(x), (64,))
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+if __name__ == "__main__":
+    for seed in range(4):
+        train(sys.argv[1] if len(sys.argv) > 1 else "runs/mlp", seed)

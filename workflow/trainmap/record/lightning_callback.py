@@ -1,0 +1,97 @@
+"""``LightningCallback``: a Lightning ``Callback`` that records with a ``Recorder``.
+
+    trainer = lightning.Trainer(..., callbacks=[LightningCallback("runs/myexp")])
+
+Rows: at the start of training, at the end of every validation (sanity checks excluded)
+with every metric the module logged (``trainer.callback_metrics``: ``val_loss``,
+``val_acc``, ...), and every ``every_n_steps`` optimizer steps if given, with the step's
+training loss as ``train_loss``; each row also gets ``epoch``. The seed is the one given
+to ``lightning.seed_everything`` unless given here. Under distributed training only the
+global-zero process records.
+"""
+
+import os
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+from trainmap.errors import RecordError
+from trainmap.record.pending import PendingRow, numeric_scalars
+from trainmap.record.recorder import Recorder
+
+
+class LightningCallback(Callback):
+    """Record the LightningModule into ``<directory>/seed<seed>/metrics.parquet``.
+
+    directory, family, matrices, biases, flush_every: as for ``Recorder``. seed: default
+    the seed of ``lightning.seed_everything`` (an error when neither is there).
+    every_n_steps: also record every that many optimizer steps (None: validations only).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        seed: int | None = None,
+        every_n_steps: int | None = None,
+        family: str = "auto",
+        matrices: list[str] | None = None,
+        biases: list[str] | None = None,
+        flush_every: float = 60.0,
+    ):
+        n = every_n_steps
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise RecordError(
+                f"LightningCallback: every_n_steps must be an integer >= 1, got {n!r}"
+            )
+        self.directory = directory
+        self.seed = seed
+        self.every_n_steps = every_n_steps
+        self.options = {"family": family, "matrices": matrices, "biases": biases,
+                        "flush_every": flush_every}  # fmt: skip
+        self.recorder: Recorder | None = None
+        self.row = PendingRow()
+
+    def _seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        seed = os.environ.get("PL_GLOBAL_SEED")  # set by lightning.seed_everything
+        if seed is None:
+            raise RecordError(
+                "LightningCallback: no seed; pass seed= or call lightning.seed_everything(seed)"
+            )
+        return int(seed)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.recorder = Recorder(self.directory, seed=self._seed(), model=pl_module,
+                                 **self.options)  # fmt: skip
+        self.row = PendingRow()
+        self.row.add(trainer.global_step, epoch=trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.recorder is not None:
+            self.row.commit(self.recorder)  # no optimizer step since the row's step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.recorder is None or not self.every_n_steps or step % self.every_n_steps:
+            return
+        if self.row.step == step:
+            return  # several micro-batches of one optimizer step (gradient accumulation)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        values = numeric_scalars({"train_loss": loss}) if loss is not None else {}
+        self.row.add(step, epoch=trainer.current_epoch, **values)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.recorder is None or trainer.sanity_checking:
+            return
+        values = numeric_scalars(dict(trainer.callback_metrics))
+        self.row.add(trainer.global_step, **{"epoch": trainer.current_epoch, **values})
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.recorder is not None:
+            self.row.commit(self.recorder)
+            self.recorder.close()
+            self.recorder = None
