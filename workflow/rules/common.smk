@@ -219,6 +219,8 @@ def get_final_outputs():
                 "map.json",
                 "detours.csv",
                 "regression.json",
+                "map.html",
+                "curves.html",
             ],
         )
     outputs.append("results/summary.md")

@@ -27,3 +27,28 @@ rule draw_training_map:
         code=script_code("draw_training_map.py"),
     script:
         "../scripts/draw_training_map.py"
+
+
+rule draw_interactive_map:
+    input:
+        models=get_hmm_fits,  # the script reads the one map.json was drawn from
+        map="results/{setting}/map.json",
+        states="results/{setting}/states.parquet",
+        runs="results/{setting}/convergence.parquet",
+        detours="results/{setting}/detours.csv",
+    output:
+        report(
+            "results/{setting}/map.html",
+            caption="../report/map_html.rst",
+            category="{setting}",
+            subcategory="training map",
+        ),
+    log:
+        "logs/{setting}/draw_interactive_map.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        setting="{setting}",
+        code=script_code("draw_interactive_map.py"),
+    script:
+        "../scripts/draw_interactive_map.py"

@@ -4,6 +4,7 @@ from trainmap.summary import (
     comparison_figures,
     comparison_pairs,
     figure_paths,
+    page_paths,
     setting_paths,
 )
 
@@ -33,6 +34,31 @@ rule plot_state_trajectories:
         code=script_code("plot_state_trajectories.py"),
     script:
         "../scripts/plot_state_trajectories.py"
+
+
+rule plot_interactive_curves:
+    input:
+        trajectories="results/{setting}/trajectories.parquet",
+        states="results/{setting}/states.parquet",
+        map="results/{setting}/map.json",
+    output:
+        report(
+            "results/{setting}/curves.html",
+            caption="../report/curves_html.rst",
+            category="{setting}",
+            subcategory="trajectories",
+        ),
+    log:
+        "logs/{setting}/plot_interactive_curves.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        setting="{setting}",
+        features=get_features,
+        convergence=get_convergence,
+        code=script_code("plot_interactive_curves.py"),
+    script:
+        "../scripts/plot_interactive_curves.py"
 
 
 rule compare_settings:
@@ -71,6 +97,7 @@ rule summarize_settings:
         detours=setting_paths(SETTINGS, "detours.csv"),
         regressions=setting_paths(SETTINGS, "regression.json"),
         figures=figure_paths(SETTINGS),
+        pages=page_paths(SETTINGS),
         comparisons=comparison_figures(COMPARISONS),
     output:
         "results/summary.md",

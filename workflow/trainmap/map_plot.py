@@ -351,7 +351,9 @@ def edge_width(runs: int, n_runs: int) -> float:
     return 0.8 + 5.5 * runs / max(n_runs, 1)
 
 
-def map_geometry(training_map: dict, detours: pd.DataFrame | None = None, samples: int = 25) -> dict:
+def map_geometry(
+    training_map: dict, detours: pd.DataFrame | None = None, samples: int = 25
+) -> dict:
     """Where ``plot_map`` puts everything, for another renderer (the interactive map).
 
     Data units are map.png's (about inches). Returns ``positions`` {state: (x, y)} of the

@@ -120,6 +120,14 @@ def figure_paths(settings) -> list[str]:
     return [path for figure in FIGURES for path in setting_paths(settings, f"{figure}.png")]
 
 
+PAGES = ("map", "curves")
+
+
+def page_paths(settings) -> list[str]:
+    """Every per-setting interactive page (map.html, curves.html) summary.md links to."""
+    return [path for page in PAGES for path in setting_paths(settings, f"{page}.html")]
+
+
 def summary_markdown(
     headlines: dict[str, dict[str, str]], pairs: list[dict[str, Any]], figures: dict[str, str]
 ) -> str:
@@ -146,6 +154,9 @@ def summary_markdown(
     ]
     for name in sorted(headlines):
         links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
+        links += " · interactive: " + " · ".join(
+            f"[{page}.html]({name}/{page}.html)" for page in PAGES
+        )
         parts.append(f"- **{name}**: {links}")
     parts += ["", "## Side by side", ""]
     if not pairs:

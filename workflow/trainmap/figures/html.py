@@ -32,7 +32,8 @@ body { font-family: sans-serif; margin: 0; display: flex; color: #333; }
 def packed(values: np.ndarray, dtype: str) -> str:
     """A numeric array as base64 of its little-endian bytes (decoded by the page's
     ``unpack``); far smaller than JSON numbers for long series."""
-    return base64.b64encode(np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
+    little = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return base64.b64encode(little.tobytes()).decode("ascii")
 
 
 UNPACK_JS = """

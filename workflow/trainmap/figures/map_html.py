@@ -20,10 +20,19 @@ import plotly.graph_objects as go
 from trainmap.figures.html import page
 from trainmap.map_plot import map_geometry
 from trainmap.maps import transitions
-from trainmap.plot_style import DEAD_END, DETOUR, INK, feature_change, plural, state_colors, transition_label
+from trainmap.plot_style import (
+    DEAD_END,
+    DETOUR,
+    INK,
+    feature_change,
+    plural,
+    state_colors,
+    transition_label,
+)
 
 PIXELS = 90  # pixels per data unit (map.png draws one unit as about one inch)
 MARGIN = 30
+MIN_WIDTH = 660  # pixels: room for the title (map.png is at least 7 inches wide)
 PATH_COLOR = "rgba(255, 140, 0, 0.75)"
 KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
 RING = {"detour": DETOUR, "dead_end": DEAD_END}  # ring and label colour of a kind of state
@@ -202,7 +211,7 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
     axis = {"visible": False, "fixedrange": False}
     fig.update_layout(
         title={"text": title, "x": 0.02, "font": {"size": 15}},
-        width=int((x1 - x0) * PIXELS) + 2 * MARGIN, height=int((y1 - y0) * PIXELS) + 90,
+        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH), height=int((y1 - y0) * PIXELS) + 90,
         autosize=False, margin={"l": MARGIN, "r": MARGIN, "t": 60, "b": 30},
         xaxis=axis | {"range": [x0, x1]},
         yaxis=axis | {"range": [y0, y1], "scaleanchor": "x", "scaleratio": 1},
@@ -303,7 +312,8 @@ def map_page(
         path = run["state"].to_numpy(dtype=int)
         stays = np.r_[True, path[1:] != path[:-1]]
         x, y = _run_path(path, geometry)
-        visits_list = [[int(k), int(s)] for k, s in zip(path[stays], run["step"].to_numpy()[stays], strict=True)]
+        entered = run["step"].to_numpy()[stays]
+        visits_list = [[int(k), int(s)] for k, s in zip(path[stays], entered, strict=True)]
         paths[str(int(seed))] = {"x": x, "y": y, "visits": visits_list}
     data = {
         "state_seeds": {str(k): _seed_rows(seeds, runs) for k, seeds in visits},
@@ -312,8 +322,11 @@ def map_page(
                 "source": e["source"],
                 "target": e["target"],
                 "seeds": _seed_rows(
-                    pairs.loc[(pairs["source"] == e["source"]) & (pairs["target"] == e["target"]),
-                              "seed"].unique(), runs),
+                    pairs.loc[
+                        (pairs["source"] == e["source"]) & (pairs["target"] == e["target"]), "seed"
+                    ].unique(),
+                    runs,
+                ),
             }
             for e in training_map["edges"]
         ],  # fmt: skip
