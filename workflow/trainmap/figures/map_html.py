@@ -211,7 +211,8 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
     axis = {"visible": False, "fixedrange": False}
     fig.update_layout(
         title={"text": title, "x": 0.02, "font": {"size": 15}},
-        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH), height=int((y1 - y0) * PIXELS) + 90,
+        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH),
+        height=int((y1 - y0) * PIXELS) + 90,
         autosize=False, margin={"l": MARGIN, "r": MARGIN, "t": 60, "b": 30},
         xaxis=axis | {"range": [x0, x1]},
         yaxis=axis | {"range": [y0, y1], "scaleanchor": "x", "scaleratio": 1},
