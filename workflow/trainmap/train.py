@@ -26,6 +26,7 @@ from trainmap.metrics import compute_metrics
 from trainmap.resume import ResumeStore, SeedResume
 from trainmap.seeding import derive_seed
 from trainmap.tasks import Splits, Task
+from trainmap.training.probe import PROBE_KEY, with_probe_losses
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class RunState:
     # index of the next batch's first example in it: where a resumed run continues.
     order: torch.Tensor | None = None
     position: int = 0
+    # Function space (trainmap.training.probe): scores the probe set at each checkpoint.
+    probe: Callable | None = None
 
 
 def generator(*parts: object) -> torch.Generator:
@@ -138,6 +141,8 @@ def checkpoint(task: Task, data: Splits, state: RunState, chunk: int = EVAL_CHUN
     row = {"step": state.step, "epoch": state.epoch}
     row.update(zip(RUN_COLUMNS[1:], scores, strict=True))
     row.update(compute_metrics(state.model.weight_groups()))
+    if state.probe is not None:
+        row[PROBE_KEY] = state.probe(task, state.model, chunk)
     if not all(math.isfinite(row[c]) for c in ("train_loss", "eval_loss")):
         state.diverged = True
     state.rows.append(row)
@@ -180,7 +185,11 @@ def is_checkpoint(p: TrainingParams, state: RunState, end_of_epoch: bool) -> boo
 
 
 def train(
-    task: Task, p: TrainingParams, seed: int, resume: SeedResume | None = None
+    task: Task,
+    p: TrainingParams,
+    seed: int,
+    resume: SeedResume | None = None,
+    probe: Callable | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Train one seed; return its checkpoint table and its final ``state_dict``.
 
@@ -188,9 +197,11 @@ def train(
     A run whose loss turns non-finite is marked ``diverged`` and stops at that checkpoint.
     resume: where the run's resumable state lives; the run continues from a saved state
     and offers its state for saving at every checkpoint but the last.
+    probe: the setting's probe set (``trainmap.training.probe``), or None.
     """
     device = resolve_device(p.device)
     data, state = init_run(task, p, seed, device)
+    state.probe = probe
     n_train = len(data.train_x)
     steps_per_epoch = math.ceil(n_train / p.batch_size)
     progress = Progress(seed, steps_per_epoch * p.epochs)
@@ -226,6 +237,7 @@ def train(
                     resume.at_checkpoint(state)
     table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
+    table = with_probe_losses(table, state.rows)
     # Copies: tied parameters (BERT's decoder and word embeddings) must not share memory
     # in a safetensors file.
     weights = {
@@ -241,6 +253,7 @@ def train_group(
     seeds: list[int],
     vectorize: str = "auto",
     store: ResumeStore | None = None,
+    probe: Callable | None = None,
 ):
     """Train the seeds of one job; yield ``(seed, table, weights)`` per seed, in order.
 
@@ -249,7 +262,7 @@ def train_group(
     ``auto`` vectorised where the model has a stacked form that was measured to pay on
     this device (``trainmap.vectorized.should_vectorize``).
     store: where the job's resumable states live (``trainmap.resume``: a group's state, or
-    each seed's); None: not resumable.
+    each seed's); None: not resumable. probe: see ``train``.
     """
     from trainmap.vectorized import should_vectorize, train_vectorized  # imports this module
 
@@ -257,15 +270,16 @@ def train_group(
         return
     if should_vectorize(task, p, seeds, vectorize):
         if store is None:
-            yield from train_vectorized(task, p, seeds)
+            yield from train_vectorized(task, p, seeds, probe=probe)
             return
         # An earlier attempt trained one after another (another vectorize, or auto on
         # another device) and left per-seed states: resume those rather than lose them.
         if not any(store.has_seed_state(seed) for seed in seeds):
-            yield from train_vectorized(task, p, seeds, resume=store.group_resumer(seeds))
+            resume = store.group_resumer(seeds)
+            yield from train_vectorized(task, p, seeds, resume=resume, probe=probe)
             return
         log.info("seeds %s have per-seed resumable states: resumed one after another", seeds)
-    yield from train_one_by_one(task, p, seeds, store.resumer if store else None)
+    yield from train_one_by_one(task, p, seeds, store.resumer if store else None, probe)
 
 
 def train_one_by_one(
@@ -273,6 +287,7 @@ def train_one_by_one(
     p: TrainingParams,
     seeds: list[int],
     resumer: Callable[[int], SeedResume] | None = None,
+    probe: Callable | None = None,
 ):
     """The seeds one after another; between runs the log says how far the job is and how
     long it has left (each run's own lines only know about that run). resumer: seed -> its
@@ -280,7 +295,7 @@ def train_one_by_one(
     start = time.perf_counter()
     for done, seed in enumerate(seeds, start=1):
         log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)
-        yield seed, *train(task, p, seed, resumer(seed) if resumer else None)
+        yield seed, *train(task, p, seed, resumer(seed) if resumer else None, probe)
         elapsed = time.perf_counter() - start
         left = elapsed / done * (len(seeds) - done)
         log.info("%d of %d runs done in %.1fs, ~%.1fs left", done, len(seeds), elapsed, left)

@@ -1,0 +1,1 @@
+"""Training: the loop, seed-parallel groups, resuming, and the function-space probe."""
