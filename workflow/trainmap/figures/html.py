@@ -81,4 +81,4 @@ def page(title: str, figure: go.Figure, panel_html: str, data: dict, script: str
 
 def write_page(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
