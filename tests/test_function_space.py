@@ -16,6 +16,7 @@ from trainmap.function_space.pca import (
     loss_matrix,
     summary,
 )
+from trainmap.summary import function_space_paths, probed_settings, summary_markdown
 from trainmap.training.probe import probe_columns
 
 PROBE_CONFIG = REPO / "tests" / "configs" / "tiny_probe.yaml"
@@ -155,3 +156,20 @@ def test_a_setting_with_a_probe_maps_its_runs_in_function_space(tmp_path):
     assert len(info["explained_variance_ratio"]) == 3
     assert (results / "function_space.png").stat().st_size > 10_000
     assert "<script" in (results / "function_space.html").read_text()
+
+
+def test_summary_links_the_pages_and_the_function_space_of_probed_settings():
+    config = load_yaml(REPO / "tests" / "configs" / "tiny.yaml")
+    config["settings"]["parity"]["probe"] = {"n": 64}
+    settings = validate_config(config)
+    assert probed_settings(settings) == ["parity"]
+    assert function_space_paths(settings) == [
+        "results/parity/function_space.png",
+        "results/parity/function_space.html",
+    ]
+    row = {"K": "2"}
+    text = summary_markdown({"parity": row, "modular": row}, [], {}, frozenset({"parity"}))
+    assert "[map.html](parity/map.html) · [curves.html](parity/curves.html)" in text
+    assert "[map.html](modular/map.html)" in text
+    assert "[png](parity/function_space.png)" in text
+    assert "modular/function_space" not in text

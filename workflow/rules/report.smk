@@ -4,7 +4,9 @@ from trainmap.summary import (
     comparison_figures,
     comparison_pairs,
     figure_paths,
+    function_space_paths,
     page_paths,
+    probed_settings,
     setting_paths,
 )
 
@@ -98,6 +100,7 @@ rule summarize_settings:
         regressions=setting_paths(SETTINGS, "regression.json"),
         figures=figure_paths(SETTINGS),
         pages=page_paths(SETTINGS),
+        function_space=function_space_paths(SETTINGS),
         comparisons=comparison_figures(COMPARISONS),
     output:
         "results/summary.md",
@@ -107,6 +110,7 @@ rule summarize_settings:
         "../../envs/analysis.yaml"
     params:
         settings=sorted(SETTINGS),
+        probed=probed_settings(SETTINGS),
         pairs=COMPARISONS,
         code=script_code("summarize_settings.py"),
     script:
