@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from trainmap.io import atomic_path
 
 STYLE = """
-body { font-family: sans-serif; margin: 0; display: flex; color: #333; }
+body { font-family: sans-serif; margin: 0; display: flex; flex-wrap: wrap; color: #333; }
 #figure { flex: 0 0 auto; }
 #panel { flex: 1 1 320px; min-width: 280px; padding: 12px 16px; font-size: 13px;
          border-left: 1px solid #ddd; max-height: 100vh; overflow-y: auto; }
