@@ -19,10 +19,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from trainmap.hyperparameters import parse_params  # noqa: E402
-from trainmap.tasks import get_task  # noqa: E402
+from trainmap.tasks.params import parse_params  # noqa: E402
+from trainmap.tasks.registry import get_task  # noqa: E402
 from trainmap.training.probe import draw_probe  # noqa: E402
-from trainmap.vectorized import train_vectorized  # noqa: E402
+from trainmap.training.vectorized import train_vectorized  # noqa: E402
 
 PARITY = {  # config/config.yaml's parity setting
     **{"n_bits": 40, "k": 3, "hidden": 128, "n_train": 1000, "n_eval": 100},

@@ -7,10 +7,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import numpy as np
 
-from trainmap.detours import read_detour_table
 from trainmap.figures.html import write_page
 from trainmap.figures.map_html import map_page
-from trainmap.io import log_to_file, read_json, read_parquet
+from trainmap.io.files import read_json, read_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
 
 
 def main(inputs, output: str, params, log: str) -> None:

@@ -8,17 +8,18 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import logging
 
-from trainmap.detours import read_detour_table
 from trainmap.figures.function_space import function_space_page, plot_function_space
 from trainmap.figures.html import write_page
+from trainmap.figures.style import detour_states, save_figure
 from trainmap.function_space.pca import (
     fit_function_space,
     function_space_table,
     loss_matrix,
     summary,
 )
-from trainmap.io import log_to_file, read_json, read_parquet, write_json, write_parquet
-from trainmap.plot_style import detour_states, save_figure
+from trainmap.io.files import read_json, read_parquet, write_json, write_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
 
 
 def main(inputs, outputs, params, log: str) -> None:

@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.curves_html import curves_page
 from trainmap.figures.html import write_page
-from trainmap.io import log_to_file, read_json, read_parquet
+from trainmap.io.files import read_json, read_parquet
+from trainmap.io.logs import log_to_file
 
 
 def main(inputs, output: str, params, log: str) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from trainmap.figures.html import packed, page
-from trainmap.plot_style import INK, UNDECODED, state_colors
+from trainmap.figures.style import INK, UNDECODED, state_colors
 
 DATA_BUDGET = 350_000  # characters of packed data in one page
 MIN_POINTS, MAX_POINTS = 40, 1000  # per run, whatever the budget says

@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from trainmap.figures.curves_html import display_rows
 from trainmap.figures.html import page
-from trainmap.plot_style import DETOUR, INK, UNDECODED, plural, state_colors
+from trainmap.figures.style import DETOUR, INK, UNDECODED, plural, state_colors
 
 POINTS_PER_RUN = 300  # display only (function_space.parquet keeps every checkpoint)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from trainmap.io import atomic_path
+from trainmap.io.atomic import atomic_path
 
 STYLE = """
 body { font-family: sans-serif; margin: 0; display: flex; flex-wrap: wrap; color: #333; }

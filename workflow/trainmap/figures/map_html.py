@@ -1,6 +1,6 @@
 """map.html: the training map to point at, beside map.png and drawn with its layout.
 
-Positions, edge curves, colours and widths come from ``trainmap.map_plot.map_geometry``
+Positions, edge curves, colours and widths come from ``trainmap.figures.map.map_geometry``
 (the PNG's own layout), so the two maps read the same: states in training order, states
 most runs skip off the main row, detour states ringed red, dead ends ringed dashed grey.
 Hovering a state shows runs visiting, converged runs visiting, kind, its label features
@@ -18,9 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from trainmap.figures.html import page
-from trainmap.map_plot import map_geometry
-from trainmap.maps import transitions
-from trainmap.plot_style import (
+from trainmap.figures.map import map_geometry
+from trainmap.figures.style import (
     DEAD_END,
     DETOUR,
     INK,
@@ -29,6 +28,7 @@ from trainmap.plot_style import (
     state_colors,
     transition_label,
 )
+from trainmap.maps.graph import transitions
 
 PIXELS = 90  # pixels per data unit (map.png draws one unit as about one inch)
 MARGIN = 30

@@ -3,10 +3,10 @@
 A setting with ``probe: {n, split, seed}`` draws its probe set once: the task's data are
 made from a generator of their own (``derive_seed("probe data", seed)``, not any run's),
 and ``n`` examples of the ``split`` are picked by ``derive_seed("probe", seed)``, so every
-seed of the setting (and every job) scores the same examples. At each checkpoint the loops
-(``trainmap.train``, ``trainmap.vectorized``) call the probe set on the run's model; the
-per-example losses travel in the checkpoint's row under ``PROBE_KEY`` (so a resumed run
-keeps them) and end in ``probe_losses.parquet``.
+seed of the setting (and every job) scores the same examples. At each checkpoint the
+loops (``trainmap.training.loop``, ``trainmap.training.vectorized``) call the probe set on
+the run's model; the per-example losses travel in the checkpoint's row under
+``PROBE_KEY`` (so a resumed run keeps them) and end in ``probe_losses.parquet``.
 
 With a task whose split depends on the seed (sparse parity, modular addition draw their
 own split per run) a probe example may be in some seed's training data: the probe set is
@@ -49,7 +49,7 @@ class ProbeSet:
     """The probe examples: x (n, ...), y (n, ...) on the CPU.
 
     Callable as a checkpoint hook: ``probe(task, model, chunk)`` -> n losses (a hook is
-    code, not state: a resumable state skips it, ``trainmap.resume``).
+    code, not state: a resumable state skips it, ``trainmap.training.resume``).
     """
 
     x: torch.Tensor

@@ -1,0 +1,298 @@
+"""Load and validate the workflow config before any job runs.
+
+Every problem raises ``ConfigError`` with the key path and the value, so a user sees
+``settings.parity.seeds: [0, 0] has non-unique elements`` instead of a failed job later.
+"""
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from trainmap.checkpoints.series import CheckpointSeries, build_series
+from trainmap.errors import ConfigError
+from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
+from trainmap.tasks.params import parse_params
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
+# Keys that only apply to one source; any other key of a trained setting is a task
+# hyperparameter. A key of another source is refused, in every direction.
+SOURCE_KEYS = {
+    "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize", "probe"},
+    "table": {"table"},
+    # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
+    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals"},
+}
+SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
+# Columns that identify a row: never a feature (they would overwrite the ids).
+ID_COLUMNS = ("setting", "seed", "run", "step", "diverged")
+# What a trained run logs per checkpoint (metrics.parquet), besides the ids.
+TRAINED_COLUMNS = ("step", *RUN_COLUMNS, *METRIC_COLUMNS)
+DEFAULT_RESUME_EVERY = 60.0  # seconds; BENCHMARKS.md measures its overhead
+DEVICES = ("auto", "cpu", "cuda")
+PROBE_DEFAULTS = {"split": "eval", "seed": 0, "components": 10}  # as the schema says
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One validated setting.
+
+    ``params``: the task's full hyperparameters (source train); for source checkpoints,
+    ``device`` and, when the family is a task, that task's hyperparameters. ``convergence``
+    is empty for a checkpoint series without one (no detour regression).
+    """
+
+    name: str
+    source: str
+    convergence: dict[str, Any]
+    hmm: dict[str, Any]
+    alpha: float
+    features: list[str]
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    seeds_per_job: int = 1
+    resume_every: float = DEFAULT_RESUME_EVERY
+    vectorize: str = "auto"  # auto | true | false (YAML booleans normalised)
+    task: str | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    table: str | None = None
+    series: CheckpointSeries | None = None
+    # Function space (source train): {n, split, seed, components}, or empty (no probe).
+    probe: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def group_of(self, seed: int) -> int:
+        """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
+        the setting lists (n = seeds_per_job). Grouping by value, not by position, keeps
+        every seed's group when seeds are added or removed."""
+        return seed // self.seeds_per_job
+
+    def seed_groups(self) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for seed in self.seeds:
+            groups.setdefault(self.group_of(seed), []).append(seed)
+        return groups
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML mapping; an empty file is ``{}`` (validate_config refuses it)."""
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "config"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The error and, for oneOf/anyOf, why each alternative failed.
+
+    Type mismatches are left out when another alternative fits the value's type:
+    ``seeds: [1, 1]`` reports the duplicate, not that a list is no integer.
+    """
+    text = f"{_key_path(error)}: {error.message}"
+    if not error.context:
+        return text
+    reasons = [e for e in error.context if e.validator != "type"] or list(error.context)
+    details = sorted({f"{_key_path(e)}: {e.message}" for e in reasons})
+    return f"{text} ({'; '.join(details)})"
+
+
+def _fill_defaults(config: dict, schema: dict) -> dict:
+    """Top-level blocks with a dict ``default`` get their missing keys from it."""
+    filled = dict(config)
+    for key, spec in schema["properties"].items():
+        default = spec.get("default")
+        if isinstance(default, dict):
+            filled[key] = {**default, **filled.get(key, {})}
+    return filled
+
+
+# JSON Schema counts 1.0 as an integer; seeds, groups and state counts must be ints.
+STRICT_INTEGERS = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+def validate_config(config: dict) -> dict[str, Setting]:
+    """Check ``config`` against the schema and every task; return settings by name."""
+    schema = load_yaml(SCHEMA_PATH)
+    validator = STRICT_INTEGERS(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not config:
+        raise ConfigError(
+            "the config is empty: give at least one setting under `settings:` "
+            "(config/README.md); an empty config file never falls back to the default"
+        )
+    if errors:
+        lines = [_message(e) for e in errors]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _check_finite(config, "")
+    config = _fill_defaults(config, schema)
+    return {
+        name: _build_setting(name, entry, config)
+        for name, entry in sorted(config["settings"].items())
+    }
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """YAML's .nan and .inf pass every JSON-schema bound (NaN compares false): refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where or 'config'}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = list(enumerate(value)) if isinstance(value, list) else []
+    for key, item in items:
+        _check_finite(item, f"{where}.{key}" if where else str(key))
+
+
+def _build_setting(name: str, entry: dict, config: dict) -> Setting:
+    where = f"settings.{name}"
+    hmm = {**config["hmm"], **entry.get("hmm", {})}
+    source = entry["source"]
+    common = {
+        "name": name,
+        "source": source,
+        "convergence": entry.get("convergence", {}),  # optional for checkpoints only
+        "hmm": hmm,
+        "alpha": entry.get("alpha", config["detours"]["alpha"]),
+        "features": list(entry.get("features", METRIC_COLUMNS)),
+    }
+    if source == "table" and "table" not in entry:
+        raise ConfigError(f"{where}.table: required for source 'table'")
+    _check_source_keys(entry, where)
+    _check_features(common["features"], where)
+    if source == "checkpoints":
+        return _build_checkpoint_setting(entry, common, where)
+    if source == "table":
+        extra = sorted(k for k in entry if k not in SETTING_KEYS)
+        if extra:
+            raise ConfigError(
+                f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
+            )
+        return Setting(**common, table=entry["table"])
+    for key in ("task", "seeds"):
+        if key not in entry:
+            raise ConfigError(f"{where}.{key}: required for source 'train'")
+    _check_trained_columns(common["features"], entry["convergence"]["column"], where)
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
+    params_class = task_params(entry["task"], f"{where}.task")
+    _check_unknown_keys(extra, params_class, where)
+    params = parse_params(params_class, extra, where)
+    seeds = _seed_list(entry["seeds"])
+    return Setting(
+        **common,
+        seeds=seeds,
+        seeds_per_job=entry.get("seeds_per_job", 1),
+        resume_every=float(entry.get("resume_every", DEFAULT_RESUME_EVERY)),
+        vectorize=str(entry.get("vectorize", "auto")).lower(),
+        task=entry["task"],
+        params=dataclasses.asdict(params),
+        probe={**PROBE_DEFAULTS, **entry["probe"]} if "probe" in entry else {},
+    )
+
+
+def _seed_list(seeds: int | list[int]) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
+
+
+def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
+    """source: checkpoints: a series per seed, its family and the optional evals."""
+    if "seeds" not in entry:
+        raise ConfigError(f"{where}.seeds: required for source 'checkpoints'")
+    seeds = _seed_list(entry["seeds"])
+    convergence = common["convergence"]
+    wanted = [*common["features"], *([convergence["column"]] if convergence else [])]
+    needed = [c for c in dict.fromkeys(wanted) if c not in METRIC_COLUMNS]
+    series = build_series(entry, seeds, needed, where)
+    extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
+    return Setting(
+        **common,
+        seeds=seeds,
+        params=_family_params(entry.get("model"), extra, where),
+        series=series,
+    )
+
+
+def _family_params(model: str | None, extra: dict, where: str) -> dict[str, Any]:
+    """``device``, plus the task's hyperparameters when the family is a task (its model is
+    rebuilt from them to read the checkpoint's tensors)."""
+    if model in HYPERPARAMETERS:
+        return dataclasses.asdict(parse_params(HYPERPARAMETERS[model], extra, where))
+    for key, value in extra.items():
+        if key != "device":
+            raise ConfigError(
+                f"{where}.{key}: unknown key for source 'checkpoints' (value {value!r}); "
+                "task hyperparameters apply only when model is a task"
+            )
+    device = extra.get("device", "auto")
+    if device not in DEVICES:
+        raise ConfigError(f"{where}.device: {device!r} is not one of {', '.join(DEVICES)}")
+    return {"device": device}
+
+
+def _check_source_keys(entry: dict, where: str) -> None:
+    """Keys that belong to another source only are refused (never silently dropped)."""
+    source = entry["source"]
+    own = SOURCE_KEYS.get(source, set())
+    foreign = sorted(set(entry) & (SETTING_KEYS - COMMON_KEYS - own))
+    if foreign:
+
+        def owners(key: str) -> str:
+            return " or ".join(repr(s) for s, keys in SOURCE_KEYS.items() if key in keys)
+
+        which = ", ".join(f"{key} (source {owners(key)})" for key in foreign)
+        verb, pronoun = ("does", "it") if len(foreign) == 1 else ("do", "them")
+        raise ConfigError(
+            f"{where}: {which} {verb} not apply to source {source!r}; remove {pronoun}"
+        )
+
+
+def _check_features(features: list[str], where: str) -> None:
+    ids = [f for f in features if f in ID_COLUMNS]
+    if ids:
+        raise ConfigError(
+            f"{where}.features: {ids} identify a run's rows and cannot be features "
+            f"(id columns: {', '.join(ID_COLUMNS)})"
+        )
+
+
+def _check_trained_columns(features: list[str], column: str, where: str) -> None:
+    """A trained run logs TRAINED_COLUMNS: anything else would fail after training."""
+    allowed = ", ".join(TRAINED_COLUMNS)
+    unknown = [f for f in features if f not in TRAINED_COLUMNS]
+    if unknown:
+        raise ConfigError(f"{where}.features: {unknown} are not logged by training; "
+                          f"choose from {allowed}")  # fmt: skip
+    if column not in TRAINED_COLUMNS:
+        raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
+                          f"training; choose from {allowed}")  # fmt: skip
+
+
+def _check_unknown_keys(extra: dict, params_class: type, where: str) -> None:
+    """A key that is neither a setting key nor the task's: name the likely intended one
+    (a typo such as ``vectorise`` otherwise reads as an unknown task hyperparameter)."""
+    known = {f.name for f in dataclasses.fields(params_class)}
+    setting_keys = sorted(COMMON_KEYS | SOURCE_KEYS["train"])
+    for key in extra:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*setting_keys, *known], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}.{key}: unknown key (value {extra[key]!r}){hint} Setting keys: "
+                f"{', '.join(setting_keys)}; this task's keys: {', '.join(sorted(known))}"
+            )

@@ -1,0 +1,196 @@
+"""Across settings: which settings to compare side by side, and ``results/summary.md``.
+
+Two settings are compared when their configs differ in exactly one key, or when they run
+the same task and differ in exactly one on/off switch (a boolean hyperparameter) -- the
+paper's "modular addition with and without LayerNorm" also changes the batch size; such
+extra differences are listed with the comparison.
+"""
+
+import json
+import math
+from dataclasses import asdict
+from itertools import combinations
+from typing import Any
+
+import pandas as pd
+
+from trainmap.config.settings import Setting
+
+
+def flat_config(setting: Setting) -> dict[str, Any]:
+    """A setting as {dotted key: value}: hyperparameters, convergence, hmm and the rest."""
+    data = asdict(setting)
+    data.pop("name")
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    # Hyperparameters read better without their prefix ("layer_norm", not "params.layer_norm").
+    return {k.removeprefix("params."): v for k, v in flat.items()}
+
+
+def differences(a: Setting, b: Setting) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ: {key: (value in a, value in b)}, sorted by key."""
+    fa, fb = flat_config(a), flat_config(b)
+    keys = sorted(set(fa) | set(fb))
+    return {k: (fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)}
+
+
+def comparison_pairs(settings: dict[str, Setting]) -> list[dict[str, Any]]:
+    """Pairs of settings to show side by side, as ``{"a", "b", "switch", "differences"}``.
+
+    ``switch``: the one differing key, or the one differing boolean when the task is the
+    same; ``differences``: every differing key (as ``[value in a, value in b]``).
+    """
+    pairs = []
+    for a, b in combinations(sorted(settings), 2):
+        diff = differences(settings[a], settings[b])
+        switches = [k for k, (x, y) in diff.items() if isinstance(x, bool) and isinstance(y, bool)]
+        same_task = settings[a].task is not None and settings[a].task == settings[b].task
+        if len(diff) == 1:
+            switch = next(iter(diff))
+        elif same_task and len(switches) == 1:
+            switch = switches[0]
+        else:
+            continue
+        pairs.append(
+            {"a": a, "b": b, "switch": switch, "differences": {k: list(v) for k, v in diff.items()}}
+        )
+    return pairs
+
+
+def comparison_figures(pairs: list[dict[str, Any]]) -> list[str]:
+    """Paths of the pairs' comparison figures (setting names cannot contain '-')."""
+    return [f"results/comparisons/{pair['a']}--{pair['b']}.png" for pair in pairs]
+
+
+def find_pair(pairs: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    (pair,) = [p for p in pairs if (p["a"], p["b"]) == (a, b)]
+    return pair
+
+
+def setting_paths(settings, file: str) -> list[str]:
+    """``results/<setting>/<file>`` for every setting, in sorted order."""
+    return [f"results/{name}/{file}" for name in sorted(settings)]
+
+
+def _number(value: float | None, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dict[str, str]:
+    """One setting's row of the summary table (display strings)."""
+    detour_ids = detours.loc[detours["is_detour"].astype(bool), "state"].astype(int).tolist()
+    names = ", ".join(f"S{k}" for k in detour_ids)
+    kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
+    dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
+    dead_names = ", ".join(f"S{k}" for k in dead_ids)
+    reason = regression.get("reason")
+    return {
+        "K": str(training_map["n_states"]),
+        "forking": "yes" if training_map["forking"] else "no",
+        "detours": f"{len(detour_ids)} ({names})" if detour_ids else "0",
+        "dead ends": f"{len(dead_ids)} ({dead_names})" if dead_ids else "0",
+        "R²": _number(regression.get("r2"), ".2f"),
+        "p-value": _number(regression.get("f_pvalue"), ".2g"),
+        "significant": "yes" if regression.get("significant") else "no",
+        "runs": str(regression.get("n_runs", 0)),
+        "censored": _number(regression.get("n_censored", 0), "d"),
+        "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
+        "note": "" if regression.get("significant") else str(reason or ""),
+    }
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+FIGURES = ("selection", "map", "trajectories", "convergence", "coefficients")
+
+
+def figure_paths(settings) -> list[str]:
+    """Every per-setting figure summary.md links to (selection.png comes from hmm.smk)."""
+    return [path for figure in FIGURES for path in setting_paths(settings, f"{figure}.png")]
+
+
+PAGES = ("map", "curves")
+
+
+def page_paths(settings) -> list[str]:
+    """Every per-setting interactive page (map.html, curves.html) summary.md links to."""
+    return [path for page in PAGES for path in setting_paths(settings, f"{page}.html")]
+
+
+def probed_settings(settings) -> list[str]:
+    """Names of the settings with a probe set (``probe:``), sorted."""
+    return sorted(name for name, setting in settings.items() if setting.probe)
+
+
+def function_space_paths(settings) -> list[str]:
+    """function_space.png and .html of the settings with a probe set."""
+    probed = probed_settings(settings)
+    return [f"results/{name}/function_space.{ext}" for ext in ("png", "html") for name in probed]
+
+
+def summary_markdown(
+    headlines: dict[str, dict[str, str]],
+    pairs: list[dict[str, Any]],
+    figures: dict[str, str],
+    probed: frozenset[str] = frozenset(),
+) -> str:
+    """``results/summary.md``: the table across settings, comparisons and figure links.
+
+    headlines: setting -> ``headline(...)``; pairs: ``comparison_pairs(...)``; figures:
+    pair key ``"a--b"`` -> path of its comparison figure relative to ``results/``;
+    probed: the settings with a probe set (their function-space figures are linked).
+    """
+    rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
+    parts = [
+        "# Training maps: summary across settings",
+        "",
+        "K: states of the selected HMM; detours: states with a positive convergence delay "
+        "that some converged runs pass through and others converge without, in a regression "
+        "significant at the setting's alpha; dead ends: states only runs that never converge "
+        "visit; R² and "
+        "p-value: OLS of convergence time on state occupancy; censored: runs that never "
+        "reached the convergence threshold (set to their last step).",
+        "",
+        markdown_table(rows),
+        "",
+        "## Figures per setting",
+        "",
+    ]
+    for name in sorted(headlines):
+        links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
+        links += " · interactive: " + " · ".join(
+            f"[{page}.html]({name}/{page}.html)" for page in PAGES
+        )
+        if name in probed:
+            links += (
+                f" · function space: [png]({name}/function_space.png)"
+                f" · [html]({name}/function_space.html)"
+            )
+        parts.append(f"- **{name}**: {links}")
+    parts += ["", "## Side by side", ""]
+    if not pairs:
+        parts.append("No two settings differ in exactly one config key or one switch.")
+    for pair in pairs:
+        a, b, switch = pair["a"], pair["b"], pair["switch"]
+        va, vb = pair["differences"][switch]
+        parts += [f"### {a} vs {b}: `{switch}` = {json.dumps(va)} vs {json.dumps(vb)}", ""]
+        others = {k: v for k, v in pair["differences"].items() if k != switch}
+        if others:
+            also = ", ".join(
+                f"`{k}` {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in others.items()
+            )
+            parts += [f"Also different: {also}.", ""]
+        side = [{"": key, a: headlines[a][key], b: headlines[b][key]} for key in headlines[a]]
+        parts += [markdown_table(side), "", f"![{a} vs {b}]({figures[f'{a}--{b}']})", ""]
+    return "\n".join(parts).rstrip() + "\n"
