@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium for tests/test_browser.py (the interactive pages in a real
+# Install Debian's chromium for tests/figures/test_browser.py (the interactive pages in a real
 # browser). Idempotent and quiet: does nothing when it is installed. Never fails the caller:
 # where it cannot install (not root, no apt-get, no archive) it says why on stderr and exits
 # 0, and the browser tests then skip, naming the missing binary.

@@ -1,6 +1,6 @@
 """The interactive pages (trainmap.figures): map.html and curves.html, without a browser.
 
-tests/test_browser.py opens the same pages in Chromium.
+tests/figures/test_browser.py opens the same pages in Chromium.
 """
 
 import json
