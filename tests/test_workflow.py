@@ -33,6 +33,8 @@ CONTRACT_FILES = [
     "trajectories.png",
     "coefficients.png",
     "convergence.png",
+    "map.html",
+    "curves.html",
 ]
 
 
@@ -61,6 +63,9 @@ def test_paper_config_dry_run_counts_jobs(tmp_path):
         assert counts[rule] == 7
     for rule in ("decode_states", "draw_training_map", "fit_detour_regression"):
         assert counts[rule] == 7
+    for rule in ("draw_interactive_map", "plot_interactive_curves"):
+        assert counts[rule] == 7
+    assert "map_function_space" not in counts  # no setting of the paper's has a probe
     assert not (tmp_path / "results").exists()
 
 

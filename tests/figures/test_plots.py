@@ -255,6 +255,13 @@ def test_report_builds_with_every_figure_grouped_by_setting(tiny_run, tmp_path):
     categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
     for setting in ("modular", "parity"):
         figures = {Path(p).name for files in categories[setting].values() for p in files}
-        assert figures >= {"map.png", "trajectories.png", "convergence.png", "coefficients.png"}
+        assert figures >= {
+            "map.png",
+            "trajectories.png",
+            "convergence.png",
+            "coefficients.png",
+            "map.html",
+            "curves.html",
+        }
     summary = (workdir / "results" / "summary.md").read_text()
     assert "| modular |" in summary and "| parity |" in summary

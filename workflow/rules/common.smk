@@ -246,6 +246,30 @@ def get_alpha(wildcards):
     return get_setting(wildcards).alpha
 
 
+def get_probe(wildcards):
+    """The setting's probe: options ({} without one: no probe set, no function space)."""
+    return get_setting(wildcards).probe
+
+
+def get_probe_components(wildcards):
+    return get_setting(wildcards).probe["components"]
+
+
+def probe_settings_pattern():
+    """A wildcard constraint matching the names of the settings with a probe set."""
+    names = [name for name, s in SETTINGS.items() if s.probe]
+    return "|".join(names) or "(?!)"  # (?!) matches nothing
+
+
+def get_probe_losses(wildcards):
+    setting = get_setting(wildcards)
+    return expand(
+        "results/{setting}/runs/seed{seed}/probe_losses.parquet",
+        setting=setting.name,
+        seed=setting.seeds,
+    )
+
+
 def get_final_outputs():
     outputs = []
     for name in SETTINGS:
@@ -259,7 +283,15 @@ def get_final_outputs():
                 "map.json",
                 "detours.csv",
                 "regression.json",
+                "map.html",
+                "curves.html",
             ],
         )
+        if SETTINGS[name].probe:
+            outputs += expand(
+                "results/{setting}/function_space.{ext}",
+                setting=name,
+                ext=["parquet", "json", "png", "html"],
+            )
     outputs.append("results/summary.md")
     return outputs

@@ -4,6 +4,9 @@ from trainmap.figures.summary import (
     comparison_figures,
     comparison_pairs,
     figure_paths,
+    function_space_paths,
+    page_paths,
+    probed_settings,
     setting_paths,
 )
 
@@ -33,6 +36,31 @@ rule plot_state_trajectories:
         code=script_code("plot_state_trajectories.py"),
     script:
         "../scripts/plot_state_trajectories.py"
+
+
+rule plot_interactive_curves:
+    input:
+        trajectories="results/{setting}/trajectories.parquet",
+        states="results/{setting}/states.parquet",
+        map="results/{setting}/map.json",
+    output:
+        report(
+            "results/{setting}/curves.html",
+            caption="../report/curves_html.rst",
+            category="{setting}",
+            subcategory="trajectories",
+        ),
+    log:
+        "logs/{setting}/plot_interactive_curves.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        setting="{setting}",
+        features=get_features,
+        convergence=get_convergence,
+        code=script_code("plot_interactive_curves.py"),
+    script:
+        "../scripts/plot_interactive_curves.py"
 
 
 rule compare_settings:
@@ -72,6 +100,8 @@ rule summarize_settings:
         regressions=setting_paths(SETTINGS, "regression.json"),
         selections=setting_paths(SETTINGS, "hmm/selection.json"),
         figures=figure_paths(SETTINGS),
+        pages=page_paths(SETTINGS),
+        function_space=function_space_paths(SETTINGS),
         comparisons=comparison_figures(COMPARISONS),
     output:
         "results/summary.md",
@@ -81,6 +111,7 @@ rule summarize_settings:
         "../../envs/analysis.yaml"
     params:
         settings=sorted(SETTINGS),
+        probed=probed_settings(SETTINGS),
         pairs=COMPARISONS,
         code=script_code("summarize_settings.py"),
     script:

@@ -24,6 +24,7 @@ rule train_run:
         hyper=get_hyperparameters,
         code=script_code("train_run.py"),
         resume_every=get_resume_every,  # not a rerun trigger (common.smk)
+        probe=get_probe,
     script:
         "../scripts/train_run.py"
 
@@ -67,6 +68,26 @@ rule unpack_run:
         code=script_code("train_run.py"),
     script:
         "../scripts/unpack_run.py"
+
+
+# A seed's per-example losses on the setting's probe set (settings with probe: only).
+rule unpack_probe_losses:
+    input:
+        get_run_bundle,
+    output:
+        "results/{setting}/runs/seed{seed}/probe_losses.parquet",
+    log:
+        "logs/{setting}/unpack_probe_losses/seed{seed}.log",
+    wildcard_constraints:
+        setting=probe_settings_pattern(),
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    params:
+        probe=get_probe,
+        code=script_code("train_run.py"),
+    script:
+        "../scripts/unpack_probe_losses.py"
 
 
 rule collect_trajectories:

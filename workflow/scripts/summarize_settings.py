@@ -31,7 +31,7 @@ def main(inputs, output: str, params, log: str) -> None:
         for pair, path in zip(params.pairs, inputs.comparisons, strict=True)
     }
     with atomic_path(output) as tmp:
-        tmp.write_text(summary_markdown(headlines, params.pairs, figures))
+        tmp.write_text(summary_markdown(headlines, params.pairs, figures, frozenset(params.probed)))
 
 
 main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

@@ -21,6 +21,7 @@ from trainmap.io.logs import log_to_file
 from trainmap.tasks.registry import get_task
 from trainmap.training.bundle import write_manifest
 from trainmap.training.choose import train_group
+from trainmap.training.probe import PROBE_KEY, draw_probe, probe_table
 from trainmap.training.resume import ResumeStore, fingerprint
 
 
@@ -31,17 +32,24 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     torch.set_num_threads(threads)
     task = get_task(params.task)
     hyper = task.params(**{**params.hyper, **inputs})
+    probe_options = {"probe": params.probe} if params.probe else {}  # no key without one
     run = fingerprint(setting=params.setting, task=params.task, hyper=params.hyper,
-                      inputs=inputs, code=params.code)  # fmt: skip
+                      inputs=inputs, code=params.code, **probe_options)  # fmt: skip
     store = ResumeStore(Path(bundle).parent, run, params.resume_every)
     seeds = list(params.seeds)
     todo = [seed for seed in seeds if not store.is_finished(seed)]
     for seed in sorted(set(seeds) - set(todo)):
         logging.info("seed %d finished in an earlier attempt of this job: not retrained", seed)
-    for seed, table, weights in train_group(task, hyper, todo, params.vectorize, store):
+    probe = None
+    if params.probe and todo:
+        probe = draw_probe(task, hyper, params.probe, f"settings.{params.setting}.probe")
+    for seed, table, weights in train_group(task, hyper, todo, params.vectorize, store, probe):
+        losses = table.pop(PROBE_KEY) if PROBE_KEY in table else None
         table.insert(0, "setting", params.setting)
         table.insert(1, "seed", seed)
-        store.save_finished(seed, table, weights)
+        if losses is not None:
+            losses = probe_table(losses, table["step"], params.setting, seed)
+        store.save_finished(seed, table, weights, losses)
     for seed in seeds:
         store.export(seed, Path(bundle) / f"seed{seed}")
     write_manifest(bundle, seeds)

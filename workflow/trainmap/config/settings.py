@@ -25,7 +25,7 @@ COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.
 SOURCE_KEYS = {
-    "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize"},
+    "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize", "probe"},
     "table": {"table"},
     "runs": {"runs"},  # a directory of runs recorded with trainmap.record
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
@@ -38,6 +38,7 @@ ID_COLUMNS = ("setting", "seed", "run", "step", "diverged")
 TRAINED_COLUMNS = ("step", *RUN_COLUMNS, *METRIC_COLUMNS)
 DEFAULT_RESUME_EVERY = 60.0  # seconds; BENCHMARKS.md measures its overhead
 DEVICES = ("auto", "cpu", "cuda")
+PROBE_DEFAULTS = {"split": "eval", "seed": 0, "components": 10}  # as the schema says
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Setting:
     series: CheckpointSeries | None = None
     threads: int = 1  # source checkpoints: the metrics job's threads
     spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
+    # Function space (source train): {n, split, seed, components}, or empty (no probe).
+    probe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def group_of(self, seed: int) -> int:
         """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
@@ -204,6 +207,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
+        probe={**PROBE_DEFAULTS, **entry["probe"]} if "probe" in entry else {},
     )
 
 

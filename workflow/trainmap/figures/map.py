@@ -162,7 +162,7 @@ def _draw_edges(
         p, q = positions[source], positions[target]
         rad = _edge_rad(p, q, positions, source, target)
         color, style = _edge_look(source, target, detour_ids, dead_ids)
-        width = 0.8 + 5.5 * edge["runs"] / n_runs
+        width = edge_width(edge["runs"], n_runs)
         ax.add_patch(
             FancyArrowPatch(
                 p,
@@ -320,7 +320,7 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
     n_runs = training_map["n_runs"]
     examples = sorted({max(1, round(f * n_runs)) for f in (1.0, 0.5, 0.1)}, reverse=True)
     handles = [
-        Line2D([], [], color=INK, lw=0.8 + 5.5 * n / max(n_runs, 1), label=plural(n, "run"))
+        Line2D([], [], color=INK, lw=edge_width(n, n_runs), label=plural(n, "run"))
         for n in examples
     ]
     handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
@@ -344,3 +344,62 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         frameon=False,
     )
     return fig
+
+
+def edge_width(runs: int, n_runs: int) -> float:
+    """Line width in points of an edge that ``runs`` of ``n_runs`` runs take (as drawn)."""
+    return 0.8 + 5.5 * runs / max(n_runs, 1)
+
+
+def map_geometry(
+    training_map: dict, detours: pd.DataFrame | None = None, samples: int = 25
+) -> dict:
+    """Where ``plot_map`` puts everything, for another renderer (the interactive map).
+
+    Data units are map.png's (about inches). Returns ``positions`` {state: (x, y)} of the
+    visited states, ``radius`` of a node, ``kinds`` {state: "detour" | "dead_end" | ""},
+    ``node_lines`` {state: the text under the node}, ``limits`` ((x0, x1), (y0, y1)) and
+    ``edges`` {(source, target): {points (samples, 2) along the drawn curve, colour,
+    dashed, width, lines}} for every edge between two states (self-loops have no curve:
+    they are written under their node).
+    """
+    detour_ids, dead_ids = detour_states(detours), dead_end_states(detours)
+    column = _column_width(training_map, compact=False)
+    positions = _layout(training_map, column)
+    states = {s["id"]: s for s in training_map["states"]}
+    loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
+    kinds = {
+        k: "detour" if k in detour_ids else "dead_end" if k in dead_ids else "" for k in positions
+    }
+    node_lines = {
+        k: _node_lines(states[k], training_map["n_runs"], loops.get(k), kinds[k]) for k in positions
+    }
+    edges = {}
+    for edge in training_map["edges"]:
+        source, target = edge["source"], edge["target"]
+        if source == target:
+            continue
+        p, q = positions[source], positions[target]
+        rad = _edge_rad(p, q, positions, source, target)
+        color, style = _edge_look(source, target, detour_ids, dead_ids)
+        edges[(source, target)] = {
+            "points": np.array([_bezier(p, q, rad, t) for t in np.linspace(0, 1, samples)]),
+            "color": color,
+            "dashed": style == "--",
+            "width": edge_width(edge["runs"], training_map["n_runs"]),
+            "lines": _edge_lines(edge, compact=True),
+        }
+    xs = [x for x, _ in positions.values()] or [0.0]
+    ys = [y for _, y in positions.values()] or [0.0]
+    limits = (
+        (min(xs) - column / 2, max(xs) + column / 2),
+        (min(ys) - NODE_RADIUS - 1.5, max(ys) + NODE_RADIUS + 1.5),
+    )
+    return {
+        "positions": positions,
+        "radius": NODE_RADIUS,
+        "kinds": kinds,
+        "node_lines": node_lines,
+        "edges": edges,
+        "limits": limits,
+    }

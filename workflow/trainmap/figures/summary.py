@@ -130,13 +130,36 @@ def figure_paths(settings) -> list[str]:
     return [path for figure in FIGURES for path in setting_paths(settings, f"{figure}.png")]
 
 
+PAGES = ("map", "curves")
+
+
+def page_paths(settings) -> list[str]:
+    """Every per-setting interactive page (map.html, curves.html) summary.md links to."""
+    return [path for page in PAGES for path in setting_paths(settings, f"{page}.html")]
+
+
+def probed_settings(settings) -> list[str]:
+    """Names of the settings with a probe set (``probe:``), sorted."""
+    return sorted(name for name, setting in settings.items() if setting.probe)
+
+
+def function_space_paths(settings) -> list[str]:
+    """function_space.png and .html of the settings with a probe set."""
+    probed = probed_settings(settings)
+    return [f"results/{name}/function_space.{ext}" for ext in ("png", "html") for name in probed]
+
+
 def summary_markdown(
-    headlines: dict[str, dict[str, str]], pairs: list[dict[str, Any]], figures: dict[str, str]
+    headlines: dict[str, dict[str, str]],
+    pairs: list[dict[str, Any]],
+    figures: dict[str, str],
+    probed: frozenset[str] = frozenset(),
 ) -> str:
     """``results/summary.md``: the table across settings, comparisons and figure links.
 
     headlines: setting -> ``headline(...)``; pairs: ``comparison_pairs(...)``; figures:
-    pair key ``"a--b"`` -> path of its comparison figure relative to ``results/``.
+    pair key ``"a--b"`` -> path of its comparison figure relative to ``results/``;
+    probed: the settings with a probe set (their function-space figures are linked).
     """
     rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
     parts = [
@@ -157,6 +180,14 @@ def summary_markdown(
     ]
     for name in sorted(headlines):
         links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
+        links += " · interactive: " + " · ".join(
+            f"[{page}.html]({name}/{page}.html)" for page in PAGES
+        )
+        if name in probed:
+            links += (
+                f" · function space: [png]({name}/function_space.png)"
+                f" · [html]({name}/function_space.html)"
+            )
         parts.append(f"- **{name}**: {links}")
     parts += ["", "## Side by side", ""]
     if not pairs:

@@ -18,6 +18,7 @@ from trainmap.io.provenance import file_sha256
 
 MANIFEST = "complete.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
+PROBE_FILE = "probe_losses.parquet"  # only with a setting's probe: (rule unpack_probe_losses)
 
 
 class BundleError(RuntimeError):
@@ -30,7 +31,8 @@ def write_manifest(bundle: str | Path, seeds: list[int]) -> None:
     files = {
         f"seed{seed}/{name}": file_sha256(bundle / f"seed{seed}" / name)
         for seed in seeds
-        for name in RUN_FILES
+        for name in RUN_FILES + (PROBE_FILE,)
+        if name != PROBE_FILE or (bundle / f"seed{seed}" / name).is_file()
     }
     with atomic_path(bundle / MANIFEST) as tmp:
         tmp.write_text(json.dumps({"seeds": seeds, "files": files}, indent=2) + "\n")
@@ -48,7 +50,8 @@ def _unfinished(bundle: Path, why: str) -> BundleError:
 def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -> None:
     """Copy ``seed``'s files out of a complete bundle, each checked against the manifest.
 
-    outputs: file name in the bundle (``metrics.parquet``, ``model.safetensors``) -> path.
+    outputs: file name in the bundle (``metrics.parquet``, ``model.safetensors``,
+    ``probe_losses.parquet``) -> path.
     """
     bundle = Path(bundle)
     try:
@@ -61,7 +64,8 @@ def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -
         raise _unfinished(bundle, f"seed {seed} is not among its seeds {manifest['seeds']}")
     for name, destination in outputs.items():
         source = bundle / f"seed{seed}" / name
-        if not source.is_file() or file_sha256(source) != manifest["files"][f"seed{seed}/{name}"]:
+        expected = manifest["files"].get(f"seed{seed}/{name}")
+        if not source.is_file() or file_sha256(source) != expected:
             raise _unfinished(bundle, f"{source} is missing or differs from {MANIFEST}")
         with atomic_path(destination) as tmp:
             shutil.copyfile(source, tmp)

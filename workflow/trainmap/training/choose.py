@@ -26,6 +26,7 @@ def train_group(
     seeds: list[int],
     vectorize: str = "auto",
     store: ResumeStore | None = None,
+    probe=None,
 ):
     """Train the seeds of one job; yield ``(seed, table, weights)`` per seed, in order.
 
@@ -35,20 +36,23 @@ def train_group(
     pay on this device (``should_vectorize``).
     store: where the job's resumable states live (``trainmap.training.resume``: a group's
     state, or each seed's); None: not resumable.
+    probe: the setting's probe set (``trainmap.training.probe``), scored at every
+    checkpoint by either loop, or None.
     """
     if not seeds:  # every seed finished in an earlier attempt of the job
         return
     if should_vectorize(task, p, seeds, vectorize):
         if store is None:
-            yield from train_vectorized(task, p, seeds)
+            yield from train_vectorized(task, p, seeds, probe=probe)
             return
         # An earlier attempt trained one after another (another vectorize, or auto on
         # another device) and left per-seed states: resume those rather than lose them.
         if not any(store.has_seed_state(seed) for seed in seeds):
-            yield from train_vectorized(task, p, seeds, resume=store.group_resumer(seeds))
+            resume = store.group_resumer(seeds)
+            yield from train_vectorized(task, p, seeds, resume=resume, probe=probe)
             return
         log.info("seeds %s have per-seed resumable states: resumed one after another", seeds)
-    yield from train_one_by_one(task, p, seeds, store.resumer if store else None)
+    yield from train_one_by_one(task, p, seeds, store.resumer if store else None, probe)
 
 
 def is_stackable(model: nn.Module) -> bool:

@@ -33,6 +33,7 @@ from trainmap.training.common import (
     make_optimizer,
     resolve_device,
 )
+from trainmap.training.probe import PROBE_KEY, with_probe_losses
 from trainmap.training.resume import SeedResume
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class RunState:
     # index of the next batch's first example in it: where a resumed run continues.
     order: torch.Tensor | None = None
     position: int = 0
+    # Function space (trainmap.training.probe): scores the probe set at each checkpoint.
+    probe: Callable | None = None
 
 
 def init_run(task: Task, p: TrainingParams, seed: int, device: torch.device):
@@ -103,6 +106,8 @@ def checkpoint(task: Task, data: Splits, state: RunState, chunk: int = EVAL_CHUN
     row = {"step": state.step, "epoch": state.epoch}
     row.update(zip(RUN_COLUMNS[1:], scores, strict=True))
     row.update(compute_metrics(state.model.weight_groups()))
+    if state.probe is not None:
+        row[PROBE_KEY] = state.probe(task, state.model, chunk)
     if not all(math.isfinite(row[c]) for c in ("train_loss", "eval_loss")):
         state.diverged = True
     state.rows.append(row)
@@ -110,7 +115,11 @@ def checkpoint(task: Task, data: Splits, state: RunState, chunk: int = EVAL_CHUN
 
 
 def train(
-    task: Task, p: TrainingParams, seed: int, resume: SeedResume | None = None
+    task: Task,
+    p: TrainingParams,
+    seed: int,
+    resume: SeedResume | None = None,
+    probe: Callable | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Train one seed; return its checkpoint table and its final ``state_dict``.
 
@@ -118,9 +127,11 @@ def train(
     A run whose loss turns non-finite is marked ``diverged`` and stops at that checkpoint.
     resume: where the run's resumable state lives; the run continues from a saved state
     and offers its state for saving at every checkpoint but the last.
+    probe: the setting's probe set (``trainmap.training.probe``), or None.
     """
     device = resolve_device(p.device)
     data, state = init_run(task, p, seed, device)
+    state.probe = probe
     n_train = len(data.train_x)
     steps_per_epoch = math.ceil(n_train / p.batch_size)
     progress = Progress(seed, steps_per_epoch * p.epochs)
@@ -156,6 +167,7 @@ def train(
                     resume.at_checkpoint(state)
     table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
+    table = with_probe_losses(table, state.rows)
     # Copies: tied parameters (BERT's decoder and word embeddings) must not share memory
     # in a safetensors file.
     weights = {
@@ -170,6 +182,7 @@ def train_one_by_one(
     p: TrainingParams,
     seeds: list[int],
     resumer: Callable[[int], SeedResume] | None = None,
+    probe: Callable | None = None,
 ):
     """The seeds one after another; between runs the log says how far the job is and how
     long it has left (each run's own lines only know about that run). resumer: seed -> its
@@ -177,7 +190,7 @@ def train_one_by_one(
     start = time.perf_counter()
     for done, seed in enumerate(seeds, start=1):
         log.info("run %d of %d in this job: seed %d", done, len(seeds), seed)
-        yield seed, *train(task, p, seed, resumer(seed) if resumer else None)
+        yield seed, *train(task, p, seed, resumer(seed) if resumer else None, probe)
         elapsed = time.perf_counter() - start
         left = elapsed / done * (len(seeds) - done)
         log.info("%d of %d runs done in %.1fs, ~%.1fs left", done, len(seeds), elapsed, left)

@@ -57,6 +57,7 @@ STATE_FILE = "state.safetensors"
 GROUP_FILE = "group.safetensors"
 DONE_FILE = "done.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
+PROBE_FILE = "probe_losses.parquet"  # a setting with probe: (trainmap.training.probe)
 JSON_TYPES = (type(None), bool, int, float, str, list, dict)
 
 
@@ -380,10 +381,15 @@ class ResumeStore:
             (self.folder(seed) / name).is_file() for name in RUN_FILES
         )
 
-    def save_finished(self, seed: int, table, weights: dict[str, torch.Tensor]) -> None:
-        """A finished seed's files; ``done.json`` last, so it marks them complete."""
+    def save_finished(
+        self, seed: int, table, weights: dict[str, torch.Tensor], probe_losses=None
+    ) -> None:
+        """A finished seed's files; ``done.json`` last, so it marks them complete.
+        probe_losses: the seed's probe_losses.parquet table, if the setting has a probe."""
         folder = self.folder(seed)
         write_parquet(table, folder / "metrics.parquet")
+        if probe_losses is not None:
+            write_parquet(probe_losses, folder / PROBE_FILE)
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(weights, str(tmp))
         write_json({"fingerprint": self.seed_fingerprint(seed)}, folder / DONE_FILE)
@@ -391,7 +397,8 @@ class ResumeStore:
 
     def export(self, seed: int, destination: str | Path) -> None:
         """Copy a finished seed's files into ``destination`` (the bundle's seed folder)."""
-        for name in RUN_FILES:
+        probe = (PROBE_FILE,) if (self.folder(seed) / PROBE_FILE).is_file() else ()
+        for name in RUN_FILES + probe:
             with atomic_path(Path(destination) / name) as tmp:
                 shutil.copyfile(self.folder(seed) / name, tmp)
 

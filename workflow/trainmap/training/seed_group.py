@@ -155,6 +155,7 @@ class GroupState:
         self.epoch = 0
         self.step = 0
         self.rows: dict[int, list[dict[str, Any]]] = {seed: [] for seed in seeds}
+        self.probe = None  # a checkpoint hook (trainmap.training.probe), not saved state
         # seed -> (diverged, final weights) for seeds that stopped.
         self.finished: dict[int, tuple[bool, dict[str, torch.Tensor]]] = {}
 

@@ -31,6 +31,7 @@ from trainmap.seedops import SeedKernels, random_like, signature
 from trainmap.tasks.base import Task
 from trainmap.tasks.params import TrainingParams
 from trainmap.training.common import Progress, eval_chunk, is_checkpoint, resolve_device
+from trainmap.training.probe import PROBE_KEY, with_probe_losses
 from trainmap.training.resume import GroupResume
 from trainmap.training.seed_group import GroupState, StackedSplits, batch_of, init_group
 
@@ -192,6 +193,8 @@ def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels
         row = {"step": state.step, "epoch": state.epoch}
         row.update(zip(RUN_COLUMNS[1:], scores[i], strict=True))
         row.update(metrics[i])
+        if state.probe is not None:
+            row[PROBE_KEY] = state.probe(task, state.models[i], chunk)
         state.rows[seed].append(row)
         if not all(math.isfinite(row[c]) for c in ("train_loss", "eval_loss")):
             diverged.append(i)
@@ -295,6 +298,7 @@ def train_vectorized(
     seeds: list[int],
     saved: dict | None = None,
     resume: GroupResume | None = None,
+    probe=None,
 ):
     """Train ``seeds`` as one vectorised group; yield ``(seed, table, weights)`` per seed,
     in the order given, each equal to ``trainmap.training.loop.train(task, p, seed)``.
@@ -302,12 +306,15 @@ def train_vectorized(
     saved: a ``GroupState.state_dict()`` of this group to go on from (resuming).
     resume: where the group's resumable state lives: restored from when ``saved`` is None,
     saved to at checkpoints (``trainmap.training.resume.GroupResume``).
+    probe: the setting's probe set, scored on each seed's own module at each checkpoint
+    (``trainmap.training.probe``: the same bits as the loop's), or None.
     """
     device = resolve_device(p.device)
     keep_freed_memory()
     if saved is None and resume is not None:
         saved = resume.restore()
     data, state, restored = start_group(task, p, seeds, saved, device)
+    state.probe = probe
     if restored:
         where = resume.path if resume is not None else "a saved group state"
         for seed in seeds:
@@ -338,4 +345,4 @@ def finish(state: GroupState, seeds: list[int]) -> Iterator[tuple[int, pd.DataFr
         diverged, weights = state.finished[seed]
         table = pd.DataFrame(state.rows[seed], columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
         table["diverged"] = diverged
-        yield seed, table, weights
+        yield seed, with_probe_losses(table, state.rows[seed]), weights

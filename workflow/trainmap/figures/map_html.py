@@ -1,0 +1,340 @@
+"""map.html: the training map to point at, beside map.png and drawn with its layout.
+
+Positions, edge curves, colours and widths come from ``trainmap.figures.map.map_geometry``
+(the PNG's own layout), so the two maps read the same: states in training order, states
+most runs skip off the main row, detour states ringed red, dead ends ringed dashed grey.
+Hovering a state shows runs visiting, converged runs visiting, kind, its label features
+with their state means (z units) and the mean dwell time; hovering an edge's marker (its
+middle; a self-loop's marker sits over its node) shows runs, the learned transition
+probability (labelled as such, never a p-value), the mean convergence time of the runs
+taking it and the feature changes. Clicking a state or an edge lists the seeds through it
+with their convergence steps in the side panel; the seed picker draws one run's path.
+"""
+
+import html
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from trainmap.figures.html import page
+from trainmap.figures.map import map_geometry
+from trainmap.figures.style import (
+    DEAD_END,
+    DETOUR,
+    INK,
+    feature_change,
+    plural,
+    state_colors,
+    transition_label,
+)
+from trainmap.maps.graph import transitions
+
+PIXELS = 90  # pixels per data unit (map.png draws one unit as about one inch)
+MARGIN = 30
+MIN_WIDTH = 660  # pixels: room for the title (map.png is at least 7 inches wide)
+PATH_COLOR = "rgba(255, 140, 0, 0.75)"
+KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
+RING = {"detour": DETOUR, "dead_end": DEAD_END}  # ring and label colour of a kind of state
+
+
+def dwell_times(states: pd.DataFrame, n_states: int) -> pd.DataFrame:
+    """Mean length of a stay in each state: (n_states rows) ``checkpoints`` and ``steps``.
+
+    A stay is a maximal stretch of consecutive checkpoints of one run decoded in the same
+    state; its steps run from its first checkpoint to the next stay's first checkpoint (to
+    the run's last checkpoint for the final stay). NaN for states nobody visits.
+    """
+    paths = states.sort_values(["seed", "step"], kind="stable")
+    new_stay = (paths["state"] != paths.groupby("seed")["state"].shift()) | (
+        paths["seed"] != paths["seed"].shift()
+    )
+    stay = new_stay.cumsum().rename("stay")
+    stays = paths.groupby(stay).agg(
+        seed=("seed", "first"), state=("state", "first"), start=("step", "first"),
+        last=("step", "last"), checkpoints=("step", "size"),
+    )  # fmt: skip
+    following = stays.groupby("seed")["start"].shift(-1)
+    stays["steps"] = following.fillna(stays["last"]) - stays["start"]
+    means = stays.groupby("state")[["checkpoints", "steps"]].mean()
+    return means.reindex(range(n_states))
+
+
+def _number(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:,.0f}"
+
+
+def state_hover(state: dict, n_runs: int, kind: str, means: dict, dwell) -> str:
+    """Hover text of a state. means: {feature: state mean in z units} of its label features."""
+    title = f"<b>S{state['id']}</b>" + (f" · {KIND_TITLES[kind]}" if kind in KIND_TITLES else "")
+    converged = state.get("converged_runs_visiting")
+    lines = [
+        title,
+        f"runs visiting: {state['runs_visiting']}/{n_runs}",
+        f"converged runs visiting: {'–' if converged is None else converged}",
+        f"kind: {kind or 'ordinary'}",
+        f"mean dwell: {dwell['checkpoints']:.1f} checkpoints ({_number(dwell['steps'])} steps)",
+    ]
+    if state["top_features"]:
+        lines.append("top features (state mean, z):")
+        lines += [f"  {f} = {means[f]:+.2f}" for f in state["top_features"]]
+    return "<br>".join(lines)
+
+
+def edge_hover(edge: dict, n_runs: int) -> str:
+    """Hover text of an edge: runs, transition probability, convergence, feature changes."""
+    source, target = edge["source"], edge["target"]
+    converge = edge.get("mean_convergence")
+    lines = [
+        f"<b>S{source} → S{target}</b>" + (" (self-loop)" if source == target else ""),
+        f"runs taking it: {edge['runs']}/{n_runs}",
+        f"transition probability {transition_label(source, target, edge['probability'])}"
+        " (learned by the HMM; not a p-value)",
+        f"mean convergence of these runs: {_number(converge)} steps"
+        + (f" ({edge['runs_censored']} censored)" if edge.get("runs_censored") else ""),
+    ]
+    if edge["feature_changes"]:
+        lines.append("feature changes (state means, z):")
+        lines += [f"  {feature_change(f, d)}" for f, d in edge["feature_changes"].items()]
+    return "<br>".join(lines)
+
+
+def _outside_nodes(points: np.ndarray, ends: list, radius: float) -> np.ndarray:
+    """The part of an edge curve outside its two node circles (so the arrow shows)."""
+    keep = np.ones(len(points), dtype=bool)
+    for centre in ends:
+        keep &= np.hypot(*(points - np.asarray(centre)).T) > radius + 0.04
+    return points[keep] if keep.sum() >= 2 else points
+
+
+def _loop_point(position, radius: float) -> tuple[float, float]:
+    return (position[0], position[1] + radius + 0.22)
+
+
+def _run_path(seed_states: np.ndarray, geometry: dict) -> tuple[list, list]:
+    """x, y of one run's path over the map: its stays' nodes joined along the drawn edges."""
+    visits = seed_states[np.r_[True, seed_states[1:] != seed_states[:-1]]]
+    start = geometry["positions"][int(visits[0])]
+    xs, ys = [start[0]], [start[1]]
+    for a, b in zip(visits[:-1], visits[1:], strict=True):
+        points = geometry["edges"][(int(a), int(b))]["points"]
+        xs += points[1:, 0].round(3).tolist()
+        ys += points[1:, 1].round(3).tolist()
+    return xs, ys
+
+
+def _seed_rows(seeds, runs: pd.DataFrame) -> list[list]:
+    """[[seed, convergence step or None, censored], ...] sorted by seed."""
+    rows = []
+    for seed in sorted(int(s) for s in seeds):
+        step = runs.at[seed, "convergence_step"] if seed in runs.index else None
+        censored = bool(runs.at[seed, "censored"]) if seed in runs.index else False
+        rows.append([seed, None if step is None or pd.isna(step) else int(step), censored])
+    return rows
+
+
+def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.Figure:
+    colors = state_colors(training_map["n_states"])
+    positions, radius = geometry["positions"], geometry["radius"]
+    (x0, x1), (y0, y1) = geometry["limits"]
+    fig = go.Figure()
+    annotations = []
+    for (source, target), look in geometry["edges"].items():
+        points = _outside_nodes(look["points"], [positions[source], positions[target]], radius)
+        line = {"color": look["color"], "width": look["width"] * 4 / 3}
+        fig.add_trace(
+            go.Scatter(x=points[:, 0], y=points[:, 1], mode="lines", line=line | {
+                "dash": "dash" if look["dashed"] else "solid"}, hoverinfo="skip",
+                showlegend=False, name=f"edge S{source}→S{target}", opacity=0.85)
+        )  # fmt: skip
+        annotations.append(
+            {"x": points[-1, 0], "y": points[-1, 1], "ax": points[-3, 0], "ay": points[-3, 1],
+             "xref": "x", "yref": "y", "axref": "x", "ayref": "y", "showarrow": True,
+             "arrowhead": 2, "arrowsize": 1, "arrowwidth": max(1.2, line["width"] * 0.8),
+             "arrowcolor": look["color"], "text": ""}
+        )  # fmt: skip
+    edge_xy, edge_colors = [], []
+    for edge in training_map["edges"]:
+        key = (edge["source"], edge["target"])
+        if key[0] == key[1]:
+            edge_xy.append(_loop_point(positions[key[0]], radius))
+            edge_colors.append(INK)
+        else:
+            look = geometry["edges"][key]
+            edge_xy.append(tuple(look["points"][len(look["points"]) // 2]))
+            edge_colors.append(look["color"])
+            annotations.append(
+                {"x": edge_xy[-1][0], "y": edge_xy[-1][1], "text": look["lines"][0],
+                 "showarrow": False, "yshift": 14, "font": {"size": 10, "color": look["color"]},
+                 "bgcolor": "rgba(255,255,255,0.8)"}
+            )  # fmt: skip
+    for k, (x, y) in positions.items():
+        below = y <= 0
+        annotations.append(
+            {"x": x, "y": y - radius - 0.08 if below else y + radius + 0.4,
+             "yanchor": "top" if below else "bottom", "showarrow": False, "align": "center",
+             "text": "<br>".join(html.escape(line) for line in geometry["node_lines"][k]),
+             "font": {"size": 10, "color": RING.get(geometry["kinds"][k], INK)},
+             "bgcolor": "rgba(255,255,255,0.85)"}
+        )  # fmt: skip
+    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="run path", hoverinfo="skip",
+                             line={"color": PATH_COLOR, "width": 6}, showlegend=False))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[xy[0] for xy in edge_xy], y=[xy[1] for xy in edge_xy], mode="markers",
+            name="edges", customdata=list(range(len(edge_xy))),
+            marker={"symbol": "diamond", "size": 11, "color": edge_colors,
+                    "line": {"color": "white", "width": 1}},
+            hovertext=hovers["edges"], hoverinfo="text", showlegend=False,
+        )
+    )  # fmt: skip
+    ids = list(positions)
+    kinds = geometry["kinds"]
+    fig.add_trace(
+        go.Scatter(
+            x=[positions[k][0] for k in ids], y=[positions[k][1] for k in ids],
+            mode="markers+text", name="states", customdata=ids,
+            text=[f"S{k}" for k in ids], textfont={"color": "white", "size": 13},
+            marker={"size": 2 * radius * PIXELS, "color": [colors[k] for k in ids],
+                    "line": {"color": [RING.get(kinds[k], "white") for k in ids],
+                             "width": [4.5 if kinds[k] else 2 for k in ids]}},
+            hovertext=[hovers["states"][k] for k in ids], hoverinfo="text", showlegend=False,
+        )
+    )  # fmt: skip
+    shapes = [
+        {"type": "circle", "xref": "x", "yref": "y", "x0": positions[k][0] - radius - 0.06,
+         "x1": positions[k][0] + radius + 0.06, "y0": positions[k][1] - radius - 0.06,
+         "y1": positions[k][1] + radius + 0.06, "line": {"color": DEAD_END, "dash": "dash",
+         "width": 1.5}, "layer": "above"}
+        for k in ids if kinds[k] == "dead_end"
+    ]  # fmt: skip
+    axis = {"visible": False, "fixedrange": False}
+    fig.update_layout(
+        title={"text": title, "x": 0.02, "font": {"size": 15}},
+        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH),
+        height=int((y1 - y0) * PIXELS) + 90,
+        autosize=False, margin={"l": MARGIN, "r": MARGIN, "t": 60, "b": 30},
+        xaxis=axis | {"range": [x0, x1]},
+        yaxis=axis | {"range": [y0, y1], "scaleanchor": "x", "scaleratio": 1},
+        plot_bgcolor="white", paper_bgcolor="white", hovermode="closest",
+        annotations=annotations, shapes=shapes, dragmode="pan",
+    )  # fmt: skip
+    return fig
+
+
+PANEL = """
+<h2>{title}</h2>
+<label>Draw one run's path: <select id="seed-picker"><option value="">— none —</option>
+{options}</select></label>
+<div id="path-info" class="note"></div>
+<hr>
+<div id="selection" class="note">Click a state or an edge (the diamond at its middle) to
+list the runs through it.</div>
+"""
+
+SCRIPT = """
+const traceIndex = (name) => gd.data.findIndex((t) => t.name === name);
+const steps = (s) => (s === null ? "–" : s.toLocaleString("en"));
+function listSeeds(heading, rows) {
+  const body = rows.map((r) => `<tr><td class="seed" data-seed="${r[0]}">${r[0]}</td>` +
+    `<td>${steps(r[1])}${r[2] ? " (censored)" : ""}</td></tr>`).join("");
+  const box = document.getElementById("selection");
+  box.className = "";
+  box.innerHTML = `<h2>${heading}</h2><div>${rows.length} run(s); click a seed to draw ` +
+    `its path</div><table><tr><th>seed</th><th>convergence step</th></tr>${body}</table>`;
+  box.querySelectorAll(".seed").forEach((cell) => cell.addEventListener("click", () => {
+    const picker = document.getElementById("seed-picker");
+    picker.value = cell.dataset.seed;
+    picker.dispatchEvent(new Event("change"));
+  }));
+}
+gd.on("plotly_click", (event) => {
+  const point = event.points[0];
+  const name = point.data.name;
+  if (name === "states") {
+    const k = point.customdata;
+    listSeeds(`Runs through S${k}`, DATA.state_seeds[String(k)]);
+  } else if (name === "edges") {
+    const e = DATA.edges[point.customdata];
+    listSeeds(`Runs taking S${e.source} → S${e.target}`, e.seeds);
+  }
+});
+document.getElementById("seed-picker").addEventListener("change", (event) => {
+  const seed = event.target.value;
+  const path = seed === "" ? {x: [], y: [], visits: []} : DATA.paths[seed];
+  Plotly.restyle(gd, {x: [path.x], y: [path.y]}, [traceIndex("run path")]);
+  document.getElementById("path-info").textContent = seed === "" ? "" :
+    `seed ${seed}: ` + path.visits.map((v) => `S${v[0]} (from step ${v[1]})`).join(" → ");
+});
+"""
+
+
+def map_page(
+    training_map: dict,
+    detours: pd.DataFrame,
+    states: pd.DataFrame,
+    runs: pd.DataFrame,
+    means: np.ndarray,
+    setting: str,
+) -> str:
+    """The whole map.html.
+
+    training_map: map.json (after ``mark_detours``); detours: detours.csv; states:
+    ``seed, step, state``; runs: convergence.parquet indexed by seed (``convergence_step``,
+    ``censored``); means: (n_states, n_features) state means of the selected HMM in z
+    units, columns in ``training_map["features"]`` order.
+    """
+    n_runs, features = training_map["n_runs"], training_map["features"]
+    geometry = map_geometry(training_map, detours)
+    dwell = dwell_times(states, training_map["n_states"])
+    state_hovers = {
+        s["id"]: state_hover(
+            s, n_runs, geometry["kinds"][s["id"]],
+            {f: float(means[s["id"], features.index(f)]) for f in s["top_features"]},
+            dwell.loc[s["id"]],
+        )
+        for s in training_map["states"] if s["id"] in geometry["positions"]
+    }  # fmt: skip
+    hovers = {
+        "states": state_hovers,
+        "edges": [edge_hover(e, n_runs) for e in training_map["edges"]],
+    }
+    kind = "forking" if training_map["forking"] else "a single path"
+    title = (
+        f"{setting}: training map — {plural(training_map['n_states'], 'state')}, "
+        f"{plural(n_runs, 'run')}, {kind}"
+    )
+    fig = _figure(training_map, geometry, hovers, title)
+    pairs = transitions(states)
+    visits = states.drop_duplicates(["seed", "state"]).groupby("state")["seed"]
+    by_seed = states.sort_values(["seed", "step"], kind="stable").groupby("seed")
+    paths = {}
+    for seed, run in by_seed:
+        path = run["state"].to_numpy(dtype=int)
+        stays = np.r_[True, path[1:] != path[:-1]]
+        x, y = _run_path(path, geometry)
+        entered = run["step"].to_numpy()[stays]
+        visits_list = [[int(k), int(s)] for k, s in zip(path[stays], entered, strict=True)]
+        paths[str(int(seed))] = {"x": x, "y": y, "visits": visits_list}
+    data = {
+        "state_seeds": {str(k): _seed_rows(seeds, runs) for k, seeds in visits},
+        "edges": [
+            {
+                "source": e["source"],
+                "target": e["target"],
+                "seeds": _seed_rows(
+                    pairs.loc[
+                        (pairs["source"] == e["source"]) & (pairs["target"] == e["target"]), "seed"
+                    ].unique(),
+                    runs,
+                ),
+            }
+            for e in training_map["edges"]
+        ],  # fmt: skip
+        "paths": paths,
+    }
+    options = "\n".join(
+        f'<option value="{seed}">seed {seed}</option>' for seed in sorted(paths, key=int)
+    )
+    panel = PANEL.format(title=html.escape(f"{setting}: runs"), options=options)
+    return page(f"{setting}: training map", fig, panel, data, SCRIPT)
