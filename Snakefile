@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from trainmap.config import load_yaml, validate_config
+from trainmap.config.settings import load_yaml, validate_config
 
 # A `configfile:` directive would resolve against the working directory and would be
 # deep-merged with --configfile (mixing the default settings into the user's), so the

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from trainmap.config import DEFAULT_RESUME_EVERY, load_yaml, validate_config
+from trainmap.config.settings import DEFAULT_RESUME_EVERY, load_yaml, validate_config
 from trainmap.resume import SeedResume, state_to_file
 from trainmap.tasks import get_task
 from trainmap.train import RunState, generator, init_run, make_optimizer, train

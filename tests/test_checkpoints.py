@@ -29,7 +29,7 @@ from trainmap.checkpoints import (
     seed_table,
     series_metrics,
 )
-from trainmap.config import validate_config
+from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.families import FAMILIES, bert_encoder_groups, get_family
 from trainmap.metrics import METRIC_COLUMNS, compute_metrics

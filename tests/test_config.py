@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trainmap.config import load_yaml, validate_config
+from trainmap.config.settings import load_yaml, validate_config
 from trainmap.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,6 +232,6 @@ def test_config_validation_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, trainmap.config; print('torch' in sys.modules)"
+    code = "import sys, trainmap.config.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

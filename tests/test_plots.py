@@ -11,7 +11,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.patches import Circle, FancyArrowPatch
 from planted import FEATURES, THRESHOLD, branching_runs, planted_runs
 
-from trainmap.config import validate_config
+from trainmap.config.settings import validate_config
 from trainmap.detours import analyze_detours
 from trainmap.map_plot import _layout, plot_map
 from trainmap.maps import build_map, mark_detours

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainmap.config import validate_config
+from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError, ConfigWarning
 from trainmap.sequences import SequenceError, prepare_sequences
 from trainmap.tables import MISSING_MARKERS, TableError, load_run_table

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 from test_metrics import numpy_metrics
 
 from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
-from trainmap.config import validate_config
+from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import parse_params
 from trainmap.io import write_parquet
@@ -335,7 +335,7 @@ def test_missing_data_is_a_config_error_naming_root_and_files(task, expected, tm
 def test_offline_example_config_validates_from_the_repository_root(monkeypatch):
     """config/mnist_offline.yaml's data_root (../shared/data/mnist) is relative to the
     repository root, where its comment says to run it."""
-    from trainmap.config import load_yaml
+    from trainmap.config.settings import load_yaml
 
     monkeypatch.chdir(REPO)
     settings = validate_config(load_yaml(REPO / "config" / "mnist_offline.yaml"))

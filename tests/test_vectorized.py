@@ -326,7 +326,7 @@ def test_any_mlp_task_is_vectorised_exactly(tmp_path):
 
 
 def test_the_vectorize_key_is_validated():
-    from trainmap.config import validate_config
+    from trainmap.config.settings import validate_config
 
     def setting(**extra):
         entry = {"source": "train", "task": "sparse_parity", "seeds": 2, **extra}

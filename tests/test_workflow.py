@@ -11,7 +11,7 @@ from conftest import REPO as ROOT
 from conftest import TINY_CONFIG, run_workflow
 from safetensors.torch import load_file
 
-from trainmap.config import load_yaml, validate_config
+from trainmap.config.settings import load_yaml, validate_config
 from trainmap.metrics import METRIC_COLUMNS, compute_metrics
 from trainmap.tasks import get_task
 from trainmap.train import train

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from trainmap.config import Setting
+from trainmap.config.settings import Setting
 
 
 def flat_config(setting: Setting) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from trainmap.errors import ConfigError
 from trainmap.hyperparameters import HYPERPARAMETERS, parse_params, task_params
 from trainmap.series import CheckpointSeries, build_series
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.

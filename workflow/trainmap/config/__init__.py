@@ -1,0 +1,1 @@
+"""Config: loading YAML with line numbers, validating settings, checking a config file."""
