@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.config.split import check_predicted_split, trained_checkpoints
 from trainmap.errors import ConfigError
 from trainmap.hyperparameters import HYPERPARAMETERS, parse_params, task_params
 from trainmap.series import CheckpointSeries, build_series
@@ -123,25 +124,40 @@ STRICT_INTEGERS = jsonschema.validators.extend(
 )
 
 
-def validate_config(config: dict) -> dict[str, Setting]:
-    """Check ``config`` against the schema and every task; return settings by name."""
-    schema = load_yaml(SCHEMA_PATH)
-    validator = STRICT_INTEGERS(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+EMPTY_CONFIG = (
+    "the config is empty: give at least one setting under `settings:` "
+    "(config/README.md); an empty config file never falls back to the default"
+)
+
+
+def schema_problems(config: dict) -> list[str]:
+    """Every schema violation of ``config``, as ``key.path: problem``, sorted by path."""
+    validator = STRICT_INTEGERS(load_yaml(SCHEMA_PATH))
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return [_message(e) for e in errors]
+
+
+def validate_config(config: dict, predict_split: bool = True) -> dict[str, Setting]:
+    """Check ``config`` against the schema and every task; return settings by name.
+
+    predict_split: also refuse a validation split the runs will make too small to choose
+    K (``check_split``); False only where no HMM is fitted (tests of one stage).
+    """
     if not config:
-        raise ConfigError(
-            "the config is empty: give at least one setting under `settings:` "
-            "(config/README.md); an empty config file never falls back to the default"
-        )
-    if errors:
-        lines = [_message(e) for e in errors]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+        raise ConfigError(EMPTY_CONFIG)
+    problems = schema_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     _check_finite(config, "")
-    config = _fill_defaults(config, schema)
-    return {
+    config = _fill_defaults(config, load_yaml(SCHEMA_PATH))
+    settings = {
         name: _build_setting(name, entry, config)
         for name, entry in sorted(config["settings"].items())
     }
+    if predict_split:
+        for setting in settings.values():
+            check_split(setting)
+    return settings
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -199,6 +215,27 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         task=entry["task"],
         params=dataclasses.asdict(params),
     )
+
+
+def check_split(setting: Setting) -> None:
+    """The validation split the setting's runs will give, refused now if too small (not
+    after every seed trained); settings whose run lengths only the data tells pass."""
+    where = f"settings.{setting.name}"
+    if setting.source == "train":
+        predicted = trained_checkpoints(setting.task, setting.params)
+        if predicted is None:
+            return
+        count, how = predicted
+        counts = dict.fromkeys(setting.seeds, count)
+        more = f"more checkpoints per run ({where}.epochs, {where}.eval_every)"
+    elif setting.source == "checkpoints":
+        counts = {seed: len(setting.series.steps[seed]) for seed in setting.seeds}
+        low, high = min(counts.values()), max(counts.values())
+        how = f"{low}{'' if low == high else f' to {high}'} checkpoints per run"
+        more = f"list more steps ({where}.steps)"
+    else:
+        return
+    check_predicted_split(counts, setting.hmm, where, how, more)
 
 
 def _seed_list(seeds: int | list[int]) -> list[int]:
