@@ -100,7 +100,9 @@ def check_predicted_split(
         )
     cap = hmm["max_checkpoints"]
     rows = {run: min(n, cap) for run, n in checkpoints.items()}
-    capped = f", cut to hmm.max_checkpoints {cap}" if any(n > cap for n in checkpoints.values()) else ""
+    capped = ""
+    if any(n > cap for n in checkpoints.values()):
+        capped = f", cut to hmm.max_checkpoints {cap}"
     short = sorted(run for run, n in rows.items() if n < MIN_RUN_CHECKPOINTS)
     if short:
         raise ConfigError(
