@@ -63,7 +63,10 @@ def test_loader_names_file_line_and_problem(tmp_path, text, message):
 
 
 def test_loader_keeps_each_keys_line_and_allows_merge_keys(tmp_path):
-    text = "base: &b {restarts: 2}\nhmm:\n  <<: *b\n  restarts: 3\nsettings:\n  p:\n    seeds: [1, 2]\n"
+    text = (
+        "base: &b {restarts: 2}\nhmm:\n  <<: *b\n  restarts: 3\n"
+        "settings:\n  p:\n    seeds: [1, 2]\n"
+    )
     located = load_located(write(tmp_path, text))
     assert located.data["hmm"] == {"restarts": 3}  # an override of a merge is no duplicate
     assert located.lines[("hmm", "restarts")] == 4
