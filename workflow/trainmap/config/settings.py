@@ -196,6 +196,11 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
             raise ConfigError(
                 f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
             )
+        if Path(entry["table"]).is_dir():
+            raise ConfigError(
+                f"{where}.table: {entry['table']!r} is a directory; a table is one .parquet "
+                "or .csv file"
+            )
         return Setting(**common, table=entry["table"])
     for key in ("task", "seeds"):
         if key not in entry:
