@@ -101,8 +101,17 @@ def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dic
         "runs": str(regression.get("n_runs", 0)),
         "censored": _number(regression.get("n_censored", 0), "d"),
         "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
-        "note": "" if regression.get("significant") else str(reason or ""),
+        "note": _note(regression),
     }
+
+
+def _note(regression: dict) -> str:
+    """Why the regression says nothing, and which runs it left out for lack of a value."""
+    parts = [] if regression.get("significant") else [str(regression.get("reason") or "")]
+    unmeasured = regression.get("unmeasured_runs") or []
+    if unmeasured:
+        parts.append(f"left out, no convergence value: runs {unmeasured}")
+    return "; ".join(p for p in parts if p)
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
