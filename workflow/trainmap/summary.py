@@ -89,7 +89,6 @@ def headline(training_map: dict, detours: pd.DataFrame, regression: dict) -> dic
     kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
     dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
     dead_names = ", ".join(f"S{k}" for k in dead_ids)
-    reason = regression.get("reason")
     return {
         "K": str(training_map["n_states"]),
         "forking": "yes" if training_map["forking"] else "no",
