@@ -216,3 +216,16 @@ def test_snakemake_types_config_values_and_refuses_keys_given_twice(tmp_path):
     result = run_workflow(tmp_path / "dup", twice, extra_args=["--dry-run"], check=False)
     assert result.returncode != 0
     assert "twice.yaml:9: key 'n_bits' given twice (first at line 8)" in result.stdout
+
+
+def test_workflow_config_is_a_new_dict_and_reads_the_default_only_without_files(tmp_path):
+    from trainmap.config.snakefile import workflow_config
+
+    config = load_yaml(TINY_CONFIG)
+    checked = workflow_config(config, [TINY_CONFIG], {}, ROOT / "config" / "config.yaml")
+    assert checked == config and checked is not config  # the Snakefile clears `config`
+    default = workflow_config({}, [], {}, ROOT / "config" / "config.yaml")
+    assert default == load_yaml(ROOT / "config" / "config.yaml")
+    twice = write(tmp_path, "hmm:\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:3: key 'seed' given twice"):
+        workflow_config({"hmm": {"seed": 2}}, [twice], {}, ROOT / "config" / "config.yaml")

@@ -10,11 +10,13 @@ import torch
 
 from trainmap.checkpoints import read_evals, seed_table, series_metrics
 from trainmap.io import log_to_file, write_parquet
+from trainmap.stale import remove_stale_results
 from trainmap.train import resolve_device
 
 
 def main(output: str, params, threads: int, log: str) -> None:
     log_to_file(log)
+    remove_stale_results(Path(output).parents[2])  # a failed rerun leaves no stale results
     torch.set_num_threads(threads)
     series, seed = params.series, int(params.seed)
     device = resolve_device(params.hyper["device"])

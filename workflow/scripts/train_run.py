@@ -20,6 +20,7 @@ import torch
 from trainmap.bundle import write_manifest
 from trainmap.io import log_to_file
 from trainmap.resume import ResumeStore, fingerprint
+from trainmap.stale import remove_stale_results
 from trainmap.tasks import get_task
 from trainmap.train import train_group
 
@@ -28,6 +29,7 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     """inputs: files other rules made for this task, by hyperparameter name (a masked
     LM's tokenizer); each replaces that hyperparameter's value."""
     log_to_file(log)
+    remove_stale_results(Path(bundle).parents[1])  # a failed rerun leaves no stale results
     torch.set_num_threads(threads)
     task = get_task(params.task)
     hyper = task.params(**{**params.hyper, **inputs})

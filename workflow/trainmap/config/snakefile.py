@@ -7,6 +7,7 @@ line-keeping loader, so that a key given twice stops the workflow with
 the ``--config`` values are typed as the schema expects (trainmap.config.overrides).
 """
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,11 +21,12 @@ def workflow_config(
 ) -> dict:
     """The config to validate: Snakemake's ``config`` with its files checked for keys
     given twice and ``overrides`` (``--config``) typed; ``default`` is read only when
-    neither files nor overrides were given (an empty file is never replaced by it)."""
+    neither files nor overrides were given (an empty file is never replaced by it).
+    Always a new dict (the Snakefile replaces ``config``'s content with it)."""
     for path in configfiles:
         load_located(path)
     if not config and not configfiles:
         return load_located(default).data
     if overrides:
         return apply_overrides(config, overrides, load_yaml(SCHEMA_PATH))
-    return config
+    return copy.deepcopy(config)
