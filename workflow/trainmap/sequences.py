@@ -208,7 +208,8 @@ def _zscore(
             z = block_z
         else:
             z[rows] = block_z
-        which = sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]]
+        # plain ints: a warning lists runs as [0, 3], not [np.int64(0), np.int64(3)]
+        which = _plain(sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]])
         for name in np.asarray(features)[flat]:
             constant.setdefault(str(name), []).extend(which)
     for name, runs in constant.items():

@@ -82,6 +82,10 @@ MISSING_HINT = (
     "to_csv(na_rep='nan')), or drop the rows that were not logged"
 )
 
+ID_MISSING_HINT = (
+    "every row needs its run id and step: fill the cell, or drop the row if it was not logged"
+)
+
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A ``.parquet`` or ``.csv`` table; an unreadable one raises TableError naming it."""
@@ -199,9 +203,10 @@ def _numbers(values: pd.Series, path: Path, column: str) -> pd.Series:
     if bad.any():
         first = values.iloc[int(np.flatnonzero(bad)[0])]
         if isinstance(first, str) and first.strip().lower() in MISSING_MARKERS:
+            # a run id or step is no measurement: nan is no way to write it
+            hint = ID_MISSING_HINT if column in ("seed", "step") else MISSING_HINT
             raise TableError(
-                f"{path}: column {column!r} has a missing value {_first_bad(values, bad)}; "
-                + MISSING_HINT
+                f"{path}: column {column!r} has a missing value {_first_bad(values, bad)}; " + hint
             )
         raise TableError(
             f"{path}: column {column!r} must be numeric; found {_first_bad(values, bad)}"

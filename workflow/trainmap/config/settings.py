@@ -191,11 +191,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     if source == "checkpoints":
         return _build_checkpoint_setting(entry, common, where)
     if source == "table":
-        extra = sorted(k for k in entry if k not in SETTING_KEYS)
-        if extra:
-            raise ConfigError(
-                f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
-            )
+        _check_table_keys(entry, where)
         if Path(entry["table"]).is_dir():
             raise ConfigError(
                 f"{where}.table: {entry['table']!r} is a directory; a table is one .parquet "
@@ -318,6 +314,25 @@ def _check_trained_columns(features: list[str], column: str, where: str) -> None
     if column not in TRAINED_COLUMNS:
         raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
                           f"training; choose from {allowed}")  # fmt: skip
+
+
+def _check_table_keys(entry: dict, where: str) -> None:
+    """A key a table setting does not know: a typo of one of its keys (did you mean), a
+    task hyperparameter (only for source train), or unknown."""
+    own = sorted(COMMON_KEYS | SOURCE_KEYS["table"])
+    hyper = {f.name for params in HYPERPARAMETERS.values() for f in dataclasses.fields(params)}
+    for key in sorted(k for k in entry if k not in SETTING_KEYS):
+        close = difflib.get_close_matches(key, own, n=1)
+        if close:
+            problem = f"unknown key for source 'table'; did you mean {close[0]!r}?"
+        elif key in hyper:
+            problem = "a task hyperparameter; it only applies to source 'train'"
+        else:
+            problem = "unknown key for source 'table'"
+        raise ConfigError(
+            f"{where}.{key}: {problem} (value {entry[key]!r}); keys of a table setting: "
+            + ", ".join(own)
+        )
 
 
 def _check_unknown_keys(extra: dict, params_class: type, where: str) -> None:
