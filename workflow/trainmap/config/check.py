@@ -89,7 +89,7 @@ def config_problems(config: dict) -> tuple[list[str], list[str]]:
             warnings.simplefilter("always")
             found_problems, setting = _setting_problems(name, config)
             problems += found_problems
-            if setting is not None:
+            if setting is not None and not found_problems:  # a key left out: no data check
                 problems += _data_problems(setting)
         caught += found
     return problems, [str(w.message) for w in caught]
