@@ -6,7 +6,7 @@ CORES ?= all
 # The config `make run` and `make check` use: make run CONFIG=myconfig.yaml
 CONFIG ?= config/config.yaml
 
-.PHONY: run check test slurm-deps clean
+.PHONY: run check test slurm-deps clean clean-resume
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ slurm-deps:
 
 clean:
 	rm -rf results logs .snakemake
+
+# Resumable training states (results/<setting>/runs/.resume-seed<seed>/) of seeds that are
+# no longer in CONFIG: a job removes its own states when it completes, not these.
+clean-resume: $(BIN)/snakemake
+	$(BIN)/trainmap clean-resume $(CONFIG)

@@ -51,3 +51,25 @@ def test_a_failed_rerun_leaves_no_stale_results(tmp_path):
     table.write_text(runs_csv(n_runs=6))  # fixed: everything is rebuilt
     run_workflow(work, config)
     assert (results / "mine/map.json").exists() and (results / "summary.md").exists()
+
+
+def test_clean_resume_removes_states_of_seeds_that_left_the_config(tmp_path, capsys):
+    from conftest import TINY_CONFIG
+
+    from trainmap.config.check import cli
+
+    runs = tmp_path / "results" / "parity" / "runs"
+    for name in (".resume-seed0", ".resume-seed1", ".resume-seed7", "group0"):
+        (runs / name).mkdir(parents=True)
+    gone = tmp_path / "results" / "removed_setting" / "runs" / ".resume-seed0"
+    gone.mkdir(parents=True)
+    argv = ["clean-resume", str(TINY_CONFIG), "--directory", str(tmp_path)]
+    assert cli([*argv, "--dry-run"]) == 0
+    assert (runs / ".resume-seed7").exists() and gone.exists()
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "removed results/parity/runs/.resume-seed7" in out
+    assert "removed results/removed_setting/runs/.resume-seed0" in out
+    assert not (runs / ".resume-seed7").exists() and not gone.exists()
+    assert (runs / ".resume-seed0").exists() and (runs / ".resume-seed1").exists()  # seeds 0, 1
+    assert (runs / "group0").exists()

@@ -45,3 +45,17 @@ def remove_stale_results(setting_dir: str | Path) -> list[Path]:
             ", ".join(str(p) for p in removed),
         )
     return removed
+
+
+def orphan_resume_states(results: str | Path, seeds: dict[str, list[int]]) -> list[Path]:
+    """``results/<setting>/runs/.resume-seed<seed>/`` folders no configured seed will use:
+    the seed left its setting's ``seeds``, or the setting left the config. A job removes
+    its seeds' states once its outputs are complete; these are left by jobs that never
+    completed. seeds: setting name -> its seeds (trainmap.config.settings)."""
+    orphans = []
+    for folder in sorted(Path(results).glob("*/runs/.resume-seed*")):
+        setting = folder.parents[1].name
+        seed = folder.name.removeprefix(".resume-seed")
+        if not seed.isdigit() or int(seed) not in seeds.get(setting, []):
+            orphans.append(folder)
+    return orphans

@@ -11,6 +11,7 @@ the exit status is 0 when every file is valid, 1 otherwise.
 import argparse
 import os
 import re
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from trainmap.config.loader import Located, load_located
 from trainmap.config.settings import EMPTY_CONFIG, Setting, schema_problems, validate_config
 from trainmap.errors import ConfigError
 from trainmap.sequences import SequenceError, prepare_sequences
+from trainmap.stale import orphan_resume_states
 from trainmap.tables import TableError, load_run_table
 
 # A message that starts with a key path: `settings.parity.lr: ...`
@@ -140,13 +142,50 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def clean_resume(argv: list[str] | None = None) -> int:
+    """``trainmap clean-resume CONFIG``: remove the resumable states of seeds that left
+    the config (``make clean-resume``); ``--dry-run`` only lists them."""
+    parser = argparse.ArgumentParser(
+        prog="trainmap clean-resume",
+        description="Remove results/<setting>/runs/.resume-seed<seed>/ of seeds (or settings) "
+        "that are no longer in CONFIG.",
+    )
+    parser.add_argument("config", metavar="CONFIG")
+    parser.add_argument("--directory", "-d", default=".", help="the workflow's directory")
+    parser.add_argument("--dry-run", "-n", action="store_true", help="only list them")
+    args = parser.parse_args(argv)
+    config = Path(args.config).absolute()
+    os.chdir(args.directory)
+    try:
+        settings = validate_config(load_located(config).data, predict_split=False)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    orphans = orphan_resume_states("results", {n: s.seeds for n, s in settings.items()})
+    for folder in orphans:
+        if not args.dry_run:
+            shutil.rmtree(folder)
+        print(f"{'would remove' if args.dry_run else 'removed'} {folder}")
+    if not orphans:
+        print("no resumable states of seeds outside the config")
+    return 0
+
+
+COMMANDS = {"check": main, "clean-resume": clean_resume}
+
+
 def cli(argv: list[str] | None = None) -> int:
-    """The ``trainmap`` console script: ``trainmap check CONFIG ...``."""
+    """The ``trainmap`` console script: ``trainmap check CONFIG ...``,
+    ``trainmap clean-resume CONFIG``."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] != "check":
-        print("usage: trainmap check CONFIG [CONFIG ...] [--directory DIR]", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print(
+            "usage: trainmap check CONFIG [CONFIG ...] [--directory DIR]\n"
+            "       trainmap clean-resume CONFIG [--directory DIR] [--dry-run]",
+            file=sys.stderr,
+        )
         return 2
-    return main(argv[1:])
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
