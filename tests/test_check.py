@@ -229,3 +229,31 @@ def test_workflow_config_is_a_new_dict_and_reads_the_default_only_without_files(
     twice = write(tmp_path, "hmm:\n  seed: 1\n  seed: 2\n")
     with pytest.raises(ConfigError, match=r"c\.yaml:3: key 'seed' given twice"):
         workflow_config({"hmm": {"seed": 2}}, [twice], {}, ROOT / "config" / "config.yaml")
+
+
+README_CASES = {
+    "tab.yaml": "settings:\n  parity:\n\tsource: train\n",
+    "bracket.yaml": "hmm:\n  states: [1, 2\n  restarts: 2\n",
+    "ini.yaml": "[settings]\nsource = train\n",
+    "twice.yaml": (
+        "settings:\n  parity:\n    source: train\n    task: sparse_parity\n    seeds: 40\n"
+        "    n_bits: yes\n    n_bits: 10\n"
+        "    convergence: {column: eval_accuracy, threshold: 0.9}\n"
+    ),
+    "small.yaml": (
+        "settings:\n  parity:\n    source: train\n    task: sparse_parity\n    seeds: 4\n"
+        "    epochs: 50\n    eval_every: 25\n"
+        "    convergence: {column: eval_accuracy, threshold: 0.9}\n"
+    ),
+}
+
+
+def test_readme_troubleshooting_shows_the_messages_users_see(tmp_path, capsys):
+    """Each message of README's troubleshooting table, as `trainmap check` prints it."""
+    readme = (ROOT / "README.md").read_text()
+    os.chdir(tmp_path)
+    for name, text in README_CASES.items():
+        write(tmp_path, text, name)
+        assert main([name]) == 1
+        message = capsys.readouterr().err.strip().replace(name, "cfg.yaml", 1)
+        assert f"`{message}`" in readme, message
