@@ -257,3 +257,16 @@ def test_readme_troubleshooting_shows_the_messages_users_see(tmp_path, capsys):
         assert main([name]) == 1
         message = capsys.readouterr().err.strip().replace(name, "cfg.yaml", 1)
         assert f"`{message}`" in readme, message
+
+
+def test_check_shows_warnings_with_their_line_and_still_passes(tmp_path, capsys):
+    config = write(
+        tmp_path, PARITY.replace("    epochs: 9\n", "    epochs: 9\n    betas: [0.9, 0.99]\n")
+    )
+    os.chdir(tmp_path)
+    assert main([str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "c.yaml:7: warning: settings.parity.betas: has no effect with optimizer 'sgd'" in (
+        captured.err
+    )
+    assert captured.out.strip() == "c.yaml: valid"

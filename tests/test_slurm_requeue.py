@@ -6,6 +6,7 @@ the top; the training must continue from its last saved state (`resumed seed 0 f
 N` in its log) and end with files byte-identical to an uninterrupted run.
 """
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from test_slurm import slurm_cluster, slurm_job, write_test_profile  # noqa: F40
 SEED_FILES = ["metrics.parquet", "model.safetensors"]
 TARGETS = [f"results/parity/runs/seed0/{name}" for name in SEED_FILES]
 WAIT_S = 900
+MIDWAY = "epoch 100/300"  # requeued after this line of the training log
+STEPS_PER_EPOCH = 32  # n_train 1000 / batch_size 32, rounded up
 
 
 def requeue_config(tmp_path: Path) -> Path:
@@ -68,7 +71,12 @@ def test_requeued_training_job_resumes_and_ends_byte_identical(slurm_cluster, tm
         process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
         try:
             state = workdir / "results/parity/runs/.resume-seed0/state.safetensors"
-            wait_for(state.exists, "saved training state", process)
+            train_log = workdir / "logs/parity/train_run/group0.log"
+            wait_for(
+                lambda: state.exists() and MIDWAY in train_log.read_text(),
+                "training past epoch 100 with a saved state",
+                process,
+            )
             job_id = _train_job_id(output.read_text())
             assert slurm_job(job_id)["JobState"] == "RUNNING"
             subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
@@ -79,8 +87,10 @@ def test_requeued_training_job_resumes_and_ends_byte_identical(slurm_cluster, tm
     text = output.read_text()
     assert process.returncode == 0, text[-3000:]
     assert slurm_job(job_id)["Restarts"] == "1"
-    log = (workdir / "logs/parity/train_run/group0.log").read_text()
-    assert "resumed seed 0 from step" in log, log[-2000:]
+    log = (workdir / "logs/parity/train_run/group0.log").read_text()  # the second start's
+    resumed = re.search(r"resumed seed 0 from step (\d+)", log)
+    assert resumed, log[-2000:]
+    assert 100 * STEPS_PER_EPOCH <= int(resumed.group(1)) < 300 * STEPS_PER_EPOCH
     for name in SEED_FILES:
         expected = (local / "results/parity/runs/seed0" / name).read_bytes()
         assert (workdir / "results/parity/runs/seed0" / name).read_bytes() == expected, name

@@ -94,7 +94,8 @@ def config_problems(config: dict) -> tuple[list[str], list[str]]:
             if setting is not None and not found_problems:  # a key left out: no data check
                 problems += _data_problems(setting)
         caught += found
-    return problems, [str(w.message) for w in caught]
+    # one line each: a problem outside a setting (a NaN elsewhere) shows up in every pass
+    return list(dict.fromkeys(problems)), list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def check_file(path: str | Path) -> tuple[list[str], list[str]]:
