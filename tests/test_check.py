@@ -270,3 +270,12 @@ def test_check_shows_warnings_with_their_line_and_still_passes(tmp_path, capsys)
         captured.err
     )
     assert captured.out.strip() == "c.yaml: valid"
+
+
+def test_make_run_checks_the_config_first():
+    planned = subprocess.run(
+        ["make", "-n", "run", "CONFIG=my.yaml"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    check = planned.index(".venv/bin/trainmap check my.yaml")
+    assert check < planned.index("--configfile my.yaml")
+    assert 'trainmap = "trainmap.config.check:cli"' in (ROOT / "pyproject.toml").read_text()
