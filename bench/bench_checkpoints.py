@@ -5,7 +5,7 @@ Writes a BertForMaskedLM of BERT-base shape (12 layers, hidden 768, intermediate
 vocabulary 30522; ~440 MB) with ``save_pretrained`` (safetensors) and as a
 ``pytorch_model.bin`` (what the MultiBERTs repositories hold), then times per checkpoint:
 reading the weights (both formats), naming the weight groups, and the 14 metrics
-(``trainmap.metrics.compute_metrics``), each the median of ``--reps`` repetitions.
+(``trainmap.metrics.weights.compute_metrics``), each the median of ``--reps`` repetitions.
 Prints the estimate for the paper's MultiBERTs setting (5 seeds x 29 checkpoints)
 without the download, which depends on the network (~440 MB per checkpoint).
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from trainmap.checkpoints import read_weights, weight_groups
-from trainmap.metrics import compute_metrics
+from trainmap.checkpoints.read import read_weights, weight_groups
+from trainmap.metrics.weights import compute_metrics
 
 BERT_BASE = BertConfig(
     vocab_size=30522,

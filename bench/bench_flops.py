@@ -21,21 +21,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from trainmap.hyperparameters import parse_params  # noqa: E402
-from trainmap.seed_group import batch_of, init_group  # noqa: E402
-from trainmap.seedops import SeedKernels  # noqa: E402
-from trainmap.tasks import get_task  # noqa: E402
-from trainmap.train import init_run  # noqa: E402
+from bench_vectorized import PRESETS  # noqa: E402
 
-DEFAULT = {
-    "p": 59,
-    "train_fraction": 0.5,
-    "d_model": 64,
-    "n_heads": 4,
-    "d_head": 16,
-    "d_mlp": 256,
-    "batch_size": 256,
-}
+from trainmap.seedops import SeedKernels  # noqa: E402
+from trainmap.tasks.params import parse_params  # noqa: E402
+from trainmap.tasks.registry import get_task  # noqa: E402
+from trainmap.training.loop import init_run  # noqa: E402
+from trainmap.training.seed_group import batch_of, init_group  # noqa: E402
+
+# config/config.yaml's modular setting, as bench_vectorized.py's preset has it.
+MODULAR = PRESETS["modular"][1]
+SHAPE_KEYS = ("p", "train_fraction", "d_model", "n_heads", "d_head", "d_mlp", "batch_size")
+DEFAULT = {key: MODULAR[key] for key in SHAPE_KEYS}
 PAPER = {"p": 113, "train_fraction": 0.3, "batch_size": 2048}  # d_model 128 etc. by default
 
 

@@ -30,9 +30,9 @@ import pandas as pd
 import yaml
 from threadpoolctl import threadpool_limits
 
-from trainmap.hmm import fit_state_count
-from trainmap.selection import select_state_count
-from trainmap.sequences import feature_columns, observations
+from trainmap.hmm.fit import fit_state_count
+from trainmap.hmm.selection import select_state_count
+from trainmap.hmm.sequences import feature_columns, observations
 
 ROOT = Path(__file__).resolve().parents[1]
 

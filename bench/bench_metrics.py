@@ -1,4 +1,4 @@
-"""Time trainmap.metrics.compute_metrics against the straightforward per-matrix version.
+"""Time trainmap.metrics.weights.compute_metrics against the straightforward per-matrix version.
 
 Run: ``.venv/bin/python bench/bench_metrics.py [--reps N]``. One thread, as the training jobs
 use. Prints ms per checkpoint for both, the speed-up, and the largest relative difference
@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import torch
 
-from trainmap.metrics import METRIC_COLUMNS, WeightGroups, compute_metrics
-from trainmap.models import MLP, OneLayerTransformer
+from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.weights import WeightGroups, compute_metrics
+from trainmap.tasks.mlp import MLP
+from trainmap.tasks.modular_addition.model import OneLayerTransformer
 
 
 @torch.no_grad()

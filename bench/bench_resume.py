@@ -1,4 +1,4 @@
-"""Overhead of saving resumable states (trainmap.resume) on the default config's training.
+"""Overhead of saving resumable states (trainmap.training.resume) on the default config's training.
 
 Run: ``.venv/bin/python bench/bench_resume.py [--epochs N] [--reps N]``. For each setting
 of config/config.yaml trains seed 0 at the config's hyperparameters (``--epochs``
@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 from trainmap.config.settings import DEFAULT_RESUME_EVERY, load_yaml, validate_config
-from trainmap.resume import SeedResume, state_to_file
-from trainmap.tasks import get_task
-from trainmap.train import RunState, generator, init_run, make_optimizer, train
+from trainmap.tasks.registry import get_task
+from trainmap.training.common import generator, make_optimizer
+from trainmap.training.loop import RunState, init_run, train
+from trainmap.training.resume import SeedResume, state_to_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

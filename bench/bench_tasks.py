@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from trainmap.hyperparameters import parse_params
-from trainmap.metrics import compute_metrics
-from trainmap.tasks import get_task
-from trainmap.train import generator, make_optimizer, train_group
+from trainmap.metrics.weights import compute_metrics
+from trainmap.tasks.params import parse_params
+from trainmap.tasks.registry import get_task
+from trainmap.training.choose import train_group
+from trainmap.training.common import generator, make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -102,8 +103,8 @@ def best_time(fn, reps: int) -> float:
 
 
 def bench_metrics(reps: int) -> None:
-    from trainmap.bert import MaskedLMBert, bert_config
-    from trainmap.resnet import CifarResNet18
+    from trainmap.tasks.cifar100_resnet18.model import CifarResNet18
+    from trainmap.tasks.masked_lm.model import MaskedLMBert, bert_config
 
     torch.set_num_threads(1)
     resnet = CifarResNet18()

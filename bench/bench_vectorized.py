@@ -31,10 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from trainmap.hyperparameters import parse_params  # noqa: E402
-from trainmap.tasks import get_task  # noqa: E402
-from trainmap.train import train  # noqa: E402
-from trainmap.vectorized import train_vectorized  # noqa: E402
+from trainmap.tasks.params import parse_params  # noqa: E402
+from trainmap.tasks.registry import get_task  # noqa: E402
+from trainmap.training.loop import train  # noqa: E402
+from trainmap.training.vectorized import train_vectorized  # noqa: E402
 
 PRESETS = {
     # The paper's sparse parity (defaults: 40 bits, k 3, MLP 40-128-1, SGD), eval + metrics
@@ -85,9 +85,9 @@ ONE_PROCESS = """
 import sys, json, torch
 sys.path.insert(0, {workflow!r})
 torch.set_num_threads({threads})
-from trainmap.hyperparameters import parse_params
-from trainmap.tasks import get_task
-from trainmap.train import train
+from trainmap.tasks.params import parse_params
+from trainmap.tasks.registry import get_task
+from trainmap.training.loop import train
 task = get_task({task!r})
 train(task, parse_params(task.params, json.loads({values!r}), "bench"), {seed})
 """

@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from trainmap.hyperparameters import parse_params  # noqa: E402
-from trainmap.seed_group import batch_of, init_group  # noqa: E402
 from trainmap.seedops import SeedKernels  # noqa: E402
-from trainmap.tasks import get_task  # noqa: E402
-from trainmap.train import train  # noqa: E402
-from trainmap.vectorized import train_vectorized  # noqa: E402
+from trainmap.tasks.params import parse_params  # noqa: E402
+from trainmap.tasks.registry import get_task  # noqa: E402
+from trainmap.training.loop import train  # noqa: E402
+from trainmap.training.seed_group import batch_of, init_group  # noqa: E402
+from trainmap.training.vectorized import train_vectorized  # noqa: E402
 
 PAPER = {"p": 113, "train_fraction": 0.3, "batch_size": 2048, "eval_every": 10, "device": "cuda"}
 

@@ -1,7 +1,7 @@
 """Which K does BIC select under per-run vs global z-scoring? (docs/normalization.md)
 
 Samples 40 runs x 100 steps from a planted 4-state left-to-right Gaussian HMM (the model
-of tests/test_selection.py; ``--stay`` sets how long a run stays in each state, so how far
+of tests/hmm/test_selection.py; ``--stay`` sets how long a run stays in each state, so how far
 runs get in 100 steps), prepares them both ways and fits K = 1..8 with the workflow's
 defaults (5 restarts, 32 iterations, full covariance). Prints, per normalisation, the
 selected K, the restart-mean choice and the share of steps whose decoded state matches
@@ -18,10 +18,10 @@ from hmmlearn.hmm import GaussianHMM
 from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
-from trainmap.decode import decode_states
-from trainmap.hmm import fit_state_count, model_from_json
-from trainmap.selection import select_state_count
-from trainmap.sequences import observations, prepare_sequences
+from trainmap.hmm.decode import decode_states
+from trainmap.hmm.fit import fit_state_count, model_from_json
+from trainmap.hmm.selection import select_state_count
+from trainmap.hmm.sequences import observations, prepare_sequences
 
 FEATURES = ["a", "b", "c"]
 

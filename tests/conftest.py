@@ -65,23 +65,18 @@ def run_workflow(
     workdir: str | Path,
     configfile: str | Path | None = TINY_CONFIG,
     *,
-    targets: Sequence[str] = (),
-    extra_args: Sequence[str] = (),
-    cores: int | None = 2,
-    snakefile: str | Path = SNAKEFILE,
     check: bool = True,
     env: dict[str, str] | None = None,
     timeout: float = RUN_TIMEOUT_S,
+    **command_args,
 ) -> subprocess.CompletedProcess:
     """Run Snakemake in ``workdir`` (created if missing); stdout and stderr are merged.
 
+    command_args: ``snakemake_command``'s (targets, extra_args, cores, snakefile).
     Raises ``WorkflowFailed`` with the output's tail when ``check`` and the run fails.
     """
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    command = snakemake_command(
-        workdir, configfile, targets=targets, extra_args=extra_args, cores=cores,
-        snakefile=snakefile,
-    )  # fmt: skip
+    command = snakemake_command(workdir, configfile, **command_args)
     result = subprocess.run(
         command,
         cwd=workdir,

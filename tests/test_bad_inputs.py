@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, TINY_CONFIG, planned_jobs, run_workflow
 
 from trainmap.errors import CorruptFileError
-from trainmap.io import read_csv, read_json, read_parquet, write_json, write_parquet
+from trainmap.io.files import read_csv, read_json, read_parquet, write_json, write_parquet
 
 
 def test_truncated_intermediate_files_name_the_file_and_the_rerun(tmp_path):
@@ -34,7 +34,7 @@ def test_truncated_intermediate_files_name_the_file_and_the_rerun(tmp_path):
 
 def test_an_uncaught_error_lands_in_the_jobs_log_with_its_traceback(tmp_path):
     code = (
-        "from trainmap.logs import log_to_file\n"
+        "from trainmap.io.logs import log_to_file\n"
         f"log_to_file({str(tmp_path / 'job.log')!r})\n"
         "def inner():\n    raise ValueError('settings.x: boom')\n"
         "inner()\n"

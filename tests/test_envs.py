@@ -190,7 +190,7 @@ def test_every_env_holds_what_its_scripts_import():
 
 
 def test_import_scan_follows_the_package():
-    """The scan sees through trainmap: train_run's script reaches torch via trainmap.train."""
+    """The scan sees through trainmap: train_run's script reaches torch via the package."""
     needed = imported_distributions(REPO / "workflow" / "scripts" / "train_run.py")
     assert {"torch", "pandas", "pyarrow", "safetensors"} <= needed
     assert "trainmap" not in needed and "snakemake" not in needed

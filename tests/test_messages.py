@@ -8,8 +8,8 @@ import pytest
 
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
-from trainmap.sequences import prepare_sequences
-from trainmap.tables import TableError, load_run_table
+from trainmap.hmm.sequences import prepare_sequences
+from trainmap.io.tables import TableError, load_run_table
 
 TABLE = {"source": "table", "table": "t.csv", "convergence": {"column": "acc", "threshold": 0.9}}
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError, ConfigWarning
-from trainmap.sequences import SequenceError, prepare_sequences
-from trainmap.tables import MISSING_MARKERS, TableError, load_run_table
+from trainmap.hmm.sequences import SequenceError, prepare_sequences
+from trainmap.io.tables import MISSING_MARKERS, TableError, load_run_table
 
 FEW = settings(
     max_examples=40,

@@ -4,7 +4,7 @@ import pytest
 from conftest import run_workflow
 from test_bad_inputs import runs_csv, table_config
 
-from trainmap.stale import remove_stale_results
+from trainmap.io.stale import remove_stale_results
 
 
 def test_removes_what_was_derived_and_keeps_the_runs(tmp_path):

@@ -12,9 +12,10 @@ from conftest import TINY_CONFIG, run_workflow
 from safetensors.torch import load_file
 
 from trainmap.config.settings import load_yaml, validate_config
-from trainmap.metrics import METRIC_COLUMNS, compute_metrics
-from trainmap.tasks import get_task
-from trainmap.train import train
+from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.weights import compute_metrics
+from trainmap.tasks.registry import get_task
+from trainmap.training.loop import train
 
 RUN_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
 RUN_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]

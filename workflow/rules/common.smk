@@ -1,7 +1,7 @@
 # Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
 
-from trainmap.data_files import is_local_corpus, is_local_file
-from trainmap.provenance import code_digest, file_digest
+from trainmap.tasks.data_files import is_local_corpus, is_local_file
+from trainmap.io.provenance import code_digest, file_digest
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -15,7 +15,7 @@ wildcard_constraints:
 
 def script_code(script):
     """Digest of a rule's script and every package module it imports (a param, so that
-    editing e.g. metrics.py reruns the rules whose code changed; trainmap.provenance).
+    editing e.g. metrics.py reruns the rules whose code changed; trainmap.io.provenance).
     """
     return code_digest(SCRIPTS_DIR / script)
 

@@ -1,6 +1,6 @@
 # Figures that combine stages, comparisons of settings that differ in one switch, and
 # results/summary.md. `snakemake --report report.html` collects every report() figure.
-from trainmap.summary import (
+from trainmap.figures.summary import (
     comparison_figures,
     comparison_pairs,
     figure_paths,

@@ -5,9 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.io import log_to_file, write_parquet
-from trainmap.stale import remove_stale_results
-from trainmap.trajectories import build_trajectories
+from trainmap.io.files import write_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.io.stale import remove_stale_results
+from trainmap.io.tables import build_trajectories
 
 
 def main(inputs, output: str, params, log: str) -> None:

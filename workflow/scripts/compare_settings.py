@@ -5,11 +5,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.detours import read_detour_table
-from trainmap.io import log_to_file, read_json, read_parquet
-from trainmap.plot_style import save_figure
-from trainmap.plots import plot_comparison
-from trainmap.summary import find_pair
+from trainmap.figures.plots import plot_comparison
+from trainmap.figures.style import save_figure
+from trainmap.figures.summary import find_pair
+from trainmap.io.files import read_json, read_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
 
 
 def bundle(name: str, map_path: str, detours: str, regression: str, runs: str) -> dict:

@@ -8,10 +8,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
-from trainmap.checkpoints import read_evals, seed_table, series_metrics
-from trainmap.io import log_to_file, write_parquet
-from trainmap.stale import remove_stale_results
-from trainmap.train import resolve_device
+from trainmap.checkpoints.read import read_evals, seed_table, series_metrics
+from trainmap.io.files import write_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.io.stale import remove_stale_results
+from trainmap.training.common import resolve_device
 
 
 def main(output: str, params, threads: int, log: str) -> None:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.decode import decode_states
-from trainmap.hmm import model_from_json
-from trainmap.io import log_to_file, read_json, read_parquet, write_parquet
+from trainmap.hmm.decode import decode_states
+from trainmap.hmm.fit import model_from_json
+from trainmap.io.files import read_json, read_parquet, write_parquet
+from trainmap.io.logs import log_to_file
 
 
 def main(inputs, output: str, log: str) -> None:

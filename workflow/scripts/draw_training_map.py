@@ -5,12 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.detours import read_detour_table
-from trainmap.hmm import model_from_json
-from trainmap.io import log_to_file, read_json, read_parquet, write_json
-from trainmap.map_plot import plot_map
-from trainmap.maps import build_map, mark_detours
-from trainmap.plot_style import save_figure
+from trainmap.figures.map import plot_map
+from trainmap.figures.style import save_figure
+from trainmap.hmm.fit import model_from_json
+from trainmap.io.files import read_json, read_parquet, write_json
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
+from trainmap.maps.graph import build_map, mark_detours
 
 
 def selected_model(model_paths: list[str], selection_path: str) -> dict:

@@ -7,9 +7,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import logging
 
-from trainmap.detours import analyze_detours
-from trainmap.io import atomic_path, log_to_file, read_json, read_parquet, write_json, write_parquet
-from trainmap.no_regression import describe_without_regression
+from trainmap.io.atomic import atomic_path
+from trainmap.io.files import read_json, read_parquet, write_json, write_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import analyze_detours
+from trainmap.maps.no_regression import describe_without_regression
 
 
 def main(inputs, outputs, params, log: str) -> None:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.hmm import fit_state_count
-from trainmap.io import log_to_file, read_parquet, write_json
-from trainmap.sequences import feature_columns, observations
+from trainmap.hmm.fit import fit_state_count
+from trainmap.hmm.sequences import feature_columns, observations
+from trainmap.io.files import read_parquet, write_json
+from trainmap.io.logs import log_to_file
 
 
 def main(sequences: str, output: str, params, log: str) -> None:

@@ -5,10 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.detours import read_detour_table
-from trainmap.io import log_to_file, read_json, read_parquet
-from trainmap.plot_style import save_figure
-from trainmap.plots import plot_coefficients, plot_convergence, plot_no_convergence
+from trainmap.figures.plots import plot_coefficients, plot_convergence, plot_no_convergence
+from trainmap.figures.style import save_figure
+from trainmap.io.files import read_json, read_parquet
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
 
 
 def main(inputs, outputs, params, log: str) -> None:
@@ -18,7 +19,7 @@ def main(inputs, outputs, params, log: str) -> None:
     runs = read_parquet(inputs.runs)
     if regression.get("convergence"):
         figure = plot_convergence(runs, detours, regression, params.setting)
-    else:  # no convergence column (trainmap.no_regression)
+    else:  # no convergence column (trainmap.maps.no_regression)
         figure = plot_no_convergence(regression, params.setting)
     save_figure(figure, outputs.convergence)
     figure = plot_coefficients(detours, regression, read_json(inputs.map), params.setting)

@@ -5,9 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.io import log_to_file, read_json, read_parquet
-from trainmap.plot_style import save_figure
-from trainmap.plots import plot_trajectories
+from trainmap.figures.plots import plot_trajectories
+from trainmap.figures.style import save_figure
+from trainmap.io.files import read_json, read_parquet
+from trainmap.io.logs import log_to_file
 
 
 def main(inputs, output: str, params, log: str) -> None:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.io import log_to_file, read_parquet, write_json, write_parquet
-from trainmap.sequences import prepare_sequences
+from trainmap.hmm.sequences import prepare_sequences
+from trainmap.io.files import read_parquet, write_json, write_parquet
+from trainmap.io.logs import log_to_file
 
 
 def main(trajectories: str, outputs, params, log: str) -> None:

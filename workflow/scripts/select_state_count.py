@@ -5,8 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.io import atomic_path, log_to_file, read_json, write_json
-from trainmap.selection import plot_selection, select_state_count
+from trainmap.figures.selection import plot_selection
+from trainmap.hmm.selection import select_state_count
+from trainmap.io.atomic import atomic_path
+from trainmap.io.files import read_json, write_json
+from trainmap.io.logs import log_to_file
 
 
 def main(fits: list[str], outputs, params, log: str) -> None:

@@ -5,9 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.detours import read_detour_table
-from trainmap.io import atomic_path, log_to_file, read_json
-from trainmap.summary import headline, summary_markdown
+from trainmap.figures.summary import headline, summary_markdown
+from trainmap.io.atomic import atomic_path
+from trainmap.io.files import read_json
+from trainmap.io.logs import log_to_file
+from trainmap.maps.detours import read_detour_table
 
 
 def main(inputs, output: str, params, log: str) -> None:

@@ -3,7 +3,7 @@ dimension or one after another, as settings.<name>.vectorize says), and write
 each seed's metrics and final weights to <bundle>/seed<seed>/ (rule unpack_run copies them
 to results/<setting>/runs/seed<seed>/).
 
-Resumable (trainmap.resume): the seeds' states live beside the bundle, in
+Resumable (trainmap.training.resume): the seeds' states live beside the bundle, in
 <runs>/.resume-seed<seed>/, which Snakemake's cleanup of an incomplete bundle leaves alone;
 a rerun resumes a killed seed and copies finished ones instead of retraining them.
 """
@@ -17,12 +17,12 @@ import logging
 
 import torch
 
-from trainmap.bundle import write_manifest
-from trainmap.io import log_to_file
-from trainmap.resume import ResumeStore, fingerprint
-from trainmap.stale import remove_stale_results
-from trainmap.tasks import get_task
-from trainmap.train import train_group
+from trainmap.io.logs import log_to_file
+from trainmap.io.stale import remove_stale_results
+from trainmap.tasks.registry import get_task
+from trainmap.training.bundle import write_manifest
+from trainmap.training.choose import train_group
+from trainmap.training.resume import ResumeStore, fingerprint
 
 
 def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.corpus import build_tokenizer
-from trainmap.io import log_to_file
+from trainmap.io.logs import log_to_file
+from trainmap.tasks.masked_lm.corpus import build_tokenizer
 
 
 def main(output: str, options: dict, log: str) -> None:

@@ -1,13 +1,14 @@
 """Snakemake adapter: copy one seed's files out of its training job's bundle, after
-checking the bundle's manifest (a half-finished job's bundle is refused, trainmap.bundle)."""
+checking the bundle's manifest (a half-finished job's bundle is refused,
+trainmap.training.bundle)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.bundle import unpack_seed
-from trainmap.logs import log_to_file
+from trainmap.io.logs import log_to_file
+from trainmap.training.bundle import unpack_seed
 
 
 def main(bundle: str, seed: int, outputs, log: str) -> None:

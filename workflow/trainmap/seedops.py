@@ -209,3 +209,12 @@ EMBEDDING_FORMS: dict[str, Form] = {
     "flat embedding": _embedding_flat,
     "flat index_select": _index_select_flat,
 }
+
+
+# Stacked parameters: the module's state_dict names -> tensors with a leading seed dim S.
+Stacked = dict[str, torch.Tensor]
+
+
+def weight_and_bias(params: Stacked, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stacked layer's weight and bias, by the layer's state_dict name."""
+    return params[f"{name}.weight"], params[f"{name}.bias"]

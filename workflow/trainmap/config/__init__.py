@@ -1,1 +1,1 @@
-"""Config: loading YAML with line numbers, validating settings, checking a config file."""
+"""Config: loading and validating the workflow config before any job runs (rules: all)."""

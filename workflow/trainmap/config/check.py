@@ -19,9 +19,9 @@ from pathlib import Path
 from trainmap.config.loader import Located, load_located
 from trainmap.config.settings import EMPTY_CONFIG, Setting, schema_problems, validate_config
 from trainmap.errors import ConfigError
-from trainmap.sequences import SequenceError, prepare_sequences
-from trainmap.stale import orphan_resume_states
-from trainmap.tables import TableError, load_run_table
+from trainmap.hmm.sequences import SequenceError, prepare_sequences
+from trainmap.io.stale import orphan_resume_states
+from trainmap.io.tables import TableError, load_run_table
 
 # A message that starts with a key path: `settings.parity.lr: ...`
 KEY_PATH = re.compile(r"^([A-Za-z0-9_.\-]+): ")

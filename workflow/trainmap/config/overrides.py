@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from trainmap.hyperparameters import HYPERPARAMETERS
+from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 
 TRUE = {"true", "yes", "on"}
 FALSE = {"false", "no", "off"}

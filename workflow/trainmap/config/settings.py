@@ -14,11 +14,12 @@ from typing import Any
 import jsonschema
 import yaml
 
-from trainmap.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.checkpoints.series import CheckpointSeries, build_series
 from trainmap.config.split import check_predicted_split, trained_checkpoints
 from trainmap.errors import ConfigError
-from trainmap.hyperparameters import HYPERPARAMETERS, parse_params, task_params
-from trainmap.series import CheckpointSeries, build_series
+from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
+from trainmap.tasks.params import parse_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}

@@ -1,30 +1,5 @@
-"""The task registry: task name -> ``Task`` (data, model, loss, accuracy factories).
+"""Tasks: per task its hyperparameters (torch-free params), data and model (task, model).
 
-Add a task: a module here with its factories, its hyperparameter dataclass in
-``trainmap.hyperparameters`` (registered in HYPERPARAMETERS), and a line below.
+Importing this package imports no torch: config validation reads trainmap.tasks.hyperparameters;
+the torch side is trainmap.tasks.registry.
 """
-
-from trainmap.errors import ConfigError
-from trainmap.tasks.base import Splits, Task
-from trainmap.tasks.cifar100_resnet18 import CIFAR100_RESNET18
-from trainmap.tasks.masked_lm import MASKED_LM
-from trainmap.tasks.mnist_mlp import MNIST_MLP
-from trainmap.tasks.modular_addition import MODULAR_ADDITION
-from trainmap.tasks.sparse_parity import SPARSE_PARITY
-
-TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (MODULAR_ADDITION, SPARSE_PARITY, MNIST_MLP, CIFAR100_RESNET18, MASKED_LM)
-}
-
-
-def get_task(name: str, where: str = "task") -> Task:
-    """The registered task ``name``; an unknown name raises ConfigError listing the known."""
-    if name not in TASKS:
-        raise ConfigError(
-            f"{where}: unknown task {name!r}; registered tasks: {', '.join(sorted(TASKS))}"
-        )
-    return TASKS[name]
-
-
-__all__ = ["TASKS", "Splits", "Task", "get_task"]

@@ -1,7 +1,7 @@
 """What a task is: hyperparameters, data, model, loss and accuracy.
 
-A task is a small bundle of factories; ``trainmap.train`` runs one loop for all tasks.
-Hyperparameters are a frozen dataclass per task (``trainmap.hyperparameters``), so the
+A task is a small bundle of factories; ``trainmap.training.loop`` runs one loop for all tasks.
+Hyperparameters are a frozen dataclass per task (``trainmap.tasks.params``), so the
 config keys a task accepts, their types and their defaults are declared in one place.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainmap.hyperparameters import TrainingParams
+from trainmap.tasks.params import TrainingParams
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Task:
 
     loss(outputs, targets) -> scalar mean loss; accuracy(outputs, targets) -> fraction
     correct as a 0-d tensor. The model must provide ``reset_parameters(gen)`` and
-    ``weight_groups()`` (see ``trainmap.models``).
+    ``weight_groups()`` (see ``trainmap.tasks.modular_addition.model``).
 
     Optional:
     train_batch(params, x, y, gen) -> (x, y): turns a drawn training batch into what the
@@ -59,7 +59,7 @@ class Task:
         a batch's mean loss and accuracy when a split is scored in chunks; None: len(targets).
     stacked_loss(outputs, targets) -> (S,): the same loss for S seeds' stacked outputs
         (S, B, ...) and targets (S, B, ...), whose gradient must equal ``loss``'s seed by
-        seed (tests/test_vectorized.py checks every task); None: a vectorised group uses
+        seed (tests/training/test_vectorized.py checks every task); None: a vectorised group uses
         ``torch.func.vmap(loss)``, exact too but slower per step.
     """
 
@@ -72,3 +72,7 @@ class Task:
     train_batch: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     count: Callable[[torch.Tensor], torch.Tensor] | None = None
     stacked_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
+def argmax_accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(dim=-1) == y).float().mean()

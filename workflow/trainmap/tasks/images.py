@@ -4,7 +4,7 @@ Each split is read whole into a uint8 tensor (CIFAR-100's training split is 150 
 batches are index lookups on the run's device and every random draw (the order, the crops
 and flips) comes from the run's own generators: a seed reproduces bit for bit on a CPU and
 a GPU is never left waiting for a loader. torchvision is imported inside the loaders,
-which keeps ``import trainmap.tasks`` fast for the tasks that do not need it.
+which keeps ``import trainmap.tasks.registry`` fast for the tasks that do not need it.
 """
 
 import fcntl
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from trainmap import data_files
 from trainmap.seeding import derive_seed
+from trainmap.tasks import data_files
 
 
 def subset_generator(task: str, split: str) -> torch.Generator:

@@ -1,0 +1,258 @@
+"""Metrics of checkpoint series that exist already (``source: checkpoints``).
+
+One seed's series -> one metrics table with the columns of a trained run (CONTRACT.md):
+for every checkpoint, its tensors are read (never unpickled: safetensors, or
+``torch.load(weights_only=True)`` for ``.bin`` files), its family's rule (``family_rule``:
+``trainmap.metrics.families``, or a task's own model) names the weight groups, and
+``trainmap.metrics.weights.compute_metrics`` computes the 14 metrics on the chosen device,
+batched per matrix shape. Losses and accuracies come from the setting's ``evals`` table,
+joined by (seed, step); without one they are NaN. ``diverged`` marks a series with a non-
+finite weight metric at any checkpoint: losses are not computed here, and a NaN loss may
+only mean "not evaluated".
+
+Hub checkpoints are fetched with ``huggingface_hub.snapshot_download`` (transformers' own
+download and cache, ``HF_HOME``/``HF_HUB_CACHE``): only config.json and the weight files.
+"""
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from trainmap.checkpoints.series import TRANSFORMER_FAMILIES, WEIGHT_FILES, known_families
+from trainmap.errors import ConfigError
+from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
+from trainmap.io.tables import read_table
+from trainmap.metrics.families import FAMILIES, GroupRule, Tensors
+from trainmap.metrics.weights import WeightGroups, compute_metrics
+from trainmap.tasks.hyperparameters import HYPERPARAMETERS
+from trainmap.tasks.registry import get_task
+
+log = logging.getLogger(__name__)
+
+
+def _task_rule(task_name: str) -> GroupRule:
+    """A task family: rebuild the task's model, load the tensors, ask the model."""
+
+    def rule(tensors: Tensors, params: Mapping[str, Any]) -> WeightGroups:
+        task = get_task(task_name)
+        model = task.make_model(task.params(**params))
+        model.load_state_dict(dict(tensors), strict=True)
+        return model.weight_groups()
+
+    return rule
+
+
+def family_rule(name: str | None, where: str = "model") -> GroupRule:
+    """The weight-group rule of family ``name``: a transformer family's, or a task's own
+    model's; unknown names list the known families."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    if name in HYPERPARAMETERS:
+        return _task_rule(name)
+    raise ConfigError(
+        f"{where}: unknown model family {name!r}; known families: " + ", ".join(known_families())
+    )
+
+
+# What a Hub snapshot needs: config.json and the top-level weights of a save_pretrained
+# directory (single or sharded); TF/Flax weights, tokenizers and subfolders stay remote.
+HUB_FILES = [
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "pytorch_model-*-of-*.bin",
+]
+TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint the workflow cannot read; the message names its path or repository."""
+
+
+def hub_snapshot(spec: str) -> Path:
+    """The local snapshot of Hub repository ``owner/name[@revision]`` (downloaded or cached).
+
+    Offline (no network, or ``HF_HUB_OFFLINE=1``) only the local cache is read; a miss is
+    a CheckpointError that says so and how to fill the cache.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo_id, _, revision = spec.partition("@")
+    try:
+        path = snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_FILES)
+    except Exception as error:  # huggingface_hub, httpx and OSError raise many types
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+        raise CheckpointError(
+            f"{spec}: cannot get the checkpoint from the Hugging Face Hub "
+            f"({type(error).__name__}: {first_line}). Without a network (or with "
+            f"HF_HUB_OFFLINE=1) only the local cache {HF_HUB_CACHE} is read: fill it first "
+            f"(`{fetch}`), or copy the checkpoints and point `checkpoints:` at them"
+        ) from error
+    return Path(path)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """``name -> tensor`` of a checkpoint: a save_pretrained directory or a weights file.
+
+    Directories: the first of WEIGHT_FILES present (sharded checkpoints through their
+    index). Files: ``.safetensors``, or ``.bin``/``.pt``/``.pth`` with
+    ``torch.load(weights_only=True)``. Tensors land on the CPU.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                return read_weights(path / name)
+        raise CheckpointError(f"{path}: no weights file; looked for {', '.join(WEIGHT_FILES)}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.name.endswith(".index.json"):
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+            return {k: v for shard in shards for k, v in read_weights(path.parent / shard).items()}
+        if path.suffix == ".safetensors":
+            tensors = load_file(path)
+        elif path.suffix in TORCH_SUFFIXES:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise CheckpointError(f"{path}: not a weights file (.safetensors, .bin, .pt, .pth)")
+    except CheckpointError:
+        raise
+    except Exception as error:  # safetensors, the unpickler and json raise many types
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
+    if not isinstance(tensors, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in tensors.values()
+    ):
+        raise CheckpointError(f"{path}: not a name -> tensor mapping (a state_dict)")
+    return dict(tensors)
+
+
+def model_config(path: Path) -> dict[str, Any]:
+    """config.json of a save_pretrained directory (or beside a weights file), else {}."""
+    folder = path if path.is_dir() else path.parent
+    file = folder / "config.json"
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{file}: cannot read the model config: {error}") from error
+
+
+def weight_groups(path: Path, model: str | None, params: Mapping[str, Any]) -> WeightGroups:
+    """The weight groups of the checkpoint at ``path``.
+
+    model: the setting's family (None: config.json's model_type names it); params: the
+    task hyperparameters when the family is a task.
+    """
+    config = model_config(path)
+    family = model if model is not None else config.get("model_type")
+    where = f"{path}: model" if model is not None else f"{path / 'config.json'}: model_type"
+    rule = family_rule(family, where)
+    # Transformer families read config.json; task families the task hyperparameters.
+    rule_config = config if family in TRANSFORMER_FAMILIES else params
+    try:
+        return rule(read_weights(path), rule_config)
+    except CheckpointError:
+        raise
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: weights do not fit family {family!r}: {error}") from error
+
+
+def to_device(groups: WeightGroups, device: torch.device) -> WeightGroups:
+    """The same groups on ``device``; a tensor in several groups is copied once."""
+    moved: dict[int, torch.Tensor] = {}
+
+    def move(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [moved.setdefault(id(t), t.detach().to(device)) for t in tensors]
+
+    return WeightGroups(
+        move(groups.matrices), move(groups.kernels), move(groups.weights), move(groups.biases)
+    )
+
+
+def series_metrics(
+    locations: Mapping[int, str],
+    hub: bool,
+    model: str | None,
+    params: Mapping[str, Any],
+    device: torch.device,
+) -> pd.DataFrame:
+    """``step`` and the 14 metrics of every checkpoint of one seed, in step order.
+
+    locations: step -> Hub repository (hub) or local path. One checkpoint is in memory
+    at a time.
+    """
+    rows = []
+    start = time.perf_counter()
+    for done, (step, location) in enumerate(sorted(locations.items()), start=1):
+        tick = time.perf_counter()
+        path = hub_snapshot(location) if hub else Path(location)
+        groups = to_device(weight_groups(path, model, params), device)
+        rows.append({"step": step, **compute_metrics(groups)})
+        elapsed = time.perf_counter() - start
+        log.info(
+            "checkpoint %d/%d step %d (%s): %.2fs, %.1fs elapsed, ~%.1fs left",
+            done, len(locations), step, location, time.perf_counter() - tick, elapsed,
+            elapsed / done * (len(locations) - done),
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=["step", *METRIC_COLUMNS])
+
+
+def read_evals(path: str | Path, seed: int) -> pd.DataFrame:
+    """The rows of ``seed`` in an evals table, indexed by step (unique)."""
+    path = Path(path)
+    table = read_table(path)
+    for column in ("seed", "step"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.isna().any() or (values != values.round()).any():
+            raise CheckpointError(f"{path}: column {column!r} must hold integers")
+        table[column] = values.astype("int64")
+    rows = table.loc[table["seed"] == seed].drop(columns="seed")
+    duplicated = rows["step"][rows["step"].duplicated()]
+    if len(duplicated):
+        raise CheckpointError(
+            f"{path}: duplicate rows for seed {seed}, step {int(duplicated.iloc[0])}"
+        )
+    return rows.set_index("step")
+
+
+def seed_table(
+    setting: str,
+    seed: int,
+    metrics: pd.DataFrame,
+    evals: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """One seed's metrics.parquet: CONTRACT columns, ``diverged``, then the evals' own
+    columns (e.g. ``mlm_accuracy``) so that a convergence column can use them.
+
+    metrics: from series_metrics; evals: from read_evals (None: losses and accuracies NaN).
+    """
+    table = metrics.copy()
+    evals = pd.DataFrame(index=pd.Index([], name="step")) if evals is None else evals
+    missing = sorted(int(step) for step in set(table["step"]) - set(evals.index))
+    if len(evals.columns) and missing:
+        log.warning("seed %d: no evals for steps %s: their values are NaN", seed, missing)
+    joined = evals.reindex(table["step"]).reset_index(drop=True)
+    for column in RUN_COLUMNS:
+        table[column] = pd.to_numeric(joined[column]) if column in joined else math.nan
+    table.insert(0, "setting", setting)
+    table.insert(1, "seed", seed)
+    table = table[["setting", "seed", "step", *RUN_COLUMNS, *METRIC_COLUMNS]].copy()
+    table["diverged"] = not np.isfinite(table[METRIC_COLUMNS].to_numpy(dtype=float)).all()
+    extras = [c for c in joined.columns if c not in RUN_COLUMNS]
+    return pd.concat([table, joined[extras]], axis=1)

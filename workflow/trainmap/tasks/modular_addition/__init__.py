@@ -1,0 +1,1 @@
+"""modular_addition: (a + b) mod p with a one-layer transformer."""
