@@ -3,17 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# The config `make run` and `make check` use: make run CONFIG=myconfig.yaml
+CONFIG ?= config/config.yaml
 
-.PHONY: run test slurm-deps clean
+.PHONY: run check test slurm-deps clean clean-resume
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(BIN)/snakemake
+# The config is checked first (every problem as file:line: what), before any job starts.
+run: check
 	$(BIN)/snakemake --workflow-profile profiles/workstation --cores $(CORES) \
-		--configfile config/config.yaml
+		--configfile $(CONFIG)
+
+check: $(BIN)/snakemake
+	$(BIN)/trainmap check $(CONFIG)
 
 test: $(BIN)/snakemake
 	$(BIN)/ruff check workflow tests bench
@@ -28,3 +34,8 @@ slurm-deps:
 
 clean:
 	rm -rf results logs .snakemake
+
+# Resumable training states (results/<setting>/runs/.resume-seed<seed>/) of seeds that are
+# no longer in CONFIG: a job removes its own states when it completes, not these.
+clean-resume: $(BIN)/snakemake
+	$(BIN)/trainmap clean-resume $(CONFIG)

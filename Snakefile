@@ -5,14 +5,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from trainmap.config.settings import load_yaml, validate_config
+from trainmap.config.settings import validate_config
+from trainmap.config.snakefile import workflow_config
 
 # A `configfile:` directive would resolve against the working directory and would be
 # deep-merged with --configfile (mixing the default settings into the user's), so the
 # default config is only loaded when none is given (an empty --configfile is refused by
-# validate_config, never replaced by the default).
-if not config and not workflow.configfiles:
-    config.update(load_yaml(Path(workflow.basedir) / "config" / "config.yaml"))
+# validate_config, never replaced by the default). The files are read again to refuse a
+# key given twice; --config values are typed as the schema expects.
+_checked = workflow_config(
+    config,
+    workflow.configfiles,
+    workflow.config_settings.config,
+    Path(workflow.basedir) / "config" / "config.yaml",
+)
+config.clear()
+config.update(_checked)
 SETTINGS = validate_config(config)
 
 

@@ -95,7 +95,9 @@ def test_table_setting_rejects_training_keys():
         validate_config(config)
     table = {k: v for k, v in config_with(source="table", table="t.csv")["settings"]["parity"]
              .items() if k not in ("task", "seeds")}  # fmt: skip
-    with pytest.raises(ConfigError, match=r"keys \['lr'\] are task hyperparameters"):
+    with pytest.raises(
+        ConfigError, match=r"mine\.lr: a task hyperparameter; it only applies to source 'train'"
+    ):
         validate_config({"settings": {"mine": {**table, "lr": 0.1}}})
 
 

@@ -27,7 +27,7 @@ def test_a_runs_setting_validates():
         ({}, r"settings\.mine\.runs: required for source 'runs'"),
         ({"runs": "r", "seeds": 3}, r"seeds \(source 'train' or 'checkpoints'\) does not apply"),
         ({"runs": "r", "table": "t.csv"}, r"table \(source 'table'\) does not apply"),
-        ({"runs": "r", "lr": 0.1}, r"keys \['lr'\] are task hyperparameters"),
+        ({"runs": "r", "lr": 0.1}, r"lr: a task hyperparameter; it only applies to source 'train'"),
         ({"runs": 3}, r"settings\.mine\.runs: 3 is not of type 'string'"),
     ],
 )

@@ -141,7 +141,7 @@ def test_unreadable_and_unknown_files(tmp_path):
     with pytest.raises(TableError, match="runs.parquet: no such file"):
         load_run_table(tmp_path / "runs.parquet", FEATURES, "acc")
     (tmp_path / "bad.parquet").write_text("not parquet")
-    with pytest.raises(TableError, match="bad.parquet: cannot read the table"):
+    with pytest.raises(TableError, match="bad.parquet: is named .parquet but is not a Parquet"):
         load_run_table(tmp_path / "bad.parquet", FEATURES, "acc")
 
 

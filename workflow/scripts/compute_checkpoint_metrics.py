@@ -12,11 +12,13 @@ from trainmap.checkpoints.read import read_evals, seed_table
 from trainmap.checkpoints.stream import series_metrics_fast
 from trainmap.io.files import write_parquet
 from trainmap.io.logs import log_to_file
+from trainmap.io.stale import remove_stale_results
 from trainmap.training.common import resolve_device
 
 
 def main(output: str, params, threads: int, log: str) -> None:
     log_to_file(log)
+    remove_stale_results(Path(output).parents[2])  # a failed rerun leaves no stale results
     torch.set_num_threads(threads)
     series, seed = params.series, int(params.seed)
     device = resolve_device(params.hyper["device"])

@@ -18,6 +18,7 @@ import logging
 import torch
 
 from trainmap.io.logs import log_to_file
+from trainmap.io.stale import remove_stale_results
 from trainmap.tasks.registry import get_task
 from trainmap.training.bundle import write_manifest
 from trainmap.training.choose import train_group
@@ -29,6 +30,7 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     """inputs: files other rules made for this task, by hyperparameter name (a masked
     LM's tokenizer); each replaces that hyperparameter's value."""
     log_to_file(log)
+    remove_stale_results(Path(bundle).parents[1])  # a failed rerun leaves no stale results
     torch.set_num_threads(threads)
     task = get_task(params.task)
     hyper = task.params(**{**params.hyper, **inputs})

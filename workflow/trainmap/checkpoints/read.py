@@ -244,7 +244,7 @@ def seed_table(
     """
     table = metrics.copy()
     evals = pd.DataFrame(index=pd.Index([], name="step")) if evals is None else evals
-    missing = sorted(set(table["step"]) - set(evals.index))
+    missing = sorted(int(step) for step in set(table["step"]) - set(evals.index))
     if len(evals.columns) and missing:
         log.warning("seed %d: no evals for steps %s: their values are NaN", seed, missing)
     joined = evals.reindex(table["step"]).reset_index(drop=True)

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from trainmap.checkpoints.series import CheckpointSeries, build_series
+from trainmap.config.split import check_predicted_split, trained_checkpoints
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
@@ -131,25 +132,40 @@ STRICT_INTEGERS = jsonschema.validators.extend(
 )
 
 
-def validate_config(config: dict) -> dict[str, Setting]:
-    """Check ``config`` against the schema and every task; return settings by name."""
-    schema = load_yaml(SCHEMA_PATH)
-    validator = STRICT_INTEGERS(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+EMPTY_CONFIG = (
+    "the config is empty: give at least one setting under `settings:` "
+    "(config/README.md); an empty config file never falls back to the default"
+)
+
+
+def schema_problems(config: dict) -> list[str]:
+    """Every schema violation of ``config``, as ``key.path: problem``, sorted by path."""
+    validator = STRICT_INTEGERS(load_yaml(SCHEMA_PATH))
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return [_message(e) for e in errors]
+
+
+def validate_config(config: dict, predict_split: bool = True) -> dict[str, Setting]:
+    """Check ``config`` against the schema and every task; return settings by name.
+
+    predict_split: also refuse a validation split the runs will make too small to choose
+    K (``check_split``); False only where no HMM is fitted (tests of one stage).
+    """
     if not config:
-        raise ConfigError(
-            "the config is empty: give at least one setting under `settings:` "
-            "(config/README.md); an empty config file never falls back to the default"
-        )
-    if errors:
-        lines = [_message(e) for e in errors]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+        raise ConfigError(EMPTY_CONFIG)
+    problems = schema_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     _check_finite(config, "")
-    config = _fill_defaults(config, schema)
-    return {
+    config = _fill_defaults(config, load_yaml(SCHEMA_PATH))
+    settings = {
         name: _build_setting(name, entry, config)
         for name, entry in sorted(config["settings"].items())
     }
+    if predict_split:
+        for setting in settings.values():
+            check_split(setting)
+    return settings
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -184,10 +200,11 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
     if source == "checkpoints":
         return _build_checkpoint_setting(entry, common, where)
     if source in ("table", "runs"):
-        extra = sorted(k for k in entry if k not in SETTING_KEYS)
-        if extra:
+        _check_table_keys(entry, source, where)
+        if source == "table" and Path(entry["table"]).is_dir():
             raise ConfigError(
-                f"{where}: keys {extra} are task hyperparameters; they only apply to source 'train'"
+                f"{where}.table: {entry['table']!r} is a directory; a table is one .parquet "
+                "or .csv file"
             )
         return Setting(**common, **{source: entry[source]})
     for key in ("task", "seeds"):
@@ -222,6 +239,29 @@ def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
             f"{where}.hmm.folds: {hmm['folds']} folds need at least {hmm['folds']} runs, "
             f"the setting has {n_runs}; lower hmm.folds or use selection: split"
         )
+
+
+def check_split(setting: Setting) -> None:
+    """The validation split the setting's runs will give, refused now if too small (not
+    after every seed trained); settings whose run lengths only the data tells pass."""
+    where = f"settings.{setting.name}"
+    if setting.hmm.get("selection") == "kfold":
+        return  # no split: each fold's rows are checked when the runs are dealt
+    if setting.source == "train":
+        predicted = trained_checkpoints(setting.task, setting.params)
+        if predicted is None:
+            return
+        count, how = predicted
+        counts = dict.fromkeys(setting.seeds, count)
+        more = f"more checkpoints per run ({where}.epochs, {where}.eval_every)"
+    elif setting.source == "checkpoints":
+        counts = {seed: len(setting.series.steps[seed]) for seed in setting.seeds}
+        low, high = min(counts.values()), max(counts.values())
+        how = f"{low}{'' if low == high else f' to {high}'} checkpoints per run"
+        more = f"list more steps ({where}.steps)"
+    else:
+        return
+    check_predicted_split(counts, setting.hmm, where, how, more)
 
 
 def _seed_list(seeds: int | list[int]) -> list[int]:
@@ -301,6 +341,25 @@ def _check_trained_columns(features: list[str], column: str, where: str) -> None
     if column not in TRAINED_COLUMNS:
         raise ConfigError(f"{where}.convergence.column: {column!r} is not logged by "
                           f"training; choose from {allowed}")  # fmt: skip
+
+
+def _check_table_keys(entry: dict, source: str, where: str) -> None:
+    """A key a table (or recorded runs) setting does not know: a typo of one of its keys
+    (did you mean), a task hyperparameter (only for source train), or unknown."""
+    own = sorted(COMMON_KEYS | SOURCE_KEYS[source])
+    hyper = {f.name for params in HYPERPARAMETERS.values() for f in dataclasses.fields(params)}
+    for key in sorted(k for k in entry if k not in SETTING_KEYS):
+        close = difflib.get_close_matches(key, own, n=1)
+        if close:
+            problem = f"unknown key for source {source!r}; did you mean {close[0]!r}?"
+        elif key in hyper:
+            problem = "a task hyperparameter; it only applies to source 'train'"
+        else:
+            problem = f"unknown key for source {source!r}"
+        raise ConfigError(
+            f"{where}.{key}: {problem} (value {entry[key]!r}); keys of a {source} setting: "
+            + ", ".join(own)
+        )
 
 
 def _check_unknown_keys(extra: dict, params_class: type, where: str) -> None:

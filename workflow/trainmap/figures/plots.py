@@ -161,6 +161,8 @@ def plot_convergence(
     ax.legend(fontsize=8, frameon=False, loc="upper right")
     excluded = regression.get("excluded_runs") or []
     note = f" \u00b7 {len(excluded)} runs excluded from the HMM" if excluded else ""
+    unmeasured = regression.get("unmeasured_runs") or []
+    note += f" \u00b7 {len(unmeasured)} without a convergence value" if unmeasured else ""
     ax.set_title(f"{len(runs)} runs, {int(censored.sum())} censored{note}", fontsize=9, color=INK)
     fig.suptitle(f"{setting}: convergence time", fontsize=12, weight="bold")
     return fig

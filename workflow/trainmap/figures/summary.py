@@ -96,8 +96,7 @@ def headline(
     kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
     dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
     dead_names = ", ".join(f"S{k}" for k in dead_ids)
-    reason = regression.get("reason")
-    notes = [] if regression.get("significant") or not reason else [str(reason)]
+    notes = [note for note in [_note(regression)] if note]
     notes += selection_notes(selection) if selection else []
     return {
         "K": str(training_map["n_states"]),
@@ -113,6 +112,15 @@ def headline(
         "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
         "note": "; ".join(notes),
     }
+
+
+def _note(regression: dict) -> str:
+    """Why the regression says nothing, and which runs it left out for lack of a value."""
+    parts = [] if regression.get("significant") else [str(regression.get("reason") or "")]
+    unmeasured = regression.get("unmeasured_runs") or []
+    if unmeasured:
+        parts.append(f"left out, no convergence value: runs {unmeasured}")
+    return "; ".join(p for p in parts if p)
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:

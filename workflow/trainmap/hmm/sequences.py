@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainmap.config import split
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
 ID_COLUMNS = ("seed", "step", "split", "fold")
-# K is chosen by validation likelihood: below this many validation rows the choice is
-# noise (it flipped with hmm.seed on 1-3 rows); a run needs two checkpoints for a transition.
-MIN_VAL_ROWS = 10
-MIN_RUN_CHECKPOINTS = 2
+# Below MIN_VAL_ROWS validation rows the choice of K is noise (trainmap.config.split).
+MIN_VAL_ROWS = split.MIN_VAL_ROWS
+MIN_RUN_CHECKPOINTS = split.MIN_RUN_CHECKPOINTS
 
 
 class SequenceError(ValueError):
@@ -120,23 +120,12 @@ def prepare_sequences(
 def split_runs(
     runs: list, val_fraction: float, seed: int, n_excluded: int = 0
 ) -> tuple[list, list]:
-    """Sorted (fit, validation) runs: a seeded shuffle of the sorted run list.
-
-    The validation set has ``round(val_fraction * n)`` runs, clipped to [1, n - 1] so
-    that neither set is empty (40 runs at 0.2 -> 32/8; 5 runs at 0.1 -> 4/1).
-    """
-    runs = sorted(runs)
-    n = len(runs)
-    if n < 2:
-        note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
-        raise SequenceError(
-            f"{n} usable run(s){note}: need at least 2, one to fit and one to validate"
-        )
-    n_val = min(max(int(np.floor(val_fraction * n + 0.5)), 1), n - 1)
-    order = np.random.default_rng(derive_seed("split", seed)).permutation(n)
-    val = sorted(runs[i] for i in order[:n_val])
-    fit = [runs[i] for i in sorted(order[n_val:])]
-    return fit, val
+    """Sorted (fit, validation) runs (trainmap.config.split, which config validation
+    also uses to predict the split's size)."""
+    try:
+        return split.split_runs(runs, val_fraction, seed, n_excluded)
+    except split.SplitError as error:
+        raise SequenceError(str(error)) from None
 
 
 def fold_runs(runs: list, folds: int, seed: int, n_excluded: int = 0) -> list[list]:
@@ -273,7 +262,8 @@ def _zscore(
             z = block_z
         else:
             z[rows] = block_z
-        which = sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]]
+        # plain ints: a warning lists runs as [0, 3], not [np.int64(0), np.int64(3)]
+        which = _plain(sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]])
         for name in np.asarray(features)[flat]:
             constant.setdefault(str(name), []).extend(which)
     for name, runs in constant.items():

@@ -133,3 +133,5 @@ def file_digest(path: str | Path) -> str:
         return file_sha256(path)[:16]
     except FileNotFoundError:
         return "missing"  # Snakemake then reports the missing input itself
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: is a directory where a file is expected") from None

@@ -88,18 +88,61 @@ MISSING_HINT = (
     "to_csv(na_rep='nan')), or drop the rows that were not logged"
 )
 
+ID_MISSING_HINT = (
+    "every row needs its run id and step: fill the cell, or drop the row if it was not logged"
+)
+
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A ``.parquet`` or ``.csv`` table; an unreadable one raises TableError naming it."""
     return _read(Path(path))[0]
 
 
+PARQUET_MAGIC = b"PAR1"  # a Parquet file starts (and ends) with these bytes
+
+
+def table_format(path: Path) -> str:
+    """``parquet`` or ``csv``, from the file's first bytes; the suffix must agree.
+
+    A Parquet file named ``.csv`` used to reach the CSV parser ("Error tokenizing data")
+    and a CSV named ``.parquet`` pyarrow's "magic bytes not found": both are named here.
+    """
+    if path.is_dir():
+        raise TableError(f"{path}: is a directory; a table is one .parquet or .csv file")
+    suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(PARQUET_MAGIC))
+    except FileNotFoundError:
+        if suffix in (".parquet", ".csv"):
+            raise TableError(f"{path}: no such file") from None
+        head = b""
+    except OSError as error:
+        raise TableError(f"{path}: cannot read the table: {error}") from None
+    content = "parquet" if head == PARQUET_MAGIC else "csv"
+    if suffix not in (".parquet", ".csv"):
+        hint = f" (its content is {content.capitalize()}: name it .{content})" if head else ""
+        raise TableError(
+            f"{path}: unknown table format {path.suffix!r}; use one of .parquet, .csv{hint}"
+        )
+    if suffix == ".csv" and content == "parquet":
+        raise TableError(
+            f"{path}: is a Parquet file (it starts with {PARQUET_MAGIC.decode()}) but is named "
+            ".csv: rename it to .parquet"
+        )
+    if suffix == ".parquet" and content == "csv" and head:
+        raise TableError(
+            f"{path}: is named .parquet but is not a Parquet file (it does not start with "
+            f"{PARQUET_MAGIC.decode()}); if it is a CSV text, rename it to .csv"
+        )
+    return content
+
+
 def _read(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     """The table and, per column with null cells (Parquet), the first null's row."""
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise TableError(f"{path}: unknown table format {path.suffix!r}; use one of .parquet, .csv")
+    content = table_format(path)
     try:
-        if path.suffix.lower() == ".csv":
+        if content == "csv":
             table = pd.read_csv(path, keep_default_na=False, na_values=NAN_TOKENS)
             return table, {}
         arrow = pq.read_table(path)
@@ -166,9 +209,10 @@ def _numbers(values: pd.Series, path: Path, column: str) -> pd.Series:
     if bad.any():
         first = values.iloc[int(np.flatnonzero(bad)[0])]
         if isinstance(first, str) and first.strip().lower() in MISSING_MARKERS:
+            # a run id or step is no measurement: nan is no way to write it
+            hint = ID_MISSING_HINT if column in ("seed", "step") else MISSING_HINT
             raise TableError(
-                f"{path}: column {column!r} has a missing value {_first_bad(values, bad)}; "
-                + MISSING_HINT
+                f"{path}: column {column!r} has a missing value {_first_bad(values, bad)}; " + hint
             )
         raise TableError(
             f"{path}: column {column!r} must be numeric; found {_first_bad(values, bad)}"

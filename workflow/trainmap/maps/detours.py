@@ -37,6 +37,7 @@ Decisions (documented for users in ``regression.json`` and the report captions):
 """
 
 import itertools
+import logging
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,8 @@ import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
 from trainmap.io.files import read_csv
+
+log = logging.getLogger(__name__)
 
 CENSORING_RULE = "censored runs (never above the threshold) are set to their last logged step"
 OUTCOME = "convergence step minus its mean over runs (coefficient = delay vs the average run)"
@@ -63,6 +66,10 @@ TABLE_COLUMNS = (
     "kind",
     "coefficient_sd",
     "convergence_if_stayed",
+)
+UNMEASURED_RULE = (
+    "runs with no finite value in the convergence column are left out of the regression "
+    "(listed in unmeasured_runs), not counted as censored"
 )
 
 
@@ -87,7 +94,23 @@ def convergence_times(trajectories: pd.DataFrame, column: str, threshold: float)
     out = pd.DataFrame({"last_step": last})
     out["censored"] = ~out.index.isin(first.index)
     out["convergence_step"] = first.reindex(out.index).fillna(out["last_step"]).astype(int)
-    return out[["convergence_step", "censored", "last_step"]]
+    measured = np.isfinite(table[column].to_numpy(dtype=float))
+    out["measured"] = pd.Series(measured, index=table.index).groupby(table["seed"]).any()
+    return out[["convergence_step", "censored", "last_step", "measured"]]
+
+
+def unmeasured_runs(times: pd.DataFrame, column: str) -> list:
+    """Runs with no finite value in the convergence column, logged: they are left out of
+    the regression (as diverged runs are left out of the HMM), not counted as censored,
+    since nothing says whether they ever crossed the threshold."""
+    runs = [_plain(run) for run in times.index[~times["measured"]]]
+    if runs:
+        log.warning("run(s) %s left out of the detour regression: no finite %s value", runs, column)
+    return runs
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def occupancy_fractions(states: pd.DataFrame, n_states: int) -> pd.DataFrame:
@@ -255,19 +278,23 @@ def analyze_detours(
     fraction of each state as ``state<k>``).
     """
     times = convergence_times(trajectories, convergence["column"], convergence["threshold"])
+    unmeasured = unmeasured_runs(times, convergence["column"])
     occupancy = occupancy_fractions(states, n_states)
+    occupancy = occupancy[~occupancy.index.isin(unmeasured)]
     table, summary = fit_detour_regression(occupancy, times, alpha)
     table["runs_visiting"] = runs_visiting(states, n_states)
     positions = np.empty(n_states)
     positions[training_order(states, n_states)] = np.arange(n_states)
     dissimilarity = trajectory_dissimilarity(occupancy, positions)
-    excluded = times.index.difference(occupancy.index)
+    excluded = times.index.difference(occupancy.index).difference(unmeasured)
     summary.update(
         dissimilarity=None if np.isnan(dissimilarity) else dissimilarity,
         n_detours=int(table["is_detour"].sum()),
         n_dead_ends=int((table["kind"] == "dead_end").sum()),
         censored_runs=times.index[times["censored"] & times.index.isin(occupancy.index)].tolist(),
         excluded_runs=excluded.tolist(),
+        unmeasured_runs=unmeasured,
+        unmeasured_rule=UNMEASURED_RULE,
         convergence=dict(convergence),
     )
     runs = times.copy()
