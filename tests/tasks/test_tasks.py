@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
+from oracle import numpy_metrics
 from safetensors.numpy import load_file
-from test_metrics import numpy_metrics
 
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
