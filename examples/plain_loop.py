@@ -3,6 +3,9 @@
     python examples/plain_loop.py runs/mlp        # then a config entry `source: runs`
 
 Three lines are trainmap's: the import, the ``with Recorder(...)`` and ``rec.log(...)``.
+``probe_losses=`` (optional) is the model's loss on each of a fixed set of examples, the
+same for every seed: with ``probe: {components: 3}`` in the setting, the workflow also maps
+the runs in function space (function_space.parquet and .png).
 """
 
 import sys
@@ -32,10 +35,10 @@ def train(directory: str, seed: int, steps: int = 200, log_every: int = 10) -> N
             if step % log_every == 0:
                 with torch.no_grad():
                     out = model(x_eval)
-                    eval_loss = nn.functional.cross_entropy(out, y_eval)
+                    per_example = nn.functional.cross_entropy(out, y_eval, reduction="none")
                     eval_accuracy = (out.argmax(1) == y_eval).float().mean()
-                rec.log(step, epoch=step * 64 // len(x), eval_loss=eval_loss,
-                        eval_accuracy=eval_accuracy)  # fmt: skip
+                rec.log(step, epoch=step * 64 // len(x), eval_loss=per_example.mean(),
+                        eval_accuracy=eval_accuracy, probe_losses=per_example[:64])  # fmt: skip
             if step == steps:
                 break
             idx = torch.randint(len(x), (64,))

@@ -17,7 +17,7 @@ from trainmap.function_space.pca import (
     loss_matrix,
     summary,
 )
-from trainmap.training.probe import probe_columns
+from trainmap.io.columns import probe_columns
 
 PROBE_CONFIG = REPO / "tests" / "configs" / "tiny_probe.yaml"
 N_EXAMPLES, N_STEPS = 24, 30

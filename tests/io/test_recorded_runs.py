@@ -36,6 +36,19 @@ def test_bad_runs_settings_are_named(entry, message):
         validate_config(setting(**entry))
 
 
+def test_recorded_probe_losses_take_only_the_components():
+    """Recorded runs bring their own probe losses (Recorder.log(..., probe_losses=...))."""
+    assert validate_config(setting(runs="r"))["mine"].probe == {}
+    assert validate_config(setting(runs="r", probe={}))["mine"].probe == {"components": 10}
+    mine = validate_config(setting(runs="r", probe={"components": 3}))["mine"]
+    assert mine.probe == {"components": 3}
+    with pytest.raises(ConfigError, match=r"mine\.probe\.n: recorded runs bring their own"):
+        validate_config(setting(runs="r", probe={"n": 64}))
+    trained = {"source": "train", "task": "sparse_parity", "seeds": 40, "convergence": CONVERGENCE}
+    with pytest.raises(ConfigError, match=r"p\.probe\.n: required"):
+        validate_config({"settings": {"p": {**trained, "probe": {"split": "train"}}}})
+
+
 def test_a_runs_key_on_a_trained_setting_is_refused():
     config = {"settings": {"p": {"source": "train", "task": "sparse_parity", "seeds": 2,
                                  "runs": "r", "convergence": CONVERGENCE}}}  # fmt: skip

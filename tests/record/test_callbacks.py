@@ -171,6 +171,7 @@ def test_examples_record_runs_that_the_workflow_maps(tmp_path):
             "features": ["l2", "spectral", "var_w"],
             "convergence": {"column": column, "threshold": threshold},
         }
+    config["settings"]["plain_loop"]["probe"] = {"components": 3}  # it logs probe_losses
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run_workflow(tmp_path, tmp_path / "config.yaml")
     for name in settings:
@@ -183,6 +184,11 @@ def test_examples_record_runs_that_the_workflow_maps(tmp_path):
         assert chart["n_states"] in (1, 2) and chart["states"]
         assert sum(s["runs_visiting"] for s in chart["states"]) >= 4
         assert (tmp_path / "results" / name / "detours.csv").exists()
+    # plain_loop logged its loss on 64 fixed examples: the runs in function space.
+    space = pd.read_parquet(tmp_path / "results" / "plain_loop" / "function_space.parquet")
+    assert list(space.columns) == ["seed", "step", "pc1", "pc2", "pc3", "state"]
+    assert sorted(space["seed"].unique()) == [0, 1, 2, 3] and len(space) == 4 * 21
+    assert (tmp_path / "results" / "plain_loop" / "function_space.png").stat().st_size > 0
     # Every recorded file unchanged: nothing to do; one run's content changed: it reruns.
     dry = run_workflow(tmp_path, tmp_path / "config.yaml", extra_args=["-n"])
     assert "Nothing to be done" in dry.stdout

@@ -366,3 +366,40 @@ def test_a_damaged_or_foreign_file_in_the_way_is_named(tmp_path):
     pd.DataFrame({"seed": [0], "loss": [1.0]}).to_parquet(path)
     with pytest.raises(RecordError, match=r"metrics\.parquet: not a Recorder's file \(no 'step'"):
         Recorder(tmp_path, seed=0, model=small_model())
+
+
+def test_probe_losses_go_beside_the_metrics_and_survive_a_restart(tmp_path):
+    """log(..., probe_losses=...) writes seed, step, probe_0.. (the trained runs' columns);
+    a resumed Recorder keeps the probe rows before its first step, as it keeps the rows."""
+    model = small_model()
+    probe = tmp_path / "seed1" / "probe_losses.parquet"
+    with Recorder(tmp_path, seed=1, model=model, flush_every=0) as rec:
+        for step in range(0, 50, 10):
+            rec.log(step, train_loss=1.0, probe_losses=torch.full((12,), step / 10.0))
+    table = pd.read_parquet(probe)
+    assert list(table.columns) == ["seed", "step", *[f"probe_{i:02d}" for i in range(12)]]
+    assert list(table["step"]) == [0, 10, 20, 30, 40]
+    assert (table["probe_07"] == [0.0, 1.0, 2.0, 3.0, 4.0]).all()
+    with Recorder(tmp_path, seed=1, model=model) as rec:  # resumed from step 20
+        rec.log(20, train_loss=1.0, probe_losses=np.full(12, 9.0))
+        rec.log(30, train_loss=1.0)  # no probe at this call: no probe row
+        with pytest.raises(RecordError, match="has 3 values, earlier calls 12"):
+            rec.log(40, probe_losses=[1.0, 2.0, 3.0])
+    table = pd.read_parquet(probe)
+    assert list(table["step"]) == [0, 10, 20]
+    assert list(table["probe_00"]) == [0.0, 1.0, 9.0]
+    assert list(pd.read_parquet(tmp_path / "seed1" / "metrics.parquet")["step"]) == [0, 10, 20, 30]
+
+
+@pytest.mark.parametrize(
+    ("losses", "message"),
+    [
+        (torch.zeros(3, 4), r"1-d vector .* shape \(3, 4\)"),
+        ([1.0], r"2 or more"),
+        (["a", "b"], "not a vector of numbers"),
+    ],
+)
+def test_bad_probe_losses_are_refused(tmp_path, losses, message):
+    with Recorder(tmp_path, seed=0, model=small_model()) as rec:
+        with pytest.raises(RecordError, match=message):
+            rec.log(0, probe_losses=losses)

@@ -9,8 +9,9 @@ from test_resume import KillAfterSaves, Killed, KillGroupAfterSaves, params
 from test_vectorized import files_of, params_of
 
 from trainmap.errors import ConfigError
+from trainmap.io.columns import probe_columns
 from trainmap.training.loop import train
-from trainmap.training.probe import PROBE_KEY, draw_probe, probe_columns, probe_table
+from trainmap.training.probe import PROBE_KEY, draw_probe, probe_table
 from trainmap.training.resume import GroupResume, SeedResume
 from trainmap.training.vectorized import train_vectorized
 

@@ -2,6 +2,7 @@
 
 from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
+from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
@@ -47,7 +48,8 @@ def get_input_digest(wildcards):
     for trained settings."""
     setting = get_setting(wildcards)
     if setting.source == "runs":
-        return {str(path): file_digest(path) for path in get_run_metrics(wildcards)}
+        files = get_run_metrics(wildcards) + (get_probe_losses(wildcards) if setting.probe else [])
+        return {str(path): file_digest(path) for path in files}
     return file_digest(setting.table) if setting.source == "table" else None
 
 
@@ -262,7 +264,11 @@ def probe_settings_pattern():
 
 
 def get_probe_losses(wildcards):
+    """Every run's probe_losses.parquet: a trained run's, or beside a recorded run's
+    metrics.parquet (source runs)."""
     setting = get_setting(wildcards)
+    if setting.source == "runs":
+        return [path.with_name(PROBE_FILE) for path in get_run_metrics(wildcards)]
     return expand(
         "results/{setting}/runs/seed{seed}/probe_losses.parquet",
         setting=setting.name,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from trainmap.io.columns import PROBE_FILE
 from trainmap.io.logs import log_to_file
-from trainmap.training.bundle import PROBE_FILE, unpack_seed
+from trainmap.training.bundle import unpack_seed
 
 
 def main(bundle: str, seed: int, output: str, log: str) -> None:

@@ -28,7 +28,7 @@ COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
 SOURCE_KEYS = {
     "train": {"task", "seeds", "seeds_per_job", "resume_every", "vectorize", "probe"},
     "table": {"table"},
-    "runs": {"runs"},  # a directory of runs recorded with trainmap.record
+    "runs": {"runs", "probe"},  # a directory of runs recorded with trainmap.record
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
     "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals", "threads", "metrics"},
 }
@@ -206,7 +206,8 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
                 f"{where}.table: {entry['table']!r} is a directory; a table is one .parquet "
                 "or .csv file"
             )
-        return Setting(**common, **{source: entry[source]})
+        probe = _recorded_probe(entry, where) if source == "runs" else {}
+        return Setting(**common, **{source: entry[source]}, probe=probe)
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
@@ -224,8 +225,30 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
-        probe={**PROBE_DEFAULTS, **entry["probe"]} if "probe" in entry else {},
+        probe=_trained_probe(entry, where),
     )
+
+
+def _trained_probe(entry: dict, where: str) -> dict[str, Any]:
+    """source train: the probe set to draw (n required), with its defaults; {} for none."""
+    if "probe" not in entry:
+        return {}
+    if "n" not in entry["probe"]:
+        raise ConfigError(f"{where}.probe.n: required (the number of probe examples to draw)")
+    return {**PROBE_DEFAULTS, **entry["probe"]}
+
+
+def _recorded_probe(entry: dict, where: str) -> dict[str, Any]:
+    """source runs: the runs recorded their own probe losses (``Recorder.log(...,
+    probe_losses=...)``), so only ``components`` applies; {} for none."""
+    if "probe" not in entry:
+        return {}
+    for key in sorted(set(entry["probe"]) - {"components"}):
+        raise ConfigError(
+            f"{where}.probe.{key}: recorded runs bring their own probe losses "
+            "(Recorder.log(..., probe_losses=...)); only probe.components applies"
+        )
+    return {"components": entry["probe"].get("components", PROBE_DEFAULTS["components"])}
 
 
 def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:

@@ -20,3 +20,13 @@ METRIC_COLUMNS = [
 
 # Per-checkpoint columns logged by every trained run, before the metrics.
 RUN_COLUMNS = ["epoch", "train_loss", "eval_loss", "train_accuracy", "eval_accuracy"]
+
+# Function space (probe:): each run's per-example losses on the probe set, one column per
+# example, in runs/seed<seed>/probe_losses.parquet (trained runs and recorded runs alike).
+PROBE_FILE = "probe_losses.parquet"
+
+
+def probe_columns(n: int) -> list[str]:
+    """``probe_0 .. probe_<n-1>``, zero-padded so that the columns sort in example order."""
+    width = len(str(max(n - 1, 0)))
+    return [f"probe_{i:0{width}d}" for i in range(n)]

@@ -16,6 +16,10 @@ parameters each metric group read.
 - A Recorder opened where rows exist (a resumed job) keeps the rows before its first
   logged step and replaces the rest, so a job killed and resumed from its own checkpoint
   ends with one row per step.
+- ``log(step, probe_losses=...)``: the model's loss on each example of a fixed probe set
+  (the same examples, in the same order, at every call and for every seed): they go to
+  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_0..``), which
+  ``source: runs`` with ``probe:`` maps into function space (rule map_function_space).
 - ``diverged`` is True from the first row whose given loss (any scalar with ``loss`` in
   its name) is NaN or infinite on, as a trained run marks a run that diverged.
 """
@@ -32,7 +36,7 @@ import torch
 from torch import nn
 
 from trainmap.errors import CorruptFileError, RecordError
-from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.io.columns import METRIC_COLUMNS, PROBE_FILE, probe_columns
 from trainmap.io.files import read_parquet, write_json, write_parquet
 from trainmap.metrics.weights import compute_metrics
 from trainmap.record.selection import Selection, select_weights
@@ -52,6 +56,28 @@ def _integer(value: Any, what: str) -> int:
     if value < 0:
         raise RecordError(f"{what} must be >= 0, got {value}")
     return int(value)
+
+
+def _losses(value: Any, n: int | None) -> np.ndarray:
+    """Per-example probe losses as a float64 vector (a 1-d tensor, array or list of numbers),
+    as long as the first call's (n)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu", torch.float64).numpy()
+    try:
+        losses = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise RecordError(f"log(): probe_losses is not a vector of numbers: {error}") from error
+    if losses.ndim != 1 or len(losses) < 2:
+        raise RecordError(
+            f"log(): probe_losses must be a 1-d vector of 2 or more per-example losses, "
+            f"got shape {losses.shape}"
+        )
+    if n is not None and len(losses) != n:
+        raise RecordError(
+            f"log(): probe_losses has {len(losses)} values, earlier calls {n}: the probe set "
+            "must be the same examples at every call"
+        )
+    return losses
 
 
 def _scalar(name: str, value: Any) -> int | float:
@@ -109,7 +135,10 @@ class Recorder:
         self.selection: Selection = select_weights(model, family, matrices, biases)
         self.flush_every = float(flush_every)
         self.path = Path(directory) / f"seed{self.seed}" / "metrics.parquet"
+        self.probe_path = self.path.with_name(PROBE_FILE)
         self._earlier = self._read_earlier_rows()
+        self._earlier_probe = self._read_earlier_probe()
+        self._probe: list[tuple[int, np.ndarray]] = []  # (step, losses) of this process
         self._rows: list[dict[str, Any]] = []
         self._last_step: int | None = None
         self._diverged = False
@@ -135,11 +164,21 @@ class Recorder:
             raise RecordError(f"{self.path}: holds rows of another seed than {self.seed}")
         return table
 
-    def log(self, step: int, **scalars: Any) -> dict[str, Any]:
+    def _read_earlier_probe(self) -> pd.DataFrame | None:
+        """Probe losses a previous process wrote for this seed, or None."""
+        if not self.probe_path.exists():
+            return None
+        try:
+            return read_parquet(self.probe_path)
+        except CorruptFileError as error:
+            raise RecordError(f"{error} (or pass another directory)") from error
+
+    def log(self, step: int, probe_losses: Any = None, **scalars: Any) -> dict[str, Any]:
         """Record one row: ``step``, the scalars, the 14 metrics now, ``diverged``.
 
         step: an int, larger than the previous call's. scalars: numbers (Python, NumPy,
-        0-d tensors). Returns the row.
+        0-d tensors). probe_losses: optional, the loss on each probe example (a 1-d tensor,
+        array or list; the same length at every call). Returns the row.
         """
         if self.closed:
             raise RecordError(f"{self.path}: log() after close()")
@@ -149,11 +188,17 @@ class Recorder:
                 f"log(): step {step} after step {self._last_step}; steps must increase"
             )
         values = {name: _scalar(name, value) for name, value in scalars.items()}
+        if probe_losses is not None:
+            losses = _losses(probe_losses, self._probe_width())
         if self._last_step is None and self._earlier is not None:
             # The first step of a resumed run: the rows from it on are being redone.
             self._earlier = self._earlier[self._earlier["step"] < step]
             if len(self._earlier):
                 self._diverged = bool(self._earlier["diverged"].iloc[-1])
+        if self._last_step is None and self._earlier_probe is not None:
+            self._earlier_probe = self._earlier_probe[self._earlier_probe["step"] < step]
+        if probe_losses is not None:
+            self._probe.append((step, losses))
         losses = [v for name, v in values.items() if "loss" in name]
         self._diverged = self._diverged or not all(math.isfinite(v) for v in losses)
         metrics = compute_metrics(self.selection.groups(self.model))
@@ -179,10 +224,34 @@ class Recorder:
         ordered = ["seed", "step", *scalars, *METRIC_COLUMNS, "diverged"]
         return table.reindex(columns=ordered).reset_index(drop=True)
 
+    def _probe_width(self) -> int | None:
+        """Probe examples of the earlier calls (this process's, or a resumed run's file)."""
+        if self._probe:
+            return len(self._probe[0][1])
+        if self._earlier_probe is not None and len(self._earlier_probe):
+            return sum(c.startswith("probe_") for c in self._earlier_probe.columns)
+        return None
+
+    def probe_table(self) -> pd.DataFrame | None:
+        """``seed, step, probe_0..`` of every call that gave probe losses; None if none."""
+        parts = [] if self._earlier_probe is None else [self._earlier_probe]
+        if self._probe:
+            steps, rows = zip(*self._probe, strict=True)
+            new = pd.DataFrame(np.stack(rows), columns=probe_columns(len(rows[0])))
+            new.insert(0, "step", np.asarray(steps, dtype=np.int64))
+            new.insert(0, "seed", self.seed)
+            parts.append(new)
+        parts = [part for part in parts if len(part)]
+        return pd.concat(parts, ignore_index=True) if parts else None
+
     def flush(self) -> None:
-        """Write every row now (atomically), and the weight selection beside them."""
+        """Write every row now (atomically), the probe losses and the weight selection
+        beside them."""
         if not self._pending:
             return
+        probe = self.probe_table()
+        if probe is not None:
+            write_parquet(probe, self.probe_path)
         write_parquet(self.table(), self.path)
         write_json(
             {"family": self.selection.family, **self.selection.names},

@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 from trainmap.io.atomic import atomic_path
+from trainmap.io.columns import PROBE_FILE
 from trainmap.io.provenance import file_sha256
 
 MANIFEST = "complete.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
-PROBE_FILE = "probe_losses.parquet"  # only with a setting's probe: (rule unpack_probe_losses)
 
 
 class BundleError(RuntimeError):

@@ -26,15 +26,10 @@ import torch
 from torch import nn
 
 from trainmap.errors import ConfigError
+from trainmap.io.columns import probe_columns
 from trainmap.seeding import derive_seed
 
 PROBE_KEY = "probe_losses"  # the row entry holding a checkpoint's per-example losses
-PROBE_FILE = "probe_losses.parquet"
-
-
-def probe_columns(n: int) -> list[str]:
-    width = len(str(max(n - 1, 0)))
-    return [f"probe_{i:0{width}d}" for i in range(n)]
 
 
 def _rows(out, i: int):

@@ -47,6 +47,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from trainmap.io.atomic import atomic_path
+from trainmap.io.columns import PROBE_FILE
 from trainmap.io.files import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ STATE_FILE = "state.safetensors"
 GROUP_FILE = "group.safetensors"
 DONE_FILE = "done.json"
 RUN_FILES = ("metrics.parquet", "model.safetensors")
-PROBE_FILE = "probe_losses.parquet"  # a setting with probe: (trainmap.training.probe)
 JSON_TYPES = (type(None), bool, int, float, str, list, dict)
 
 
