@@ -103,10 +103,13 @@ def _mark_edge(ax, selection: dict[str, Any], bic: float) -> None:
     else:
         return
     k = selection["n_states"]
+    # BIC falls towards the edge, so the corner above the edge is free: the text goes
+    # there (axes fraction), whatever the number of candidates.
     ax.annotate(
         text,
         xy=(k + 0.45 * direction, bic),
-        xytext=(k - 1.2 * direction, bic),
+        xytext=(0.5 + 0.32 * direction, 0.62),
+        textcoords="axes fraction",
         ha="center",
         va="bottom",
         color="tab:red",
