@@ -14,7 +14,6 @@ from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.fast import (
-    Pooled,
     _spectra_torch,
     compute_metrics_fast,
     gram_is_precise,
@@ -22,6 +21,7 @@ from trainmap.metrics.fast import (
     out_of_tolerance,
     singular_values_cpu,
 )
+from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.weights import WeightGroups, compute_metrics
 from trainmap.tasks.registry import get_task
 
