@@ -53,6 +53,7 @@ import numpy as np
 import scipy.linalg
 import torch
 from scipy.linalg import blas
+from threadpoolctl import threadpool_limits
 
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.pooled import Pooled
@@ -285,8 +286,6 @@ def metrics_of_layers(
     """
     if spectra not in SPECTRA:
         raise ValueError(f"spectra {spectra!r} is not one of {', '.join(SPECTRA)}")
-    from threadpoolctl import threadpool_limits
-
     device = torch.device(device)
     backend = backend or ("scipy" if device.type == "cpu" else "torch")
     if backend not in ("scipy", "torch") or (backend == "scipy" and device.type != "cpu"):
