@@ -14,7 +14,6 @@ from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.fast import (
-    Pooled,
     _spectra_torch,
     compute_metrics_fast,
     gram_is_precise,
@@ -22,6 +21,7 @@ from trainmap.metrics.fast import (
     out_of_tolerance,
     singular_values_cpu,
 )
+from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.weights import WeightGroups, compute_metrics
 from trainmap.tasks.registry import get_task
 
@@ -237,7 +237,7 @@ def test_threads_key_of_a_checkpoint_setting():
     def setting(**extra):
         entry = {"source": "checkpoints", "hub": "o/m-{seed}@{step}", "seeds": [0]}
         config = {"settings": {"s": {**entry, "steps": [1], "model": "bert", **extra}}}
-        return validate_config(config)["s"]
+        return validate_config(config, predict_split=False)["s"]  # one seed: no HMM here
 
     assert setting().threads == 1 and setting(threads=2).threads == 2
     with pytest.raises(ConfigError, match="threads"):
@@ -261,7 +261,7 @@ def test_metrics_key_of_a_checkpoint_setting():
     def setting(**extra):
         entry = {"source": "checkpoints", "hub": "o/m-{seed}@{step}", "seeds": [0]}
         config = {"settings": {"s": {**entry, "steps": [1], "model": "bert", **extra}}}
-        return validate_config(config)["s"]
+        return validate_config(config, predict_split=False)["s"]  # one seed: no HMM here
 
     assert setting().spectra == "exact"
     assert setting(metrics={"spectra": "sketched"}).spectra == "sketched"

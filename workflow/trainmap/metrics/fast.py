@@ -1,7 +1,8 @@
 """A fast exact path for the 14 weight metrics of big checkpoints (checkpoint series).
 
-Same definitions as ``trainmap.metrics.weights.compute_metrics`` (METHOD.md section 2), which stays
-the path of trained runs (their metrics.parquet files do not change). What differs:
+Same definitions as ``trainmap.metrics.weights.compute_metrics`` (METHOD.md section 2),
+which stays the path of trained runs (their metrics.parquet files do not change). What
+differs:
 
 - Singular values come from the eigenvalues of the smaller Gram matrix (``W^T W`` or
   ``W W^T``, p x p with p = min(m, n)) in float64: ``sigma_i = sqrt(lambda_i)``. On the CPU
@@ -12,7 +13,8 @@ the path of trained runs (their metrics.parquet files do not change). What diffe
   float16/bfloat16) entries are exact in float64, so the computed Gram matrix differs from
   the exact one only by summation error, ``||E|| <= u sqrt(k) ||W||_F^2`` in the
   probabilistic model of Higham & Mary (SISC 2019; u = 2^-53, k = max(m, n) terms per
-  entry), and ``dsyevd`` is backward stable, ``|d lambda| <= u p max|lambda|``. With
+  entry; float64 entries add their products' rounding, a term of the same form), and
+  ``dsyevd`` is backward stable, ``|d lambda| <= u p max|lambda|``. With
   ``delta`` their sum every true sigma_i lies in ``[sqrt(lambda_i - delta),
   sqrt(lambda_i + delta)]``. The Gram values are used only where (a) no interval contains
   METHOD.md's 1e-5 floor (values below it are set to 0, so the floor must decide the same
@@ -20,15 +22,15 @@ the path of trained runs (their metrics.parquet files do not change). What diffe
   spectral, mean_lambda and variance_lambda below ``RTOL`` (1e-9) relative. Otherwise the
   matrix falls back to a float64 SVD (``scipy.linalg.svdvals`` / ``torch.linalg.svdvals``),
   the reference's own method. The bound is the typical-case one, not the worst case
-  (``k u`` instead of ``sqrt(k) u``): the worst case would send every square BERT matrix
+  (``sqrt(k) u`` instead of ``k u``): the worst case would send every square BERT matrix
   to the SVD although the measured errors there are ~1e-14 (tests/metrics/test_fast.py).
 - The pooled statistics stream: exact mean and population variance from per-tensor float64
   sums and centred sums of squares (Chan et al.'s pairwise update; a tensor's centred sum
   is ``sum x^2 - n mean^2`` where that loses at most 2 bits, i.e. mean^2 <= 3 var, else
-  a second pass over the tensor), and the exact median
-  from a histogram of the float64 bit patterns (2^20 buckets, order-preserving) and a
-  second pass that collects the one or two buckets that hold the middle order statistics.
-  No float64 copy of all weights, no buffer of them either.
+  a second pass over the tensor), and the exact median from a histogram of the values'
+  float32 bit patterns (2^20 ordered buckets) and a second pass that collects the one or
+  two buckets holding the middle order statistics (``trainmap.metrics.pooled``). No
+  float64 copy of all weights, no buffer of them either.
 - A model can arrive layer by layer (``metrics_of_layers``), so a checkpoint never has to
   be in memory whole (``trainmap.checkpoints.stream`` reads it so).
 
@@ -51,8 +53,10 @@ import numpy as np
 import scipy.linalg
 import torch
 from scipy.linalg import blas
+from threadpoolctl import threadpool_limits
 
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.sketched import sketched_spectrum
 from trainmap.metrics.weights import SINGULAR_VALUE_FLOOR, WeightGroups, _kernel_metrics
 
@@ -63,12 +67,6 @@ RTOL = 1e-9
 TOLERANCES = {name: (RTOL, 0.0) for name in METRIC_COLUMNS}
 TOLERANCES.update({"median_w": (0.0, 0.0), "median_b": (0.0, 0.0)})
 TOLERANCES.update({"mean_w": (RTOL, 1e-12), "mean_b": (RTOL, 1e-12)})
-# Histogram of the pooled values for the exact median: the top 20 bits of the value rounded
-# to float32 (sign, 8 exponent bits, 11 mantissa bits). Rounding is monotone, so the buckets
-# are ordered value ranges for float64 values too, and float32 weights need no conversion.
-BUCKET_SHIFT = 12
-N_BUCKETS = 1 << 20
-HALF = N_BUCKETS // 2
 
 
 def out_of_tolerance(got: dict[str, float], want: dict[str, float]) -> list[str]:
@@ -166,113 +164,6 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
 def _as_float64(t: torch.Tensor) -> np.ndarray:
     """A C-contiguous float64 NumPy copy (or view, for float64 input) of a CPU tensor."""
     return np.ascontiguousarray(_as_numpy(t), dtype=np.float64)
-
-
-class Pooled:
-    """Mean, median and population variance of all values given, streamed tensor by tensor.
-
-    ``add`` every tensor (pass 1), then, if ``needs_second_pass``, ``collect`` every tensor
-    again in any order (pass 2), then ``result``.
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.total = 0.0  # sum of the per-tensor float64 sums
-        self.mean = 0.0  # running mean and centred sum of squares (Chan et al.)
-        self.m2 = 0.0
-        self.nan = False
-        self.counts = np.zeros(N_BUCKETS, dtype=np.int64)
-        self.wanted: dict[int, int] | None = None  # bucket -> how many below it
-        self.found: list[np.ndarray] = []
-
-    def add(self, x: np.ndarray, original: np.ndarray | None = None) -> None:
-        """Pass 1. x: float64 values, any shape; original: the same values in their own
-        float32 or float64 array, if at hand (saves a conversion)."""
-        original = x if original is None else original
-        x = x.reshape(-1)
-        n = x.size
-        if n == 0:
-            return
-        total = float(x.sum())
-        mean = total / n
-        if not math.isfinite(total):  # inf or NaN: the variance is NaN, the median maybe
-            self.nan |= bool(np.isnan(x).any())
-            m2 = math.nan
-        else:
-            squares = float(x @ x)
-            m2 = squares - total * mean
-            if not squares <= 4.0 * m2:  # the shortcut would lose more than 2 bits: 2 passes
-                centred = x - mean
-                m2 = float(centred @ centred)
-        delta = mean - self.mean
-        both = self.n + n
-        self.mean += delta * n / both
-        self.m2 += m2 + delta * delta * self.n * n / both
-        self.n = both
-        self.total += total
-        self.counts += np.bincount(_order(original), minlength=N_BUCKETS)
-
-    @property
-    def needs_second_pass(self) -> bool:
-        return self.n > 0 and not self.nan
-
-    def _targets(self) -> dict[int, int]:
-        """bucket -> number of values in lower buckets, for the buckets of the middle ranks."""
-        if self.wanted is None:
-            upto = np.cumsum(self.counts)
-            buckets = {int(np.searchsorted(upto, r, side="right")) for r in self._ranks()}
-            self.wanted = {b: int(upto[b] - self.counts[b]) for b in sorted(buckets)}
-        return self.wanted
-
-    def _ranks(self) -> tuple[int, int]:
-        """0-based ranks of the lower and upper middle values (equal for odd counts)."""
-        return (self.n - 1) // 2, self.n // 2
-
-    def collect(self, x: np.ndarray) -> None:
-        """Pass 2: keep the values of x (float32 or float64) in the middle ranks' buckets."""
-        order = _order(x)
-        first, last = min(self._targets()), max(self._targets())
-        # the buckets between the two are empty (the ranks are adjacent): one range
-        keep = (order >= first) & (order <= last) if first != last else order == first
-        self.found.append(x.reshape(-1)[keep.reshape(-1)].astype(np.float64))
-
-    def result(self) -> list[float]:
-        """[mean, median, variance]; NaN if nothing was added (the median is NaN if any
-        value is NaN, as torch.median)."""
-        if self.n == 0:
-            return [math.nan] * 3
-        mean = self.total / self.n
-        if not math.isfinite(mean):
-            return [mean, math.nan if self.nan else self._median(), math.nan]
-        return [mean, self._median() if not self.nan else math.nan, self.m2 / self.n]
-
-    def _median(self) -> float:
-        """NumPy's median: the mean of the two middle order statistics, in float64."""
-        values = np.sort(np.concatenate(self.found)) if self.found else np.empty(0)
-        middle = []
-        for rank in self._ranks():
-            offset = 0  # where each wanted bucket starts among the sorted collected values
-            for bucket, below in self._targets().items():
-                if below <= rank < below + int(self.counts[bucket]):
-                    middle.append(values[offset + rank - below])
-                    break
-                offset += int(self.counts[bucket])
-        if len(middle) != 2 or values.size != sum(int(self.counts[b]) for b in self._targets()):
-            raise RuntimeError("median: the second pass did not see the values of the first")
-        return float((middle[0] + middle[1]) / 2.0)
-
-
-def _order(x: np.ndarray) -> np.ndarray:
-    """Bucket of each value (float32 bits; float64 is rounded first), in value order."""
-    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
-        x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
-    bits = x32.view(np.int32)
-    key = bits >> 31  # -1 for negatives: flip their magnitude bits, so int order = value order
-    key &= 0x7FFFFFFF
-    key ^= bits
-    key >>= BUCKET_SHIFT
-    key += HALF
-    return key
 
 
 def _ratio(a: float, b: float) -> float:
@@ -395,8 +286,6 @@ def metrics_of_layers(
     """
     if spectra not in SPECTRA:
         raise ValueError(f"spectra {spectra!r} is not one of {', '.join(SPECTRA)}")
-    from threadpoolctl import threadpool_limits
-
     device = torch.device(device)
     backend = backend or ("scipy" if device.type == "cpu" else "torch")
     if backend not in ("scipy", "torch") or (backend == "scipy" and device.type != "cpu"):

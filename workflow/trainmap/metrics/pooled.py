@@ -1,0 +1,125 @@
+"""Exact mean, median and population variance of values streamed tensor by tensor.
+
+Used by ``trainmap.metrics.fast`` for the pooled statistics (mean_w, median_w, var_w and
+the biases'), so that no concatenated float64 copy of all weights is ever made: the mean
+and variance from per-tensor sums (Chan et al.'s pairwise update), the median from a
+histogram and a second pass over the same tensors.
+"""
+
+import math
+
+import numpy as np
+
+# Histogram of the pooled values for the exact median: the top 20 bits of the value rounded
+# to float32 (sign, 8 exponent bits, 11 mantissa bits). Rounding is monotone, so the buckets
+# are ordered value ranges for float64 values too, and float32 weights need no conversion.
+BUCKET_SHIFT = 12
+N_BUCKETS = 1 << 20
+HALF = N_BUCKETS // 2
+
+
+class Pooled:
+    """Mean, median and population variance of all values given, streamed tensor by tensor.
+
+    ``add`` every tensor (pass 1), then, if ``needs_second_pass``, ``collect`` every tensor
+    again in any order (pass 2), then ``result``.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total = 0.0  # sum of the per-tensor float64 sums
+        self.mean = 0.0  # running mean and centred sum of squares (Chan et al.)
+        self.m2 = 0.0
+        self.nan = False
+        self.counts = np.zeros(N_BUCKETS, dtype=np.int64)
+        self.wanted: dict[int, int] | None = None  # bucket -> how many below it
+        self.found: list[np.ndarray] = []
+
+    def add(self, x: np.ndarray, original: np.ndarray | None = None) -> None:
+        """Pass 1. x: float64 values, any shape; original: the same values in their own
+        float32 or float64 array, if at hand (saves a conversion)."""
+        original = x if original is None else original
+        x = x.reshape(-1)
+        n = x.size
+        if n == 0:
+            return
+        total = float(x.sum())
+        mean = total / n
+        if not math.isfinite(total):  # inf or NaN: the variance is NaN, the median maybe
+            self.nan |= bool(np.isnan(x).any())
+            m2 = math.nan
+        else:
+            squares = float(x @ x)
+            m2 = squares - total * mean
+            if not squares <= 4.0 * m2:  # the shortcut would lose more than 2 bits: 2 passes
+                centred = x - mean
+                m2 = float(centred @ centred)
+        delta = mean - self.mean
+        both = self.n + n
+        self.mean += delta * n / both
+        self.m2 += m2 + delta * delta * self.n * n / both
+        self.n = both
+        self.total += total
+        self.counts += np.bincount(_order(original), minlength=N_BUCKETS)
+
+    @property
+    def needs_second_pass(self) -> bool:
+        return self.n > 0 and not self.nan
+
+    def _targets(self) -> dict[int, int]:
+        """bucket -> number of values in lower buckets, for the buckets of the middle ranks."""
+        if self.wanted is None:
+            upto = np.cumsum(self.counts)
+            buckets = {int(np.searchsorted(upto, r, side="right")) for r in self._ranks()}
+            self.wanted = {b: int(upto[b] - self.counts[b]) for b in sorted(buckets)}
+        return self.wanted
+
+    def _ranks(self) -> tuple[int, int]:
+        """0-based ranks of the lower and upper middle values (equal for odd counts)."""
+        return (self.n - 1) // 2, self.n // 2
+
+    def collect(self, x: np.ndarray) -> None:
+        """Pass 2: keep the values of x (float32 or float64) in the middle ranks' buckets."""
+        order = _order(x)
+        first, last = min(self._targets()), max(self._targets())
+        # the buckets between the two are empty (the ranks are adjacent): one range
+        keep = (order >= first) & (order <= last) if first != last else order == first
+        self.found.append(x.reshape(-1)[keep.reshape(-1)].astype(np.float64))
+
+    def result(self) -> list[float]:
+        """[mean, median, variance]; NaN if nothing was added (the median is NaN if any
+        value is NaN, as torch.median)."""
+        if self.n == 0:
+            return [math.nan] * 3
+        mean = self.total / self.n
+        if not math.isfinite(mean):
+            return [mean, math.nan if self.nan else self._median(), math.nan]
+        return [mean, self._median() if not self.nan else math.nan, self.m2 / self.n]
+
+    def _median(self) -> float:
+        """NumPy's median: the mean of the two middle order statistics, in float64."""
+        values = np.sort(np.concatenate(self.found)) if self.found else np.empty(0)
+        middle = []
+        for rank in self._ranks():
+            offset = 0  # where each wanted bucket starts among the sorted collected values
+            for bucket, below in self._targets().items():
+                if below <= rank < below + int(self.counts[bucket]):
+                    middle.append(values[offset + rank - below])
+                    break
+                offset += int(self.counts[bucket])
+        if len(middle) != 2 or values.size != sum(int(self.counts[b]) for b in self._targets()):
+            raise RuntimeError("median: the second pass did not see the values of the first")
+        return float((middle[0] + middle[1]) / 2.0)
+
+
+def _order(x: np.ndarray) -> np.ndarray:
+    """Bucket of each value (float32 bits; float64 is rounded first), in value order."""
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
+        x32 = x.reshape(-1) if x.dtype == np.float32 else x.reshape(-1).astype(np.float32)
+    bits = x32.view(np.int32)
+    key = bits >> 31  # -1 for negatives: flip their magnitude bits, so int order = value order
+    key &= 0x7FFFFFFF
+    key ^= bits
+    key >>= BUCKET_SHIFT
+    key += HALF
+    return key
