@@ -13,9 +13,9 @@ from trainmap.config.check import main
 from trainmap.config.loader import load_located
 from trainmap.config.overrides import apply_overrides
 from trainmap.config.settings import SCHEMA_PATH, load_yaml, validate_config
-from trainmap.config.split import n_validation_runs, trained_checkpoints
 from trainmap.errors import ConfigError
 from trainmap.hmm.sequences import split_runs
+from trainmap.hmm.split import n_validation_runs, trained_checkpoints
 from trainmap.tasks.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[2]

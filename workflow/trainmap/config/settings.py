@@ -15,8 +15,8 @@ import jsonschema
 import yaml
 
 from trainmap.checkpoints.series import CheckpointSeries, build_series
-from trainmap.config.split import check_predicted_split, trained_checkpoints
 from trainmap.errors import ConfigError
+from trainmap.hmm.split import check_predicted_split, trained_checkpoints
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
 from trainmap.tasks.params import parse_params

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainmap.config import split
+from trainmap.hmm import split
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
 ID_COLUMNS = ("seed", "step", "split", "fold")
-# Below MIN_VAL_ROWS validation rows the choice of K is noise (trainmap.config.split).
+# Below MIN_VAL_ROWS validation rows the choice of K is noise (trainmap.hmm.split).
 MIN_VAL_ROWS = split.MIN_VAL_ROWS
 MIN_RUN_CHECKPOINTS = split.MIN_RUN_CHECKPOINTS
 
@@ -120,7 +120,7 @@ def prepare_sequences(
 def split_runs(
     runs: list, val_fraction: float, seed: int, n_excluded: int = 0
 ) -> tuple[list, list]:
-    """Sorted (fit, validation) runs (trainmap.config.split, which config validation
+    """Sorted (fit, validation) runs (trainmap.hmm.split, which config validation
     also uses to predict the split's size)."""
     try:
         return split.split_runs(runs, val_fraction, seed, n_excluded)
