@@ -105,6 +105,27 @@ def hub_snapshot(spec: str) -> Path:
     return Path(path)
 
 
+def weight_files(path: Path) -> list[Path]:
+    """The weight files of a checkpoint: a save_pretrained directory (the first of
+    WEIGHT_FILES; a sharded one's shards, from its index), or a weights file."""
+    if path.is_dir():
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                return weight_files(path / name)
+        raise CheckpointError(f"{path}: no weights file; looked for {', '.join(WEIGHT_FILES)}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.name.endswith(".index.json"):
+        try:
+            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as error:
+            raise CheckpointError(f"{path}: cannot read the shard index: {error}") from error
+        return [path.parent / shard for shard in shards]
+    if path.suffix != ".safetensors" and path.suffix not in TORCH_SUFFIXES:
+        raise CheckpointError(f"{path}: not a weights file (.safetensors, .bin, .pt, .pth)")
+    return [path]
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """``name -> tensor`` of a checkpoint: a save_pretrained directory or a weights file.
 
@@ -112,27 +133,16 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     index). Files: ``.safetensors``, or ``.bin``/``.pt``/``.pth`` with
     ``torch.load(weights_only=True)``. Tensors land on the CPU.
     """
-    path = Path(path)
-    if path.is_dir():
-        for name in WEIGHT_FILES:
-            if (path / name).is_file():
-                return read_weights(path / name)
-        raise CheckpointError(f"{path}: no weights file; looked for {', '.join(WEIGHT_FILES)}")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    return {name: t for file in weight_files(Path(path)) for name, t in _read_file(file).items()}
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
     try:
-        if path.name.endswith(".index.json"):
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-            return {k: v for shard in shards for k, v in read_weights(path.parent / shard).items()}
         if path.suffix == ".safetensors":
             tensors = load_file(path)
-        elif path.suffix in TORCH_SUFFIXES:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise CheckpointError(f"{path}: not a weights file (.safetensors, .bin, .pt, .pth)")
-    except CheckpointError:
-        raise
-    except Exception as error:  # safetensors, the unpickler and json raise many types
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and the unpickler raise many types
         raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
     if not isinstance(tensors, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in tensors.values()

@@ -11,7 +11,6 @@ Task families (a registered task's model) need the whole state dict to load thei
 strictly; their checkpoints are small and are read whole, as before.
 """
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,41 +22,19 @@ import torch
 from safetensors import safe_open
 
 from trainmap.checkpoints.read import (
-    TORCH_SUFFIXES,
     CheckpointError,
     family_rule,
     hub_snapshot,
     model_config,
+    weight_files,
     weight_groups,
 )
-from trainmap.checkpoints.series import WEIGHT_FILES
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.families import LAYER_PATTERNS, layer_of
 from trainmap.metrics.fast import compute_metrics_fast, metrics_of_layers
 from trainmap.metrics.weights import WeightGroups
 
 log = logging.getLogger(__name__)
-
-
-def weight_files(path: Path) -> list[Path]:
-    """The weight files of a checkpoint: a save_pretrained directory (the first of
-    WEIGHT_FILES; a sharded one's shards, from its index), or a weights file."""
-    if path.is_dir():
-        for name in WEIGHT_FILES:
-            if (path / name).is_file():
-                return weight_files(path / name)
-        raise CheckpointError(f"{path}: no weights file; looked for {', '.join(WEIGHT_FILES)}")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.name.endswith(".index.json"):
-        try:
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as error:
-            raise CheckpointError(f"{path}: cannot read the shard index: {error}") from error
-        return [path.parent / shard for shard in shards]
-    if path.suffix != ".safetensors" and path.suffix not in TORCH_SUFFIXES:
-        raise CheckpointError(f"{path}: not a weights file (.safetensors, .bin, .pt, .pth)")
-    return [path]
 
 
 class _Reader:

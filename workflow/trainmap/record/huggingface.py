@@ -17,11 +17,11 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from trainmap.errors import RecordError
-from trainmap.record.pending import PendingRow, numeric_scalars
+from trainmap.record.pending import PendingRow, RecordingCallback, check_interval, numeric_scalars
 from trainmap.record.recorder import Recorder
 
 
-class HFCallback(TrainerCallback):
+class HFCallback(RecordingCallback, TrainerCallback):
     """Record the Trainer's model into ``<directory>/seed<seed>/metrics.parquet``.
 
     directory, family, matrices, biases, flush_every: as for ``Recorder``. seed: default
@@ -39,17 +39,10 @@ class HFCallback(TrainerCallback):
         biases: list[str] | None = None,
         flush_every: float = 60.0,
     ):
-        if every is not None and (
-            isinstance(every, bool) or not isinstance(every, int) or every < 1
-        ):
-            raise RecordError(f"HFCallback: every must be an integer >= 1, got {every!r}")
-        self.directory = directory
-        self.seed = seed
+        check_interval(every, "HFCallback: every")
+        super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
+                         flush_every=flush_every)  # fmt: skip
         self.every = every
-        self.options = {"family": family, "matrices": matrices, "biases": biases,
-                        "flush_every": flush_every}  # fmt: skip
-        self.recorder: Recorder | None = None
-        self.row = PendingRow()
         self._model = None
         self._train_log: tuple[int, dict] = (-1, {})  # the last training log: step, values
 
@@ -102,7 +95,4 @@ class HFCallback(TrainerCallback):
         self.row.add(state.global_step, **{"epoch": state.epoch, **train_values, **values})
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.recorder is not None:
-            self.row.commit(self.recorder)
-            self.recorder.close()
-            self.recorder = None
+        self.finish()

@@ -16,11 +16,11 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 from trainmap.errors import RecordError
-from trainmap.record.pending import PendingRow, numeric_scalars
+from trainmap.record.pending import PendingRow, RecordingCallback, check_interval, numeric_scalars
 from trainmap.record.recorder import Recorder
 
 
-class LightningCallback(Callback):
+class LightningCallback(RecordingCallback, Callback):
     """Record the LightningModule into ``<directory>/seed<seed>/metrics.parquet``.
 
     directory, family, matrices, biases, flush_every: as for ``Recorder``. seed: default
@@ -39,18 +39,10 @@ class LightningCallback(Callback):
         biases: list[str] | None = None,
         flush_every: float = 60.0,
     ):
-        n = every_n_steps
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise RecordError(
-                f"LightningCallback: every_n_steps must be an integer >= 1, got {n!r}"
-            )
-        self.directory = directory
-        self.seed = seed
+        check_interval(every_n_steps, "LightningCallback: every_n_steps")
+        super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
+                         flush_every=flush_every)  # fmt: skip
         self.every_n_steps = every_n_steps
-        self.options = {"family": family, "matrices": matrices, "biases": biases,
-                        "flush_every": flush_every}  # fmt: skip
-        self.recorder: Recorder | None = None
-        self.row = PendingRow()
 
     def _seed(self) -> int:
         if self.seed is not None:
@@ -91,7 +83,4 @@ class LightningCallback(Callback):
         self.row.add(trainer.global_step, **{"epoch": trainer.current_epoch, **values})
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.recorder is not None:
-            self.row.commit(self.recorder)
-            self.recorder.close()
-            self.recorder = None
+        self.finish()

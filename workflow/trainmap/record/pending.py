@@ -7,8 +7,10 @@ at the end of training, so every row has the weights of its step and all its val
 """
 
 import numbers
+from pathlib import Path
 from typing import Any
 
+from trainmap.errors import RecordError
 from trainmap.record.recorder import Recorder
 
 # Logged values that describe the run's speed, not its state: never recorded.
@@ -60,3 +62,28 @@ class PendingRow:
         with recorder_factory() as recorder:
             recorder.log(step, **merged)
         self.last_logged = (step, merged)
+
+
+def check_interval(value: int | None, what: str) -> None:
+    """A callback's step interval: None (off) or an integer >= 1; else RecordError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise RecordError(f"{what} must be an integer >= 1, got {value!r}")
+
+
+class RecordingCallback:
+    """What the framework callbacks share: where to record, the Recorder's options, the
+    Recorder once training starts (main process only) and the row being gathered."""
+
+    def __init__(self, directory: str | Path, seed: int | None, **recorder_options):
+        self.directory = directory
+        self.seed = seed
+        self.options = recorder_options  # family, matrices, biases, flush_every
+        self.recorder: Recorder | None = None
+        self.row = PendingRow()
+
+    def finish(self) -> None:
+        """At the end of training: log the gathered row and write everything."""
+        if self.recorder is not None:
+            self.row.commit(self.recorder)
+            self.recorder.close()
+            self.recorder = None
