@@ -22,8 +22,8 @@ check: $(BIN)/snakemake
 	$(BIN)/trainmap check $(CONFIG)
 
 test: $(BIN)/snakemake
-	$(BIN)/ruff check workflow tests bench
-	$(BIN)/ruff format --check workflow tests bench
+	$(BIN)/ruff check workflow tests bench examples
+	$(BIN)/ruff format --check workflow tests bench examples
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 	$(BIN)/pytest
