@@ -16,8 +16,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Under results/<setting>/: made before the runs (tokenizer.json) or the runs themselves.
-NOT_DERIVED = ("runs", "tokenizer.json")
+# Under results/<setting>/: made before the runs (tokenizer.json), the runs themselves, or
+# the function-space PCA (pca/, rule fit_function_space: collect_trajectories may read it,
+# and removing it while it is written beside collect_trajectories would race).
+NOT_DERIVED = ("runs", "tokenizer.json", "pca")
 SUMMARY = "summary.md"  # results/summary.md: every setting's headline
 
 
