@@ -109,8 +109,10 @@ def test_join_adds_the_named_components_on_seed_and_step():
 
 def test_join_refuses_checkpoints_without_probe_losses_and_missing_components():
     trajectories, coords = trajectories_and_coords()
-    with pytest.raises(ValueError, match=r"1 checkpoint\(s\) have no probe losses, e\.g\. seed 2 step 110"):
-        join_coords(trajectories, coords.drop(index=coords.index[(coords["seed"] == 2) & (coords["step"] == 110)]), ["pc1"])  # fmt: skip
+    last = coords.index[(coords["seed"] == 2) & (coords["step"] == 110)]
+    no_losses = r"1 checkpoint\(s\) have no probe losses, e\.g\. seed 2 step 110"
+    with pytest.raises(ValueError, match=no_losses):
+        join_coords(trajectories, coords.drop(index=last), ["pc1"])
     with pytest.raises(ValueError, match=r"\['pc4'\] not in the PCA's 3 components"):
         join_coords(trajectories, coords, ["pc1", "pc4"])
     with pytest.raises(ValueError, match=r"already have column\(s\) \['pc1'\]"):
@@ -119,7 +121,8 @@ def test_join_refuses_checkpoints_without_probe_losses_and_missing_components():
 
 def test_checkpoints_without_finite_pcs_leave_their_run_out_as_diverged(caplog):
     trajectories, coords = trajectories_and_coords()
-    coords.loc[(coords["seed"] == 1) & coords["step"].between(30, 40), ["pc1", "pc2", "pc3"]] = np.nan
+    left_out = (coords["seed"] == 1) & coords["step"].between(30, 40)
+    coords.loc[left_out, ["pc1", "pc2", "pc3"]] = np.nan
     with caplog.at_level(logging.WARNING):
         joined = join_coords(trajectories, coords, ["l2", "pc1"])
     assert len(joined) == len(trajectories) and joined["pc1"].isna().sum() == 2
@@ -158,5 +161,7 @@ def test_pc_features_end_to_end(tmp_path):
     assert (merged["pc1"] == merged["pc1_map"]).all() and (merged["pc2"] == merged["pc2_map"]).all()
     assert "pc3" not in trajectories.columns
     sequences = pd.read_parquet(results / "hmm" / "sequences.parquet")
-    assert ["l2", "pc1", "pc2"] == [c for c in sequences.columns if c not in ("seed", "step", "split")]
+    assert ["l2", "pc1", "pc2"] == [
+        c for c in sequences.columns if c not in ("seed", "step", "split")
+    ]
     assert (results / "map.json").is_file()

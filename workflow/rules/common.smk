@@ -49,7 +49,9 @@ def get_input_digest(wildcards):
     for trained settings."""
     setting = get_setting(wildcards)
     if setting.source == "runs":
-        files = get_run_metrics(wildcards) + (get_probe_losses(wildcards) if setting.probe else [])
+        files = get_run_metrics(wildcards) + (
+            get_probe_losses(wildcards) if setting.probe else []
+        )
         return {str(path): file_digest(path) for path in files}
     return file_digest(setting.table) if setting.source == "table" else None
 

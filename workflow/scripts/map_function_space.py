@@ -1,6 +1,6 @@
 """Snakemake adapter: the runs of a setting in function space (the PCA of their probe
-losses, rule fit_function_space, joined to the decoded states): function_space.parquet, function_space.json,
-function_space.png and function_space.html."""
+losses, rule fit_function_space, joined to the decoded states): function_space.parquet,
+function_space.json, function_space.png and function_space.html."""
 
 import sys
 from pathlib import Path

@@ -21,7 +21,6 @@ joins to the trajectories when ``features`` name ``pc1``, ``pc2``, ...
 (trainmap.function_space.features).
 """
 
-
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA

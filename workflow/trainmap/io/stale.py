@@ -7,7 +7,9 @@ looking current although they describe the old inputs. So the first job of a set
 (train_run, compute_checkpoint_metrics, collect_trajectories) removes everything derived
 from the setting's runs before it starts: after a failed rerun the setting has no results
 rather than stale ones. The runs themselves (``runs/``, with the resumable states) and the
-tokenizer are inputs, not results, and stay; a successful rerun rebuilds the rest.
+tokenizer are inputs, not results, and stay, as does the function-space PCA (``pca/``, rule
+fit_function_space, which runs beside or before collect_trajectories and is redone with
+the runs' probe losses); a successful rerun rebuilds the rest.
 """
 
 import logging
