@@ -165,3 +165,21 @@ def test_pc_features_end_to_end(tmp_path):
         c for c in sequences.columns if c not in ("seed", "step", "split")
     ]
     assert (results / "map.json").is_file()
+
+
+def test_recorded_runs_take_pc_features_with_probe_components(tmp_path):
+    config = load_yaml(TINY)
+    entry = {
+        "source": "runs",
+        "runs": str(tmp_path),
+        "features": ["l2", "pc2"],
+        "convergence": {"column": "eval_accuracy", "threshold": 0.9},
+    }
+    config["settings"] = {"mine": entry}
+    with pytest.raises(ConfigError, match=r"settings\.mine\.features: \['pc2'\].*probe"):
+        validate_config(config)
+    entry["probe"] = {"components": 2}
+    assert validate_config(config)["mine"].features == ["l2", "pc2"]
+    entry["probe"] = {"components": 1}
+    with pytest.raises(ConfigError, match=r"settings\.mine\.probe\.components: 1"):
+        validate_config(config)
