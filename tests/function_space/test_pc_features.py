@@ -1,6 +1,9 @@
 """Function-space components as HMM features (features: [l2, pc1, pc2])."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -183,3 +186,34 @@ def test_recorded_runs_take_pc_features_with_probe_components(tmp_path):
     entry["probe"] = {"components": 1}
     with pytest.raises(ConfigError, match=r"settings\.mine\.probe\.components: 1"):
         validate_config(config)
+
+
+@pytest.mark.slow
+def test_recorded_runs_with_pc_features_end_to_end(tmp_path):
+    """examples/plain_loop.py records 4 seeds with probe losses; features [l2, pc1]."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    script = REPO / "examples" / "plain_loop.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "runs")], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = load_yaml(TINY)
+    config["settings"] = {
+        "plain": {
+            "source": "runs",
+            "runs": "runs",
+            "features": ["l2", "pc1"],
+            "convergence": {"column": "eval_accuracy", "threshold": 0.85},
+            "probe": {"components": 2},
+        }
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run_workflow(tmp_path, tmp_path / "config.yaml")
+    results = tmp_path / "results" / "plain"
+    trajectories = pd.read_parquet(results / "trajectories.parquet")
+    space = pd.read_parquet(results / "function_space.parquet")
+    merged = trajectories.merge(space, on=["seed", "step"], suffixes=("", "_map"))
+    assert len(merged) == len(trajectories) == 4 * 21
+    assert (merged["pc1"] == merged["pc1_map"]).all() and "pc2" not in trajectories.columns
+    assert (results / "map.json").is_file()
+    dry = run_workflow(tmp_path, tmp_path / "config.yaml", extra_args=["-n"])
+    assert "Nothing to be done" in dry.stdout
