@@ -66,6 +66,7 @@ def test_paper_config_dry_run_counts_jobs(tmp_path):
     for rule in ("draw_interactive_map", "plot_interactive_curves"):
         assert counts[rule] == 7
     assert "map_function_space" not in counts  # no setting of the paper's has a probe
+    assert "fit_function_space" not in counts
     assert not (tmp_path / "results").exists()
 
 

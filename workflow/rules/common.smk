@@ -4,6 +4,7 @@ from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
+from trainmap.function_space.features import pc_features
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -48,7 +49,9 @@ def get_input_digest(wildcards):
     for trained settings."""
     setting = get_setting(wildcards)
     if setting.source == "runs":
-        files = get_run_metrics(wildcards) + (get_probe_losses(wildcards) if setting.probe else [])
+        files = get_run_metrics(wildcards) + (
+            get_probe_losses(wildcards) if setting.probe else []
+        )
         return {str(path): file_digest(path) for path in files}
     return file_digest(setting.table) if setting.source == "table" else None
 
@@ -274,6 +277,16 @@ def get_probe_losses(wildcards):
         setting=setting.name,
         seed=setting.seeds,
     )
+
+
+def get_pc_coords(wildcards):
+    """The function-space coordinates (rule fit_function_space) when the setting's
+    features name pc1, pc2, ... and it has a probe set; nothing otherwise (the DAG
+    without them is unchanged; a source table's pc1 column is an ordinary column)."""
+    setting = get_setting(wildcards)
+    if not (setting.probe and pc_features(setting.features)):
+        return []
+    return f"results/{wildcards.setting}/pca/coords.parquet"
 
 
 def get_final_outputs():

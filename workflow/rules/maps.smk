@@ -54,10 +54,33 @@ rule draw_interactive_map:
         "../scripts/draw_interactive_map.py"
 
 
-# Function space (settings with probe:): PCA of every checkpoint's losses on the probe set.
+# Function space (settings with probe:): PCA of every checkpoint's losses on the probe set,
+# fit before the HMM (pc1, pc2, ... may be features; pca/ survives collect_trajectories's
+# removal of stale results, trainmap.io.stale), then joined to the decoded states.
+rule fit_function_space:
+    input:
+        get_probe_losses,
+    output:
+        coords="results/{setting}/pca/coords.parquet",
+        summary="results/{setting}/pca/summary.json",
+    log:
+        "logs/{setting}/fit_function_space.log",
+    wildcard_constraints:
+        setting=probe_settings_pattern(),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        components=get_probe_components,
+        table_digest=get_input_digest,
+        code=script_code("fit_function_space.py"),
+    script:
+        "../scripts/fit_function_space.py"
+
+
 rule map_function_space:
     input:
-        losses=get_probe_losses,
+        coords="results/{setting}/pca/coords.parquet",
+        pca="results/{setting}/pca/summary.json",
         states="results/{setting}/states.parquet",
         map="results/{setting}/map.json",
         detours="results/{setting}/detours.csv",
@@ -82,7 +105,6 @@ rule map_function_space:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        components=get_probe_components,
         code=script_code("map_function_space.py"),
     script:
         "../scripts/map_function_space.py"

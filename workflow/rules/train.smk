@@ -92,7 +92,8 @@ rule unpack_probe_losses:
 
 rule collect_trajectories:
     input:
-        get_run_metrics,
+        metrics=get_run_metrics,
+        coords=get_pc_coords,  # only when features name pc1, pc2, ...
     output:
         "results/{setting}/trajectories.parquet",
     log:

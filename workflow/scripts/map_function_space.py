@@ -1,22 +1,16 @@
-"""Snakemake adapter: the runs of a setting in function space (PCA of their probe losses):
-function_space.parquet, function_space.json, function_space.png and function_space.html."""
+"""Snakemake adapter: the runs of a setting in function space (the PCA of their probe
+losses, rule fit_function_space, joined to the decoded states): function_space.parquet,
+function_space.json, function_space.png and function_space.html."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-import logging
-
 from trainmap.figures.function_space import function_space_page, plot_function_space
 from trainmap.figures.html import write_page
 from trainmap.figures.style import detour_states, save_figure
-from trainmap.function_space.pca import (
-    fit_function_space,
-    function_space_table,
-    loss_matrix,
-    summary,
-)
+from trainmap.function_space.pca import function_space_table
 from trainmap.io.files import read_json, read_parquet, write_json, write_parquet
 from trainmap.io.logs import log_to_file
 from trainmap.maps.detours import read_detour_table
@@ -24,11 +18,12 @@ from trainmap.maps.detours import read_detour_table
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
-    ids, losses, columns = loss_matrix([read_parquet(path) for path in inputs.losses])
-    fit = fit_function_space(losses, params.components)
-    table = function_space_table(ids, fit["coords"], read_parquet(inputs.states))
-    info = summary(fit, ids, columns)
-    logging.info("explained variance ratio: %s", info["explained_variance_ratio"])
+    coords = read_parquet(inputs.coords)  # rule fit_function_space: one PCA per setting
+    names = [c for c in coords.columns if c not in ("seed", "step")]
+    table = function_space_table(
+        coords[["seed", "step"]], coords[names].to_numpy(), read_parquet(inputs.states)
+    )
+    info = read_json(inputs.pca)
     write_parquet(table, outputs.table)
     write_json(info, outputs.summary)
     n_states = read_json(inputs.map)["n_states"]

@@ -16,6 +16,7 @@ import yaml
 
 from trainmap.checkpoints.series import CheckpointSeries, build_series
 from trainmap.errors import ConfigError
+from trainmap.function_space.features import pc_features, pc_number
 from trainmap.hmm.split import check_predicted_split, trained_checkpoints
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
@@ -207,11 +208,17 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
                 "or .csv file"
             )
         probe = _recorded_probe(entry, where) if source == "runs" else {}
+        if source == "runs":
+            _check_pc_features(common["features"], probe, where)
         return Setting(**common, **{source: entry[source]}, probe=probe)
     for key in ("task", "seeds"):
         if key not in entry:
             raise ConfigError(f"{where}.{key}: required for source 'train'")
-    _check_trained_columns(common["features"], entry["convergence"]["column"], where)
+    probe = _trained_probe(entry, where)
+    _check_pc_features(common["features"], probe, where)
+    pcs = pc_features(common["features"])
+    plain = [f for f in common["features"] if f not in pcs]
+    _check_trained_columns(plain, entry["convergence"]["column"], where)
     extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     params_class = task_params(entry["task"], f"{where}.task")
     _check_unknown_keys(extra, params_class, where)
@@ -225,7 +232,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
-        probe=_trained_probe(entry, where),
+        probe=probe,
     )
 
 
@@ -249,6 +256,26 @@ def _recorded_probe(entry: dict, where: str) -> dict[str, Any]:
             "(Recorder.log(..., probe_losses=...)); only probe.components applies"
         )
     return {"components": entry["probe"].get("components", PROBE_DEFAULTS["components"])}
+
+
+def _check_pc_features(features: list[str], probe: dict, where: str) -> None:
+    """pc1, pc2, ... (function-space components, trainmap.function_space.features) need
+    the probe set and at most probe.components components."""
+    pcs = pc_features(features)
+    if not pcs:
+        return
+    if not probe:
+        raise ConfigError(
+            f"{where}.features: {pcs} are function-space components, which need a probe "
+            f"set: add {where}.probe (e.g. probe: {{n: 512}}), or remove them"
+        )
+    components = probe["components"]
+    beyond = [f for f in pcs if pc_number(f) > components]
+    if beyond:
+        raise ConfigError(
+            f"{where}.features: {beyond} exceed the {components} components of the PCA "
+            f"({where}.probe.components: {components}); raise it or name pc1..pc{components}"
+        )
 
 
 def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:

@@ -13,6 +13,12 @@ largest-magnitude loading (the first such probe example on ties) is positive.
 Checkpoints whose losses are not all finite (a diverged run's last rows) and probe
 examples without a finite loss anywhere (a masked-LM block with no chosen token) are left
 out, and counted in the summary.
+
+The fit runs once per setting, before the HMM (rule fit_function_space):
+``coords_table`` is ``pca/coords.parquet`` (every checkpoint, NaN where left out),
+which rule map_function_space joins to the decoded states and rule collect_trajectories
+joins to the trajectories when ``features`` name ``pc1``, ``pc2``, ...
+(trainmap.function_space.features).
 """
 
 import numpy as np
@@ -75,11 +81,16 @@ def fit_function_space(losses: np.ndarray, n_components: int) -> dict:
     }
 
 
+def coords_table(ids: pd.DataFrame, coords: np.ndarray) -> pd.DataFrame:
+    """``seed, step, pc1..pcK`` of every checkpoint, NaN where it was left out."""
+    names = [f"pc{i + 1}" for i in range(coords.shape[1])]
+    return pd.concat([ids, pd.DataFrame(coords, columns=names)], axis=1)
+
+
 def function_space_table(ids: pd.DataFrame, coords: np.ndarray, states: pd.DataFrame):
     """``seed, step, pc1..pcK, state`` (state: the decoded state, <NA> where the HMM saw
     no such checkpoint); rows left out of the PCA are dropped."""
-    names = [f"pc{i + 1}" for i in range(coords.shape[1])]
-    table = pd.concat([ids, pd.DataFrame(coords, columns=names)], axis=1)
+    table = coords_table(ids, coords)
     table = table[np.isfinite(coords).all(axis=1)]
     table = table.merge(states[["seed", "step", "state"]], on=["seed", "step"], how="left")
     table["state"] = table["state"].astype("Int64")

@@ -7,7 +7,9 @@ looking current although they describe the old inputs. So the first job of a set
 (train_run, compute_checkpoint_metrics, collect_trajectories) removes everything derived
 from the setting's runs before it starts: after a failed rerun the setting has no results
 rather than stale ones. The runs themselves (``runs/``, with the resumable states) and the
-tokenizer are inputs, not results, and stay; a successful rerun rebuilds the rest.
+tokenizer are inputs, not results, and stay, as does the function-space PCA (``pca/``, rule
+fit_function_space, which runs beside or before collect_trajectories and is redone with
+the runs' probe losses); a successful rerun rebuilds the rest.
 """
 
 import logging
@@ -16,8 +18,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Under results/<setting>/: made before the runs (tokenizer.json) or the runs themselves.
-NOT_DERIVED = ("runs", "tokenizer.json")
+# Under results/<setting>/: made before the runs (tokenizer.json), the runs themselves, or
+# the function-space PCA (pca/, rule fit_function_space: collect_trajectories may read it,
+# and removing it while it is written beside collect_trajectories would race).
+NOT_DERIVED = ("runs", "tokenizer.json", "pca")
 SUMMARY = "summary.md"  # results/summary.md: every setting's headline
 
 
