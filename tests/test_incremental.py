@@ -148,14 +148,15 @@ def test_code_changes_rerun_the_rules_that_run_the_code(workdir, repo_copy):
 
     # A package module: every rule whose `code` param hashes it (metrics are computed
     # during training, so all runs retrain) and everything downstream.
-    metrics = repo_copy / "workflow" / "trainmap" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\n# an edit\n")
+    metrics = repo_copy / "workflow" / "trainmap" / "metrics" / "weights.py"
+    # (a comment alone would not: digests are of the code's substance, io/provenance.py)
+    metrics.write_text(metrics.read_text() + "\nEDITED = True\n")
     planned = set(planned_jobs(workdir, snakefile=snakefile))
     assert trained(planned) == {(s, str(seed)) for s in ("parity", "modular") for seed in (0, 1)}
     assert training_jobs(planned) == {("parity", "0"), ("modular", "0"), ("modular", "1")}
     assert planned == forced(workdir, "train_run", snakefile=snakefile)
-    (repo_copy / "workflow" / "trainmap" / "metrics.py").write_text(
-        (REPO / "workflow" / "trainmap" / "metrics.py").read_text()
+    (repo_copy / "workflow" / "trainmap" / "metrics" / "weights.py").write_text(
+        (REPO / "workflow" / "trainmap" / "metrics" / "weights.py").read_text()
     )
     assert planned_jobs(workdir, snakefile=snakefile) == []
 

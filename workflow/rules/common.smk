@@ -33,7 +33,7 @@ def get_run_metrics(wildcards):
     runs recorded with trainmap.record (source runs)."""
     setting = get_setting(wildcards)
     if setting.source == "table":
-        return setting.table
+        return [setting.table]  # a list: a named input of one string reads as characters
     if setting.source == "runs":
         return find_recorded_runs(setting.runs, f"settings.{setting.name}.runs")
     return expand(
