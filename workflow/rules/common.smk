@@ -33,7 +33,8 @@ def get_run_metrics(wildcards):
     runs recorded with trainmap.record (source runs)."""
     setting = get_setting(wildcards)
     if setting.source == "table":
-        return [setting.table]  # a list: a named input of one string reads as characters
+        # a list: a named input given one string reads it as characters
+        return [setting.table]
     if setting.source == "runs":
         return find_recorded_runs(setting.runs, f"settings.{setting.name}.runs")
     return expand(
