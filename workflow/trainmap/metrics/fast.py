@@ -178,7 +178,7 @@ def _host_part(w: torch.Tensor) -> tuple[np.ndarray, list[float]]:
         raise ValueError(f"matrices must be 2-D, got shape {tuple(w.shape)}")
     wd = _as_float64(w)
     flat = wd.reshape(-1)
-    l1 = float(np.abs(flat).sum())
+    l1 = float(blas.dasum(flat))  # one pass, no |w| temporary; all terms >= 0: no cancelling
     l2 = math.sqrt(float(flat @ flat))
     trace = float(np.trace(wd))  # main diagonal, square or not
     return wd, [l1, l2, _ratio(l1, l2), trace]

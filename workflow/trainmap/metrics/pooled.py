@@ -10,11 +10,14 @@ import math
 
 import numpy as np
 
-# Histogram of the pooled values for the exact median: the top 20 bits of the value rounded
-# to float32 (sign, 8 exponent bits, 11 mantissa bits). Rounding is monotone, so the buckets
-# are ordered value ranges for float64 values too, and float32 weights need no conversion.
-BUCKET_SHIFT = 12
-N_BUCKETS = 1 << 20
+# Histogram of the pooled values for the exact median: the top 16 bits of the value rounded
+# to float32 (sign, 8 exponent bits, 7 mantissa bits: buckets 1/128 of a binade wide).
+# Rounding is monotone, so the buckets are ordered value ranges for float64 values too, and
+# float32 weights need no conversion. 2^16 counts (512 KiB) stay in cache while a tensor is
+# counted (2^20 did not). Pass 2 keeps more values than with 2^20 buckets only where many
+# share a value range: BERT-base's 85M weights, 6 values (3 with 2^20).
+BUCKET_SHIFT = 16
+N_BUCKETS = 1 << 16
 HALF = N_BUCKETS // 2
 
 
