@@ -11,7 +11,8 @@ only, by Lanczos iterations on the Gram matrix G = W^T W (or W W^T), p = min(m, 
 - mean_lambda: tr(G^(1/2)) / p by stochastic Lanczos quadrature (Ubaru, Chen & Saad, SIMAX
   2017) over those probes, with tr(G) = ||W||_F^2 (exact) as a control variate: each probe
   estimates tr(G^(1/2) - c G), c fitted on the quadrature nodes, which removes most of the
-  probe-to-probe spread of the plain estimate;
+  probe-to-probe spread of the plain estimate (c is fitted on the same probes, so the
+  estimate is no longer strictly unbiased: a small bias, traded for the spread);
 - spectral: sqrt of the largest Rayleigh-Ritz value of G on the span of the probes' top
   ``TOP`` Ritz vectors each (the best part of their block Krylov space), with G applied
   afresh to an orthonormal basis of that span (one more block product). A Rayleigh-Ritz
