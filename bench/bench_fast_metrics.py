@@ -17,7 +17,8 @@ checkpoints on the Hub) and measures the new path per checkpoint (``--old`` adds
 in its own process), with a projection to a PolyPythias seed (154 checkpoints).
 ``--device cuda`` computes the spectra on the GPU (the pooled statistics stay on the host).
 ``sketch`` measures the opt-in sketched spectra against the exact ones on the matrix shapes
-of Pythia-410M and -1B (seeded random N(0, 0.02) weights rounded to float16).
+of Pythia-410M and -1B and on 16384 x 4096 (Pythia-6.9B's MLP, where the sketch is meant to
+pay; seeded random N(0, 0.02) weights rounded to float16).
 """
 
 import argparse
@@ -227,7 +228,7 @@ def sketch(args: argparse.Namespace) -> None:
           "spectral, mean_lambda, variance_lambda")  # fmt: skip
     gen = np.random.default_rng(0)
     with threadpool_limits(limits=args.threads, user_api="blas"):
-        for m, n in [(1024, 1024), (4096, 1024), (2048, 2048), (8192, 2048)]:
+        for m, n in [(1024, 1024), (4096, 1024), (2048, 2048), (8192, 2048), (16384, 4096)]:
             w = (gen.standard_normal((m, n)) * 0.02).astype(np.float16).astype(np.float64)
             cpu = time.process_time()
             s, _ = singular_values_cpu(w)
