@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 CORES ?= all
 # The config `make run` and `make check` use: make run CONFIG=myconfig.yaml
 CONFIG ?= config/config.yaml
+# Test processes (pytest-xdist; a module's tests stay in one): make test TEST_WORKERS=1
+TEST_WORKERS ?= 2
 
 .PHONY: run check test slurm-deps clean clean-resume
 
@@ -26,7 +28,7 @@ test: $(BIN)/snakemake
 	$(BIN)/ruff format --check workflow tests bench examples
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Debian packages for the real-SLURM test (tests/test_slurm.py skips without them).
 slurm-deps:

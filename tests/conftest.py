@@ -34,6 +34,19 @@ def pytest_configure(config) -> None:
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"trainmap-hypothesis-{os.getuid()}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into scopes
+def pytest_collection_modifyitems(config, items) -> None:
+    """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``): a module's tests
+    stay on one worker, so its module fixtures are built once, and the tests on the SLURM
+    test cluster (one per machine, behind a lock) form one unit that goes first: it is
+    the longest (~10 min, mostly waiting on the cluster) and the other worker runs the
+    rest meanwhile. Without xdist the order changes only."""
+    for item in items:
+        slurm = item.get_closest_marker("slurm") is not None
+        item.add_marker(pytest.mark.xdist_group("slurm" if slurm else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable sort
+
+
 class WorkflowFailed(AssertionError):
     """A Snakemake run exited non-zero; the message carries the tail of its output."""
 

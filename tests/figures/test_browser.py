@@ -70,6 +70,10 @@ def trace_points(page, name: str):
 
 
 def hover_text(page, point) -> str:
+    # Leave the plot first and wait for the last label to go: under load plotly may not
+    # have handled the next move yet, and the old label would be read as the new one.
+    page.mouse.move(0, 0)
+    page.wait_for_selector(".hoverlayer .hovertext", state="detached")
     box = point.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_selector(".hoverlayer .hovertext")
