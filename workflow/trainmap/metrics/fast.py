@@ -6,9 +6,12 @@ differs:
 
 - Singular values come from the eigenvalues of the smaller Gram matrix (``W^T W`` or
   ``W W^T``, p x p with p = min(m, n)) in float64: ``sigma_i = sqrt(lambda_i)``. On the CPU
-  the Gram matrix is one BLAS ``dsyrk`` and the eigenvalues one LAPACK ``dsyevd`` (values
-  only), through SciPy; on another device the same two steps run in torch, batched over
-  the matrices of one shape. Both are ~2-3x cheaper than a float64 SVD of the same matrix.
+  the Gram matrix is one BLAS ``dgemm`` and the eigenvalues one LAPACK ``dsyevd`` (values
+  only), through NumPy, whose linear algebra releases the GIL, so that ``threads`` run
+  matrices in parallel (SciPy's BLAS and LAPACK wrappers hold it: measured, two threads
+  ran no faster than one); on another device the same two steps run in torch, batched
+  over the matrices of one shape. Both are ~2-3x cheaper than a float64 SVD of the same
+  matrix.
 - Precision argument, checked per matrix (``gram_is_precise``): products of float32 (or
   float16/bfloat16) entries are exact in float64, so the computed Gram matrix differs from
   the exact one only by summation error, ``||E|| <= u sqrt(k) ||W||_F^2`` in the
@@ -20,7 +23,7 @@ differs:
   METHOD.md's 1e-5 floor (values below it are set to 0, so the floor must decide the same
   way for every value the interval allows) and (b) the intervals bound the error of
   spectral, mean_lambda and variance_lambda below ``RTOL`` (1e-9) relative. Otherwise the
-  matrix falls back to a float64 SVD (``scipy.linalg.svdvals`` / ``torch.linalg.svdvals``),
+  matrix falls back to a float64 SVD (``numpy.linalg.svd`` / ``torch.linalg.svdvals``),
   the reference's own method. The bound is the typical-case one, not the worst case
   (``sqrt(k) u`` instead of ``k u``): the worst case would send every square BERT matrix
   to the SVD although the measured errors there are ~1e-14 (tests/metrics/test_fast.py).
@@ -50,7 +53,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.linalg
 import torch
 from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
@@ -130,18 +132,17 @@ def gram_is_precise(lam: np.ndarray, fro2: float, k: int, rtol: float = RTOL) ->
 def singular_values_cpu(wd: np.ndarray) -> tuple[np.ndarray, bool]:
     """(singular values, descending; whether the Gram path was precise) of a float64 matrix.
 
-    wd: (m, n) C-contiguous float64, finite. The Gram matrix is ``dsyrk`` of ``wd.T`` (an
-    F-contiguous view: no copy), upper triangle only, which ``eigvalsh(lower=False)`` reads.
+    wd: (m, n) C-contiguous float64, finite. The Gram matrix is a full ``dgemm`` product:
+    OpenBLAS's ``dsyrk`` (half the flops) ran no faster here, and SciPy's wrapper of it
+    holds the GIL.
     """
     m, n = wd.shape
-    gram = blas.dsyrk(1.0, wd.T, trans=0 if m >= n else 1)
-    lam = scipy.linalg.eigvalsh(
-        gram, lower=False, overwrite_a=True, check_finite=False, driver="evd"
-    )
+    gram = wd.T @ wd if m >= n else wd @ wd.T
+    lam = np.linalg.eigvalsh(gram)  # ascending; reads the lower triangle
     flat = wd.reshape(-1)
     if gram_is_precise(lam, float(flat @ flat), max(m, n)):
         return np.sqrt(np.clip(lam[::-1], 0.0, None)), True
-    return scipy.linalg.svdvals(wd, check_finite=False), False
+    return np.linalg.svd(wd, compute_uv=False), False
 
 
 def _spectrum_values(s: np.ndarray, trace: float) -> list[float]:
@@ -275,11 +276,11 @@ def metrics_of_layers(
     layers: called once or twice (the median's second pass), each call yields the
     model's WeightGroups in parts (e.g. one transformer layer each; the same parts both
     times). Per-matrix metrics are averaged over all parts' matrices; pooled statistics over
-    all parts' weights and biases. device: where the spectra are computed (CPU: SciPy;
+    all parts' weights and biases. device: where the spectra are computed (CPU: NumPy;
     else torch on that device). threads: matrices computed in parallel (BLAS itself is
     held to one thread per worker). report: if given, gets ``matrices`` and
-    ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``scipy``
-    or ``torch`` for the spectra; default SciPy on the CPU (OpenBLAS's float64 products
+    ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``numpy``
+    or ``torch`` for the spectra; default NumPy on the CPU (OpenBLAS's float64 products
     ran ~2x MKL's on the AMD CPU measured), torch on any other device. spectra:
     ``exact``, or ``sketched`` for estimates of spectral, mean_lambda and variance_lambda
     (``trainmap.metrics.sketched``; opt-in, never the default).
@@ -287,8 +288,8 @@ def metrics_of_layers(
     if spectra not in SPECTRA:
         raise ValueError(f"spectra {spectra!r} is not one of {', '.join(SPECTRA)}")
     device = torch.device(device)
-    backend = backend or ("scipy" if device.type == "cpu" else "torch")
-    if backend not in ("scipy", "torch") or (backend == "scipy" and device.type != "cpu"):
+    backend = backend or ("numpy" if device.type == "cpu" else "torch")
+    if backend not in ("numpy", "torch") or (backend == "numpy" and device.type != "cpu"):
         raise ValueError(f"backend {backend!r} cannot compute on device {device}")
     sums, counts = np.zeros(8), np.zeros(8)
     weights, biases = Pooled(), Pooled()
