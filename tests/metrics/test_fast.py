@@ -21,7 +21,7 @@ from trainmap.metrics.fast import (
     out_of_tolerance,
     singular_values_cpu,
 )
-from trainmap.metrics.pooled import Pooled
+from trainmap.metrics.pooled import RANK, Pooled, _top_bits
 from trainmap.metrics.weights import WeightGroups, compute_metrics
 from trainmap.tasks.registry import get_task
 
@@ -126,6 +126,7 @@ def exact_median(tensors: list[torch.Tensor]) -> float:
         [[-0.0, 0.0, -1e-30, 1e-30]],  # signed zeros and tiny values
         [[-3.0, -2.0, -1.0, -1.5]],  # negatives only
         [[1.0, 1.0 + 2**-23, 1.0 + 2**-22, 7.0]],  # neighbours in one bucket
+        [[-1.0, -2.0], [2.0, 1.0]],  # the middle two on either side of zero
     ],
 )
 def test_median_is_exact_over_tensors(values):
@@ -144,6 +145,18 @@ def test_pooled_statistics_of_many_tensors_and_dtypes():
     got, want = compute_metrics_fast(groups), compute_metrics(groups)
     assert_within_tolerances(got, want)
     assert got["var_b"] == 0.0 and got["median_b"] == 0.25  # a constant bias, exactly
+
+
+def test_histogram_buckets_are_in_value_order():
+    """Sorting by bucket must never put a larger value before a smaller one: for float32
+    values of both signs, zeros, extremes and infinities, and for float64 values (rounded)."""
+    gen = np.random.default_rng(5)
+    x = gen.standard_normal(20000) * 10.0 ** gen.integers(-40, 39, 20000)
+    x = np.concatenate([x, [0.0, -0.0, np.inf, -np.inf, 3.4e38, -3.4e38, 1e-45, -1e-45]])
+    for values in (x.astype(np.float32), x, x * 1e10):  # the last beyond float32's range
+        rank = RANK[_top_bits(values)]
+        order = np.lexsort((values, rank))
+        assert np.all(np.diff(values[order]) >= 0)
 
 
 def test_pooled_nan_gives_nan_and_nothing_gives_nan():
