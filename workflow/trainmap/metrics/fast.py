@@ -6,18 +6,18 @@ differs:
 
 - Singular values come from the eigenvalues of the smaller Gram matrix (``W^T W`` or
   ``W W^T``, p x p with p = min(m, n)) in float64: ``sigma_i = sqrt(lambda_i)``. On the CPU
-  the Gram matrix is one BLAS ``dsyrk`` and the eigenvalues one LAPACK ``dsyevd`` (values
-  only), through NumPy, whose linear algebra releases the GIL, so that ``threads`` run
-  matrices in parallel (SciPy's BLAS and LAPACK wrappers hold it: measured, two threads
-  ran no faster than one); on another device the same two steps run in torch, batched
-  over the matrices of one shape. Both are ~2-3x cheaper than a float64 SVD of the same
-  matrix.
+  the Gram matrix is one BLAS ``dsyrk`` (NumPy's ``a.T @ a``) and the eigenvalues LAPACK's
+  ``dsytrd`` + ``dsterf`` (``trainmap.metrics.lapack``), both without the GIL, so that
+  ``threads`` run matrices in parallel (SciPy's BLAS and LAPACK wrappers hold it:
+  measured, two threads ran no faster than one); on another device the same two steps
+  run in torch, batched over the matrices of one shape. Both are ~2-3x cheaper than a
+  float64 SVD of the same matrix.
 - Precision argument, checked per matrix (``gram_is_precise``): products of float32 (or
   float16/bfloat16) entries are exact in float64, so the computed Gram matrix differs from
   the exact one only by summation error, ``||E|| <= u sqrt(k) ||W||_F^2`` in the
   probabilistic model of Higham & Mary (SISC 2019; u = 2^-53, k = max(m, n) terms per
   entry; float64 entries add their products' rounding, a term of the same form), and
-  ``dsyevd`` is backward stable, ``|d lambda| <= u p max|lambda|``. With
+  the eigenvalue solver is backward stable, ``|d lambda| <= u p max|lambda|``. With
   ``delta`` their sum every true sigma_i lies in ``[sqrt(lambda_i - delta),
   sqrt(lambda_i + delta)]``. The Gram values are used only where (a) no interval contains
   METHOD.md's 1e-5 floor (values below it are set to 0, so the floor must decide the same
@@ -59,6 +59,7 @@ from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.lapack import gram_eigenvalues
 from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.sketched import sketched_spectrum
 from trainmap.metrics.weights import SINGULAR_VALUE_FLOOR, WeightGroups, _kernel_metrics
@@ -139,7 +140,10 @@ def singular_values_cpu(wd: np.ndarray, fro2: float | None = None) -> tuple[np.n
     """
     m, n = wd.shape
     gram = wd.T @ wd if m >= n else wd @ wd.T
-    lam = np.linalg.eigvalsh(gram)  # ascending; reads the lower triangle
+    try:
+        lam = gram_eigenvalues(gram)  # ascending; overwrites gram
+    except np.linalg.LinAlgError:  # dsterf did not converge: the SVD below
+        lam = np.full(min(m, n), math.nan)
     if fro2 is None:
         flat = wd.reshape(-1)
         fro2 = float(flat @ flat)
