@@ -53,3 +53,18 @@ def test_rank_deficient_and_zero():
 def test_refuses_what_lapack_cannot_read(bad):
     with pytest.raises(ValueError, match="contiguous square float64"):
         gram_eigenvalues(bad)
+
+
+def test_threads_calling_at_once_get_their_own_values():
+    """What `threads: N` does: each call has its own arrays and workspace (only the
+    workspace size is cached), so calls made at the same time, without the GIL, give the
+    values of one call at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    grams = [gram(200 + 10 * i, 150, seed=i) for i in range(8)]
+    want = [np.linalg.eigvalsh(g) for g in grams]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(gram_eigenvalues, [g.copy() for _ in range(3) for g in grams]))
+    for i, values in enumerate(got):
+        expect = want[i % len(grams)]
+        np.testing.assert_allclose(values, expect, rtol=0, atol=1e-13 * np.abs(expect).max())
