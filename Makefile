@@ -8,7 +8,7 @@ CONFIG ?= config/config.yaml
 # Test processes (pytest-xdist; a module's tests stay in one): make test TEST_WORKERS=1
 TEST_WORKERS ?= 2
 
-.PHONY: run check test slurm-deps clean clean-resume
+.PHONY: run check test lint slurm-deps clean clean-resume
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,15 @@ run: check
 check: $(BIN)/snakemake
 	$(BIN)/trainmap check $(CONFIG)
 
-test: $(BIN)/snakemake
+test: lint
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
+# The checks CI runs before the tests: run them before a commit.
+lint: $(BIN)/snakemake
 	$(BIN)/ruff check workflow tests bench examples
 	$(BIN)/ruff format --check workflow tests bench examples
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Debian packages for the real-SLURM test (tests/test_slurm.py skips without them).
 slurm-deps:
