@@ -4,9 +4,10 @@
 matrix into its own buffer and asks for the workspace on every call: measured on a
 768 x 768 Gram matrix, 36-44 ms against 34-35 ms here, 0.15-0.5 CPU-s of a BERT-base
 checkpoint's 72 matrices (BENCHMARKS.md). SciPy's ``lapack.dsytrd`` wrapper is as fast
-but holds the GIL, so threads would run one at a time. Here the routines are SciPy's own, taken from
-``scipy.linalg.cython_lapack`` (the Cython LAPACK API; its ``__pyx_capi__`` capsules are
-how Numba calls them too) and called through ctypes, which releases the GIL.
+but holds the GIL, so threads would run one at a time. Here the routines are SciPy's
+own, taken from ``scipy.linalg.cython_lapack`` (the Cython LAPACK API; its
+``__pyx_capi__`` capsules are how Numba calls them too) and called through ctypes, which
+releases the GIL.
 """
 
 import ctypes
