@@ -43,8 +43,8 @@ class Pooled:
         self.m2 = 0.0
         self.nan = False
         self.counts = np.zeros(N_BUCKETS, dtype=np.int64)  # per bit pattern
-        self.ranked: np.ndarray | None = None  # the counts in value order, after pass 1
-        self.wanted: dict[int, int] | None = None  # bucket -> how many below it
+        # bucket (in value order) -> (values in lower buckets, values in it), after pass 1
+        self.wanted: dict[int, tuple[int, int]] | None = None
         self.found: list[np.ndarray] = []
 
     def add(
@@ -81,13 +81,13 @@ class Pooled:
     def needs_second_pass(self) -> bool:
         return self.n > 0 and not self.nan
 
-    def _targets(self) -> dict[int, int]:
-        """bucket -> number of values in lower buckets, for the buckets of the middle ranks."""
+    def _targets(self) -> dict[int, tuple[int, int]]:
+        """bucket -> (values in lower buckets, values in it), for the middle ranks' buckets."""
         if self.wanted is None:
-            self.ranked = self.counts[PATTERN]
-            upto = np.cumsum(self.ranked)
+            ranked = self.counts[PATTERN]
+            upto = np.cumsum(ranked)
             buckets = {int(np.searchsorted(upto, r, side="right")) for r in self._ranks()}
-            self.wanted = {b: int(upto[b] - self.ranked[b]) for b in sorted(buckets)}
+            self.wanted = {b: (int(upto[b] - ranked[b]), int(ranked[b])) for b in sorted(buckets)}
         return self.wanted
 
     def _ranks(self) -> tuple[int, int]:
@@ -118,17 +118,16 @@ class Pooled:
     def _median(self) -> float:
         """NumPy's median: the mean of the two middle order statistics, in float64."""
         values = np.sort(np.concatenate(self.found)) if self.found else np.empty(0)
-        wanted = self._targets()
-        counts = {bucket: int(self.ranked[bucket]) for bucket in wanted}
+        wanted = self._targets().values()
         middle = []
         for rank in self._ranks():
             offset = 0  # where each wanted bucket starts among the sorted collected values
-            for bucket, below in wanted.items():
-                if below <= rank < below + counts[bucket]:
+            for below, count in wanted:
+                if below <= rank < below + count:
                     middle.append(values[offset + rank - below])
                     break
-                offset += counts[bucket]
-        if len(middle) != 2 or values.size != sum(counts.values()):
+                offset += count
+        if len(middle) != 2 or values.size != sum(count for _, count in wanted):
             raise RuntimeError("median: the second pass did not see the values of the first")
         return float((middle[0] + middle[1]) / 2.0)
 
