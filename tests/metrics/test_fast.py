@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
+from trainmap.checkpoints.pages import MappedFile
 from trainmap.checkpoints.read import CheckpointError, series_metrics
 from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics_fast
 from trainmap.config.settings import validate_config
@@ -218,15 +219,35 @@ def bert_dir(tmp_path_factory):
     model.save_pretrained(root / "single")
     model.save_pretrained(root / "sharded", max_shard_size="100KB")
     torch.save(model.state_dict(), root / "model.bin")
+    # torch < 1.6's format (older hub checkpoints): cannot be mapped, read whole
+    torch.save(model.state_dict(), root / "legacy.bin", _use_new_zipfile_serialization=False)
     return root
 
 
 def test_bert_checkpoint_streamed_equals_today(bert_dir):
     want = series_metrics({0: str(bert_dir / "single")}, False, None, {}, CPU)
-    for where, model in (("single", None), ("sharded", None), ("model.bin", "bert")):
+    for where, model in (
+        ("single", None), ("sharded", None), ("model.bin", "bert"), ("legacy.bin", "bert")
+    ):  # fmt: skip
         got = series_metrics_fast({0: str(bert_dir / where)}, False, model, {}, CPU)
         assert list(got.columns) == list(want.columns)
         assert_within_tolerances(got.iloc[0].to_dict(), want.iloc[0].to_dict())
+
+
+def test_a_mapped_bin_hands_back_each_layers_pages_after_use(bert_dir, monkeypatch):
+    released = []
+    release = MappedFile.release
+
+    def counting(self, tensors):
+        tensors = list(tensors)
+        released.append((len(tensors), release(self, tensors)))
+        return released[-1][1]
+
+    monkeypatch.setattr(MappedFile, "release", counting)
+    checkpoint_metrics(bert_dir / "model.bin", "bert", {}, CPU)
+    # 3 layers, read twice (the median's second pass), 8 tensors each (6 matrices, 2 biases)
+    assert [count for count, _ in released] == [8] * 6
+    assert all(dropped > 0 for _, dropped in released)
 
 
 def test_gpt_neox_checkpoint_streamed_equals_today(tmp_path):

@@ -13,7 +13,8 @@ strictly; their checkpoints are small and are read whole, as before.
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 
+from trainmap.checkpoints.pages import MappedFile
 from trainmap.checkpoints.read import (
     CheckpointError,
     family_rule,
@@ -42,21 +44,33 @@ class _Reader:
 
     def __init__(self, file: Path) -> None:
         self.file = file
+        self.mapped: MappedFile | None = None
         try:
             if file.suffix == ".safetensors":
                 with safe_open(file, framework="pt") as f:
                     self.names = list(f.keys())
                 self.tensors = None
-            else:  # mapped: tensors are paged in when read
-                tensors = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-                if not isinstance(tensors, Mapping):
-                    raise CheckpointError(f"{file}: not a name -> tensor mapping (a state_dict)")
-                self.tensors = dict(tensors)
+            else:
+                self.tensors = self._load(file)
                 self.names = list(self.tensors)
         except CheckpointError:
             raise
         except Exception as error:  # safetensors and the unpickler raise many types
             raise CheckpointError(f"{file}: cannot read the checkpoint: {error}") from error
+
+    def _load(self, file: Path) -> dict[str, torch.Tensor]:
+        """A torch.save file: mapped (tensors paged in when read, handed back by release)
+        where it is a zip archive; the legacy format of torch < 1.6 cannot be mapped and is
+        read whole, as today's path reads it."""
+        mappable = zipfile.is_zipfile(file)
+        tensors = torch.load(file, map_location="cpu", weights_only=True, mmap=mappable)
+        if not isinstance(tensors, Mapping):
+            raise CheckpointError(f"{file}: not a name -> tensor mapping (a state_dict)")
+        if mappable:
+            self.mapped = MappedFile(file)
+        else:
+            log.info("%s: legacy torch.save format, read whole (it cannot be mapped)", file)
+        return dict(tensors)
 
     def read(self, names: list[str]) -> dict[str, torch.Tensor]:
         if self.tensors is not None:
@@ -66,6 +80,12 @@ class _Reader:
                 return {name: f.get_tensor(name) for name in names}
         except Exception as error:
             raise CheckpointError(f"{self.file}: cannot read the checkpoint: {error}") from error
+
+    def release(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Hand back the resident pages of tensors read from a mapped file (a no-op for
+        safetensors, whose mapping ends with each read, and for files read whole)."""
+        if self.mapped is not None:
+            self.mapped.release(tensors)
 
 
 def layer_parts(
@@ -89,17 +109,24 @@ def layer_parts(
 
     def parts() -> Iterator[WeightGroups]:
         for layer in sorted(layers):
-            tensors: dict[str, torch.Tensor] = {}
+            read = {}  # reader -> that file's tensors of this layer
             for reader in readers:
                 names = [name for r, name in layers[layer] if r is reader]
                 if names:
-                    tensors.update(reader.read(names))
+                    read[reader] = reader.read(names)
+            tensors = {name: t for part in read.values() for name, t in part.items()}
             try:
-                yield rule(tensors, config)
+                groups = rule(tensors, config)
             except (ValueError, RuntimeError, KeyError, TypeError) as error:
                 raise CheckpointError(
                     f"{path}: layer {layer}: weights do not fit family {family!r}: {error}"
                 ) from error
+            yield groups
+            # the caller has done with the layer: its pages of a mapped .bin go back (else
+            # the whole file ends up resident, pass after pass)
+            for reader in read:
+                reader.release(read[reader].values())
+            del read, tensors, groups  # one layer alive at a time, also while the next is read
 
     return parts
 
