@@ -31,6 +31,7 @@ from trainmap.checkpoints.read import (
     series_metrics,
 )
 from trainmap.checkpoints.series import TRANSFORMER_FAMILIES, known_families
+from trainmap.checkpoints.stream import checkpoint_metrics
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
@@ -229,6 +230,20 @@ def test_unreadable_checkpoint_names_the_path(tmp_path):
     torch.save({"weights": object()}, pickle)
     with pytest.raises(CheckpointError, match=rf"{pickle}: cannot read the checkpoint"):
         read_weights(pickle)
+
+
+@pytest.mark.parametrize("cut", [0, 100])  # bytes kept of a saved pytorch_model.bin
+def test_empty_or_cut_off_bin_names_the_file_on_both_paths(tmp_path, cut):
+    file = tmp_path / "pytorch_model.bin"
+    torch.save({"encoder.layer.0.output.dense.weight": torch.ones(4, 4)}, file)
+    file.write_bytes(file.read_bytes()[:cut])
+
+    def fast(path):
+        return checkpoint_metrics(path, "bert", {}, torch.device("cpu"))
+
+    for read in (read_weights, fast):
+        with pytest.raises(CheckpointError, match=rf"{file}: cannot read the checkpoint: \S"):
+            read(tmp_path)
 
 
 def test_pytorch_bin_checkpoint_is_read_with_weights_only(tmp_path):

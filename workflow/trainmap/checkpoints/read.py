@@ -143,12 +143,19 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # safetensors and the unpickler raise many types
-        raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
+        raise unreadable(path, error) from error
     if not isinstance(tensors, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in tensors.values()
     ):
         raise CheckpointError(f"{path}: not a name -> tensor mapping (a state_dict)")
     return dict(tensors)
+
+
+def unreadable(path: Path, error: Exception) -> CheckpointError:
+    """The error for a weights file the reader refused; an empty file's EOFError has no
+    message of its own."""
+    reason = str(error) or f"{type(error).__name__} (an empty or cut-off file?)"
+    return CheckpointError(f"{path}: cannot read the checkpoint: {reason}")
 
 
 def model_config(path: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from trainmap.checkpoints.read import (
     family_rule,
     hub_snapshot,
     model_config,
+    unreadable,
     weight_files,
     weight_groups,
 )
@@ -56,7 +57,7 @@ class _Reader:
         except CheckpointError:
             raise
         except Exception as error:  # safetensors and the unpickler raise many types
-            raise CheckpointError(f"{file}: cannot read the checkpoint: {error}") from error
+            raise unreadable(file, error) from error
 
     def _load(self, file: Path) -> dict[str, torch.Tensor]:
         """A torch.save file: mapped (tensors paged in when read, handed back by release)
@@ -79,7 +80,7 @@ class _Reader:
             with safe_open(self.file, framework="pt") as f:
                 return {name: f.get_tensor(name) for name in names}
         except Exception as error:
-            raise CheckpointError(f"{self.file}: cannot read the checkpoint: {error}") from error
+            raise unreadable(self.file, error) from error
 
     def release(self, tensors: Iterable[torch.Tensor]) -> None:
         """Hand back the resident pages of tensors read from a mapped file (a no-op for
