@@ -3,7 +3,7 @@
 ``torch.load(mmap=True)`` maps the whole file once (privately, ``MAP_PRIVATE``), and every
 page a layer's tensors touch stays resident for as long as any tensor of the file lives:
 read layer by layer, a BERT-base ``pytorch_model.bin`` ended with all its layers resident
-(467 MiB above the torch baseline, 1.12x the file, against 171 MiB with the pages handed
+(467 MiB above the torch baseline, 1.12x the file, against 170 MiB with the pages handed
 back; BENCHMARKS.md). ``madvise(MADV_DONTNEED)`` drops a range's pages from the process;
 for a private file mapping that was never written, the next read pages them in again from
 the file (the page cache), so the values cannot change. On anonymous memory it would

@@ -5,7 +5,9 @@ metrics over all of it at once (3.0 GB peak for one BERT-base checkpoint). Here 
 transformer checkpoint (families ``bert``, ``gpt2``, ``gpt_neox``) is read one layer at a
 time: safetensors through ``safe_open`` (memory-mapped, only the tensors the family's rule
 reads; embeddings and heads are never loaded), ``.bin`` files through
-``torch.load(mmap=True, weights_only=True)``, and each layer's tensors go through the same
+``torch.load(mmap=True, weights_only=True)`` (each layer's pages handed back once it is
+done: ``trainmap.checkpoints.pages``; torch < 1.6's format cannot be mapped and is read
+whole), and each layer's tensors go through the same
 family rule (``trainmap.metrics.families``) into ``trainmap.metrics.fast.metrics_of_layers``.
 Task families (a registered task's model) need the whole state dict to load their model
 strictly; their checkpoints are small and are read whole, as before.
