@@ -1,6 +1,7 @@
 """The fast exact metrics of checkpoint series (trainmap.metrics.fast, trainmap.checkpoints.stream)
 against today's compute_metrics, within the per-metric tolerances of TOLERANCES."""
 
+import logging
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics_fast
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics import pooled as pooled_module
 from trainmap.metrics.fast import (
     _spectra_torch,
     compute_metrics_fast,
@@ -22,7 +24,7 @@ from trainmap.metrics.fast import (
     out_of_tolerance,
     singular_values_cpu,
 )
-from trainmap.metrics.pooled import RANK, Pooled, _top_bits
+from trainmap.metrics.pooled import RANK, STRIDE, Pooled, _top_bits
 from trainmap.metrics.weights import WeightGroups, compute_metrics
 from trainmap.tasks.registry import get_task
 
@@ -135,6 +137,72 @@ def test_median_is_exact_over_tensors(values):
     groups = WeightGroups([], weights=tensors, biases=tensors)
     got = compute_metrics_fast(groups)
     assert got["median_w"] == exact_median(tensors) == compute_metrics(groups)["median_w"]
+
+
+def pooled_median(arrays: list[np.ndarray]) -> tuple[float, int, Pooled]:
+    """The median by Pooled's passes; the number of passes after the first."""
+    pooled, passes = Pooled(), 0
+    for a in arrays:
+        pooled.add(a.astype(np.float64), a)
+    while pooled.needs_pass:
+        for a in arrays:
+            pooled.collect(a)
+        pooled.end_pass()
+        passes += 1
+    return pooled.result()[1], passes, pooled
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda gen: [gen.standard_normal(20_000).astype(np.float32) * 0.02 for _ in range(5)],
+        lambda gen: [gen.standard_normal(30_001).astype(np.float32) + 3.0],  # odd, offset
+        lambda gen: [np.where(gen.random(40_000) < 0.6, 0.0, gen.standard_normal(40_000))
+                     .astype(np.float32)],  # pruned: the median is one of many zeros
+        lambda gen: [gen.standard_normal(25_000), gen.standard_normal(25_000).astype(np.float32)
+                     - 1e-3],  # float64 and float32 together
+        lambda gen: [np.round(gen.standard_normal(50_000) * 4).astype(np.float32) / 8],  # ties
+    ],
+)  # fmt: skip
+def test_median_from_the_sampled_interval_is_exact(make):
+    arrays = make(np.random.default_rng(11))
+    got, passes, pooled = pooled_median(arrays)
+    assert got == np.median(np.concatenate([a.astype(np.float64) for a in arrays]))
+    low, high = pooled.interval
+    assert passes == 1 and math.isfinite(low) and math.isfinite(high)  # a bounded interval
+
+
+def test_median_when_the_sample_misses_takes_two_more_passes(caplog):
+    """Every sampled value (each STRIDE-th) far from the rest, more of them below than
+    above: the sample's interval lies below the middle values, and the histogram passes
+    (which must not count the sample again) find them exactly."""
+    gen = np.random.default_rng(12)
+    arrays = []
+    for size, far in ((STRIDE * 800, -5.0), (STRIDE * 300 + 7, 5.0)):
+        a = gen.standard_normal(size).astype(np.float32) * 0.01
+        a[::STRIDE] = far + gen.random(a[::STRIDE].size).astype(np.float32)
+        arrays.append(a)
+    with caplog.at_level(logging.INFO, logger="trainmap.metrics.pooled"):
+        got, passes, _ = pooled_median(arrays)
+    assert got == np.median(np.concatenate(arrays).astype(np.float64))
+    assert passes == 3 and "two more passes" in caplog.text
+
+
+def test_median_when_the_samples_interval_holds_too_many_values(monkeypatch, caplog):
+    """Sampled values spread wide, the rest packed near zero: the interval holds nearly
+    all values, more than pass 2 may keep; the histogram passes find the median."""
+    monkeypatch.setattr(pooled_module, "KEEP_AT_LEAST", 1000)
+    gen = np.random.default_rng(13)
+    a = gen.standard_normal(STRIDE * 1000).astype(np.float32) * 0.01
+    a[::STRIDE] = gen.uniform(-1000.0, 1000.0, 1000).astype(np.float32)
+    pooled = Pooled()
+    pooled.add(a.astype(np.float64), a)
+    pooled.collect(a)
+    assert sum(f.size for f in pooled.found) <= pooled.room < pooled.inside
+    with caplog.at_level(logging.INFO, logger="trainmap.metrics.pooled"):
+        pooled.end_pass()
+    assert "more than the" in caplog.text and pooled.stage == "histogram"
+    assert pooled_median([a])[:2] == (np.median(a.astype(np.float64)), 3)
 
 
 def test_pooled_statistics_of_many_tensors_and_dtypes():

@@ -30,10 +30,12 @@ differs:
 - The pooled statistics stream: exact mean and population variance from per-tensor float64
   sums and centred sums of squares (Chan et al.'s pairwise update; a tensor's centred sum
   is ``sum x^2 - n mean^2`` where that loses at most 2 bits, i.e. mean^2 <= 3 var, else
-  a second pass over the tensor), and the exact median from a histogram of the values'
-  float32 bit patterns (2^16 buckets) and a second pass that collects the one or
-  two buckets holding the middle order statistics (``trainmap.metrics.pooled``). No
-  float64 copy of all weights, no buffer of them either.
+  a second pass over the tensor), and the exact median from a second pass that counts
+  the values below an interval and keeps those in it, the interval taken from a histogram
+  of a sample's float32 bit patterns; where the middle values are not in it, two more
+  passes (a histogram of all values, then the one or two buckets holding the middle order
+  statistics; ``trainmap.metrics.pooled``). No float64 copy of all weights, no buffer of
+  them either.
 - A model can arrive layer by layer (``metrics_of_layers``), so a checkpoint never has to
   be in memory whole (``trainmap.checkpoints.stream`` reads it so).
 
@@ -288,12 +290,12 @@ def metrics_of_layers(
 ) -> dict[str, float]:
     """The 14 metrics (as ``compute_metrics``) of a model whose weight groups arrive in parts.
 
-    layers: called once or twice (the median's second pass), each call yields the
-    model's WeightGroups in parts (e.g. one transformer layer each; the same parts both
-    times). Per-matrix metrics are averaged over all parts' matrices; pooled statistics over
-    all parts' weights and biases. device: where the spectra are computed (CPU: NumPy;
-    else torch on that device). threads: matrices computed in parallel (BLAS itself is
-    held to one thread per worker). report: if given, gets ``matrices`` and
+    layers: called once, twice (the median's second pass) or, rarely, four times; each
+    call yields the model's WeightGroups in parts (e.g. one transformer layer each; the
+    same parts every time). Per-matrix metrics are averaged over all parts' matrices;
+    pooled statistics over all parts' weights and biases. device: where the spectra are
+    computed (CPU: NumPy; else torch on that device). threads: matrices computed in
+    parallel (BLAS itself is held to one thread per worker). report: if given, gets ``matrices`` and
     ``svd_fallbacks`` (matrices the precision check sent to the SVD). backend: ``numpy``
     or ``torch`` for the spectra; default NumPy on the CPU (OpenBLAS's float64 products
     ran ~2x MKL's on the AMD CPU measured), torch on any other device. spectra:
@@ -336,12 +338,14 @@ def metrics_of_layers(
                     weights.add(_as_float64(t))
             for t in groups.biases:
                 biases.add(_as_float64(t))
-        if weights.needs_second_pass or biases.needs_second_pass:
+        while busy := [p for p in (weights, biases) if p.needs_pass]:  # the median's passes
             for groups in layers():
                 for pooled, tensors in ((weights, groups.weights), (biases, groups.biases)):
-                    if pooled.needs_second_pass:
+                    if pooled in busy:
                         for t in tensors:
                             pooled.collect(_as_numpy(t))
+            for pooled in busy:
+                pooled.end_pass()
     if report is not None:
         report.update(matrices=n_matrices, svd_fallbacks=fallbacks)
     with np.errstate(divide="ignore", invalid="ignore"):
