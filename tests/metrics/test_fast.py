@@ -184,8 +184,10 @@ def test_median_when_the_sample_misses_takes_two_more_passes(caplog):
         arrays.append(a)
     with caplog.at_level(logging.INFO, logger="trainmap.metrics.pooled"):
         got, passes, _ = pooled_median(arrays)
-    assert got == np.median(np.concatenate(arrays).astype(np.float64))
-    assert passes == 3 and "two more passes" in caplog.text
+    want = np.median(np.concatenate(arrays).astype(np.float64))
+    assert got == want and passes == 3 and "two more passes" in caplog.text
+    tensors = [torch.from_numpy(a) for a in arrays]  # the same through metrics_of_layers
+    assert compute_metrics_fast(WeightGroups([], weights=tensors))["median_w"] == want
 
 
 def test_median_when_the_samples_interval_holds_too_many_values(monkeypatch, caplog):
