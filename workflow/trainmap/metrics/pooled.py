@@ -70,7 +70,6 @@ class Pooled:
         self.interval: tuple[float, float] | None = None  # pass 2's [low, high]
         self.below = 0  # values below the interval (pass 2)
         self.inside = 0  # values in it
-        self.room = 0  # how many of them pass 2 may keep
         # bucket (in value order) -> (values in lower buckets, values in it), for "buckets"
         self.wanted: dict[int, tuple[int, int]] = {}
         self.found: list[np.ndarray] = []
@@ -111,6 +110,17 @@ class Pooled:
     @property
     def needs_pass(self) -> bool:
         return self.n > 0 and not self.nan and self.stage != "done"
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width, in sampled values (see SIGMAS)."""
+        return SIGMAS * math.sqrt(self.sampled) / 2.0 + SLACK
+
+    @property
+    def room(self) -> int:
+        """How many values in the interval pass 2 may keep (see KEEP_AT_MOST)."""
+        typical = 2.0 * self.half_width * self.n / self.sampled
+        return max(int(KEEP_AT_MOST * typical), KEEP_AT_LEAST)
 
     def collect(self, x: np.ndarray) -> None:
         """A later pass over x (float32 or float64), as ``stage`` says."""
@@ -157,9 +167,8 @@ class Pooled:
             self.counts[:] = 0
             self.found, self.stage = [], "histogram"
         elif self.stage == "histogram":
-            ranked = self.counts[PATTERN]
-            upto = np.cumsum(ranked)
-            buckets = {int(np.searchsorted(upto, r, side="right")) for r in self._ranks()}
+            ranked, upto = self._in_value_order()
+            buckets = {_bucket_holding(upto, r) for r in self._ranks()}
             self.wanted = {b: (int(upto[b] - ranked[b]), int(ranked[b])) for b in sorted(buckets)}
             self.stage = "buckets"
         elif self.stage == "buckets":
@@ -169,18 +178,20 @@ class Pooled:
     def _interval(self) -> tuple[float, float]:
         """[low, high] holding the middle values unless the sample is far from typical:
         the value range of the buckets around the middle ranks' sample ranks."""
-        ranked = self.counts[PATTERN]
-        upto = np.cumsum(ranked)  # sampled values up to each bucket, in value order
-        m = self.sampled
-        half = SIGMAS * math.sqrt(m) / 2.0 + SLACK
-        self.room = max(int(KEEP_AT_MOST * 2.0 * half * self.n / m), KEEP_AT_LEAST)
+        _, upto = self._in_value_order()  # sampled values up to each bucket
+        m, half = self.sampled, self.half_width
         first, last = (r * m / self.n for r in self._ranks())
         low, high = -math.inf, math.inf
         if first - half > 0:
-            low = _bucket_edges(int(np.searchsorted(upto, first - half, side="right")))[0]
+            low = _bucket_edges(_bucket_holding(upto, first - half))[0]
         if last + half < m - 1:
-            high = _bucket_edges(int(np.searchsorted(upto, last + half, side="right")))[1]
+            high = _bucket_edges(_bucket_holding(upto, last + half))[1]
         return low, high
+
+    def _in_value_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The counts per bucket in value order, and their running sums."""
+        ranked = self.counts[PATTERN]
+        return ranked, np.cumsum(ranked)
 
     def _ranks(self) -> tuple[int, int]:
         """0-based ranks of the lower and upper middle values (equal for odd counts)."""
@@ -218,6 +229,11 @@ class Pooled:
             raise RuntimeError("median: result() before the passes that needs_pass asks for")
         median = math.nan if self.nan else self.median
         return [mean, median, self.m2 / self.n if math.isfinite(mean) else math.nan]
+
+
+def _bucket_holding(upto: np.ndarray, rank: float) -> int:
+    """The bucket (value order) holding the 0-based rank (its floor), from running sums."""
+    return int(np.searchsorted(upto, rank, side="right"))
 
 
 def _bucket_edges(bucket: int) -> tuple[float, float]:
