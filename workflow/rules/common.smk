@@ -5,6 +5,7 @@ from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
 from trainmap.function_space.features import pc_features
+from trainmap.hmm.options import fit_options, sequence_options
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -15,6 +16,7 @@ wildcard_constraints:
     group="[0-9]+",
     k="[0-9]+",
     fold="[0-9]+",
+    resample="[0-9]+",
 
 
 def script_code(script):
@@ -185,26 +187,9 @@ def get_task_name(wildcards):
     return get_setting(wildcards).task
 
 
-SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
-FIT_OPTIONS = (
-    "restarts",
-    "n_iter",
-    "covariance",
-    "seed",
-    "tol",
-    "min_covar",
-    "covariance_guard",
-)
-
-
 def get_sequence_options(wildcards):
-    """The hmm options prepare_sequences uses (others must not rerun it); `folds` only
-    with selection: kfold, so a split setting's options stay as they were."""
-    hmm = get_hmm_options(wildcards)
-    options = {key: hmm[key] for key in SEQUENCE_OPTIONS}
-    if hmm["selection"] == "kfold":
-        options["folds"] = hmm["folds"]
-    return options
+    """The hmm options prepare_sequences uses (others must not rerun it)."""
+    return sequence_options(get_hmm_options(wildcards))
 
 
 def get_selection_method(wildcards):
@@ -231,8 +216,7 @@ def get_fold_fits(wildcards):
 
 def get_fit_options(wildcards):
     """The hmm options fit_hmm uses (others must not rerun the fits)."""
-    hmm = get_hmm_options(wildcards)
-    return {key: hmm[key] for key in FIT_OPTIONS}
+    return fit_options(get_hmm_options(wildcards))
 
 
 def get_state_count(wildcards):
@@ -246,6 +230,41 @@ def get_hmm_fits(wildcards):
         setting=wildcards.setting,
         k=sorted(get_hmm_options(wildcards)["states"]),
     )
+
+
+def get_refit(wildcards):
+    """hmm.refit: the map's model is the selected K refit on all runs."""
+    return get_hmm_options(wildcards)["refit"]
+
+
+def get_resample_options(wildcards):
+    """The hmm options a resample uses: the fits', the candidates and the split size."""
+    hmm = get_hmm_options(wildcards)
+    return {**fit_options(hmm), "states": hmm["states"], "val_fraction": hmm["val_fraction"]}
+
+
+def get_stability(wildcards):
+    return get_setting(wildcards).stability
+
+
+def get_resample(wildcards):
+    return int(wildcards.resample)
+
+
+def get_resamples(wildcards):
+    """stability.resamples R: the R resample fits (resample1 .. resampleR); none for R = 0."""
+    return expand(
+        "results/{setting}/stability/resample{resample}.json",
+        setting=wildcards.setting,
+        resample=range(1, get_stability(wildcards)["resamples"] + 1),
+    )
+
+
+def get_support(wildcards):
+    """support.json when the setting has resamples (draw_training_map merges it)."""
+    if not get_stability(wildcards)["resamples"]:
+        return []
+    return f"results/{wildcards.setting}/support.json"
 
 
 def get_alpha(wildcards):

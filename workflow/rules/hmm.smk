@@ -65,9 +65,34 @@ rule fit_hmm:
         "../scripts/fit_hmm.py"
 
 
+# stability: {resamples: R}: R redraws of the split and the restarts, each a whole
+# selection and map (trainmap.hmm.resample); K is the one most of them pick.
+rule fit_resample:
+    input:
+        sequences="results/{setting}/hmm/sequences.parquet",
+        trajectories="results/{setting}/trajectories.parquet",
+    output:
+        "results/{setting}/stability/resample{resample}.json",
+    log:
+        "logs/{setting}/fit_resample/resample{resample}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        resample=get_resample,
+        hmm=get_resample_options,
+        stability=get_stability,
+        convergence=get_convergence,
+        alpha=get_alpha,
+        code=script_code("fit_resample.py"),
+    script:
+        "../scripts/fit_resample.py"
+
+
 rule select_state_count:
     input:
-        get_hmm_fits,
+        fits=get_hmm_fits,
+        resamples=get_resamples,
     output:
         selection="results/{setting}/hmm/selection.json",
         figure="results/{setting}/selection.png",
@@ -77,16 +102,55 @@ rule select_state_count:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
+        stability=get_stability,
         code=script_code("select_state_count.py"),
     script:
         "../scripts/select_state_count.py"
 
 
-rule decode_states:
+rule compute_support:
+    input:
+        resamples=get_resamples,
+        selection="results/{setting}/hmm/selection.json",
+        states="results/{setting}/states.parquet",
+        detours="results/{setting}/detours.csv",
+    output:
+        "results/{setting}/support.json",
+    log:
+        "logs/{setting}/compute_support.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        code=script_code("compute_support.py"),
+    script:
+        "../scripts/compute_support.py"
+
+
+# The map's model: the selected K refit on all runs (hmm.refit; trainmap.hmm.selected).
+rule fit_map_model:
     input:
         sequences="results/{setting}/hmm/sequences.parquet",
         selection="results/{setting}/hmm/selection.json",
         fits=get_hmm_fits,
+    output:
+        "results/{setting}/hmm/selected.json",
+    log:
+        "logs/{setting}/fit_map_model.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    params:
+        refit=get_refit,
+        options=get_fit_options,
+        code=script_code("fit_map_model.py"),
+    script:
+        "../scripts/fit_map_model.py"
+
+
+rule decode_states:
+    input:
+        sequences="results/{setting}/hmm/sequences.parquet",
+        model="results/{setting}/hmm/selected.json",
     output:
         "results/{setting}/states.parquet",
     log:

@@ -3,13 +3,13 @@
 
 rule draw_training_map:
     input:
-        models=get_hmm_fits,  # hmm.smk: every candidate K; the script reads the selected one
-        selection="results/{setting}/hmm/selection.json",
+        model="results/{setting}/hmm/selected.json",
         sequences="results/{setting}/hmm/sequences.parquet",
         states="results/{setting}/states.parquet",
         runs="results/{setting}/convergence.parquet",
         detours="results/{setting}/detours.csv",
         regression="results/{setting}/regression.json",
+        support=get_support,  # stability.resamples > 0: support.json
     output:
         map="results/{setting}/map.json",
         figure=report(
@@ -31,7 +31,7 @@ rule draw_training_map:
 
 rule draw_interactive_map:
     input:
-        models=get_hmm_fits,  # the script reads the one map.json was drawn from
+        model="results/{setting}/hmm/selected.json",
         map="results/{setting}/map.json",
         states="results/{setting}/states.parquet",
         runs="results/{setting}/convergence.parquet",

@@ -1,4 +1,4 @@
-"""Snakemake adapter: Viterbi paths of every run under the selected model."""
+"""Snakemake adapter: Viterbi paths of every run under the map's model (selected.json)."""
 
 import sys
 from pathlib import Path
@@ -13,11 +13,9 @@ from trainmap.io.logs import log_to_file
 
 def main(inputs, output: str, log: str) -> None:
     log_to_file(log)
-    chosen = read_json(inputs.selection)["n_states"]
-    (fit,) = [f for f in map(read_json, inputs.fits) if f["n_states"] == chosen]
+    model = read_json(inputs.model)
     table = read_parquet(inputs.sequences)
-    states = decode_states(model_from_json(fit), table, fit["features"])
-    write_parquet(states, output)
+    write_parquet(decode_states(model_from_json(model), table, model["features"]), output)
 
 
 main(snakemake.input, snakemake.output[0], snakemake.log[0])

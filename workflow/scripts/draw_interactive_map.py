@@ -17,11 +17,9 @@ from trainmap.maps.detours import read_detour_table
 def main(inputs, output: str, params, log: str) -> None:
     log_to_file(log)
     training_map = read_json(inputs.map)
-    name = f"k{training_map['n_states']}.json"
-    (model_path,) = [p for p in inputs.models if Path(p).name == name]
-    model = read_json(model_path)
+    model = read_json(inputs.model)
     if model["features"] != training_map["features"]:
-        raise ValueError(f"{model_path}: features differ from {inputs.map}'s")
+        raise ValueError(f"{inputs.model}: features differ from {inputs.map}'s")
     text = map_page(
         training_map,
         read_detour_table(inputs.detours),

@@ -12,18 +12,12 @@ from trainmap.io.files import read_json, read_parquet, write_json
 from trainmap.io.logs import log_to_file
 from trainmap.maps.detours import read_detour_table
 from trainmap.maps.graph import build_map, mark_detours
-
-
-def selected_model(model_paths: list[str], selection_path: str) -> dict:
-    """The k<K>.json that selection.json names."""
-    name = f"k{read_json(selection_path)['n_states']}.json"
-    (path,) = [p for p in model_paths if Path(p).name == name]
-    return read_json(path)
+from trainmap.maps.support import attach_support
 
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
-    model_json = selected_model(list(inputs.models), inputs.selection)
+    model_json = read_json(inputs.model)
     runs = read_parquet(inputs.runs).set_index("seed")
     detours = read_detour_table(inputs.detours)
     training_map = build_map(
@@ -34,6 +28,8 @@ def main(inputs, outputs, params, log: str) -> None:
         runs[runs["in_regression"]],
     )
     training_map = mark_detours(training_map, detours)
+    if inputs.support:  # stability.resamples > 0
+        training_map = attach_support(training_map, read_json(inputs.support))
     write_json(training_map, outputs.map)
     figure = plot_map(training_map, detours, read_json(inputs.regression), params.setting)
     save_figure(figure, outputs.figure)

@@ -31,13 +31,7 @@ def main(inputs, output: str, params, log: str) -> None:
         observations(table, features, "val"),
         params.n_states,
         features,
-        restarts=options["restarts"],
-        n_iter=options["n_iter"],
-        covariance=options["covariance"],
-        seed=options["seed"],
-        tol=options["tol"],
-        min_covar=options["min_covar"],
-        covariance_guard=options["covariance_guard"],
+        **options,
     )
     write_json(result, output)
 

@@ -1,4 +1,5 @@
-"""Snakemake adapter: choose K by validation BIC; write selection.json and its figure."""
+"""Snakemake adapter: choose K (validation BIC, or the resamples' most frequent pick);
+write selection.json and its figure."""
 
 import sys
 from pathlib import Path
@@ -12,12 +13,14 @@ from trainmap.io.files import read_json, write_json
 from trainmap.io.logs import log_to_file
 
 
-def main(fits: list[str], outputs, params, log: str) -> None:
+def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
-    selection = select_state_count([read_json(path) for path in fits])
+    resamples = [read_json(path) for path in inputs.resamples]
+    fits = [read_json(path) for path in inputs.fits]
+    selection = select_state_count(fits, resamples or None, params.stability["rule"])
     write_json(selection, outputs.selection)
     with atomic_path(outputs.figure) as tmp:
         plot_selection(selection, params.setting).savefig(tmp, format="png", dpi=120)
 
 
-main(list(snakemake.input), snakemake.output, snakemake.params, snakemake.log[0])
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

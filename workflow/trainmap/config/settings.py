@@ -17,13 +17,13 @@ import yaml
 from trainmap.checkpoints.series import CheckpointSeries, build_series
 from trainmap.errors import ConfigError
 from trainmap.function_space.features import pc_features, pc_number
-from trainmap.hmm.split import check_predicted_split, trained_checkpoints
+from trainmap.hmm.split import check_predicted_split, check_resamples, trained_checkpoints
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
 from trainmap.tasks.params import parse_params
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-COMMON_KEYS = {"source", "features", "convergence", "hmm", "alpha"}
+COMMON_KEYS = {"source", "features", "convergence", "hmm", "stability", "alpha"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.
 SOURCE_KEYS = {
@@ -57,6 +57,7 @@ class Setting:
     convergence: dict[str, Any]
     hmm: dict[str, Any]
     alpha: float
+    stability: dict[str, Any]
     features: list[str]
     seeds: list[int] = dataclasses.field(default_factory=list)
     seeds_per_job: int = 1
@@ -158,9 +159,10 @@ def validate_config(config: dict, predict_split: bool = True) -> dict[str, Setti
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     _check_finite(config, "")
+    given = {key: config.get(key, {}) for key in PRESET_BLOCKS}  # before the defaults
     config = _fill_defaults(config, load_yaml(SCHEMA_PATH))
     settings = {
-        name: _build_setting(name, entry, config)
+        name: _build_setting(name, entry, config, given)
         for name, entry in sorted(config["settings"].items())
     }
     if predict_split:
@@ -181,9 +183,33 @@ def _check_finite(value: Any, where: str) -> None:
         _check_finite(item, f"{where}.{key}" if where else str(key))
 
 
-def _build_setting(name: str, entry: dict, config: dict) -> Setting:
+# hmm.protocol: paper restores the paper's HMM protocol (METHOD.md sections 3-4) for every
+# key the config leaves unset; `default` is the schema's (docs/stability.md says why).
+PROTOCOLS = {
+    "default": {"hmm": {}, "stability": {}},
+    "paper": {
+        "hmm": {"normalize": "per_run", "n_iter": 32, "keep_by": "val_loglik", "refit": False},
+        "stability": {"resamples": 0},
+    },
+}
+PRESET_BLOCKS = ("hmm", "stability")
+
+
+def _block(block: str, entry: dict, config: dict, given: dict) -> dict[str, Any]:
+    """A setting's ``hmm`` or ``stability`` keys: the schema's defaults, then its
+    protocol's, then the top-level keys given, then the setting's own."""
+    protocol = {**given["hmm"], **entry.get("hmm", {})}.get("protocol", "default")
+    return {
+        **config[block],
+        **PROTOCOLS[protocol][block],
+        **given[block],
+        **entry.get(block, {}),
+    }
+
+
+def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting:
     where = f"settings.{name}"
-    hmm = {**config["hmm"], **entry.get("hmm", {})}
+    hmm = _block("hmm", entry, config, given)
     source = entry["source"]
     common = {
         "name": name,
@@ -191,6 +217,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         "convergence": entry.get("convergence", {}),  # optional for checkpoints only
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
+        "stability": _block("stability", entry, config, given),
         "features": list(entry.get("features", METRIC_COLUMNS)),
     }
     _check_folds(hmm, entry, where)
@@ -292,26 +319,36 @@ def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
 
 
 def check_split(setting: Setting) -> None:
-    """The validation split the setting's runs will give, refused now if too small (not
-    after every seed trained); settings whose run lengths only the data tells pass."""
+    """The validation split and the resamples the setting's runs will give, refused now
+    if too small (not after every seed trained); settings whose run lengths only the data
+    tells are checked for what their seeds say."""
     where = f"settings.{setting.name}"
-    if setting.hmm.get("selection") == "kfold":
-        return  # no split: each fold's rows are checked when the runs are dealt
+    counts, how, more = _predicted_checkpoints(setting, where)
+    if setting.source in ("train", "checkpoints"):
+        check_resamples(
+            counts or dict.fromkeys(setting.seeds), setting.stability, setting.hmm, where
+        )
+    if setting.hmm.get("selection") == "kfold" or counts is None:
+        return  # kfold: each fold's rows are checked when the runs are dealt
+    check_predicted_split(counts, setting.hmm, where, how, more)
+
+
+def _predicted_checkpoints(setting: Setting, where: str):
+    """(run -> checkpoints, how that is known, which keys give more), or Nones where
+    only the data tells."""
     if setting.source == "train":
         predicted = trained_checkpoints(setting.task, setting.params)
         if predicted is None:
-            return
+            return None, None, None
         count, how = predicted
-        counts = dict.fromkeys(setting.seeds, count)
         more = f"more checkpoints per run ({where}.epochs, {where}.eval_every)"
-    elif setting.source == "checkpoints":
+        return dict.fromkeys(setting.seeds, count), how, more
+    if setting.source == "checkpoints":
         counts = {seed: len(setting.series.steps[seed]) for seed in setting.seeds}
         low, high = min(counts.values()), max(counts.values())
         how = f"{low}{'' if low == high else f' to {high}'} checkpoints per run"
-        more = f"list more steps ({where}.steps)"
-    else:
-        return
-    check_predicted_split(counts, setting.hmm, where, how, more)
+        return counts, how, f"list more steps ({where}.steps)"
+    return None, None, None
 
 
 def _seed_list(seeds: int | list[int]) -> list[int]:

@@ -206,6 +206,8 @@ def _draw_edges(
 def _edge_lines(edge: dict, compact: bool) -> list[str]:
     probability = transition_label(edge["source"], edge["target"], edge["probability"])
     lines = [f"{plural(edge['runs'], 'run')} \u00b7 {probability}"]
+    if edge.get("support") is not None:  # stability.resamples
+        lines.append(f"support {edge['support']:.0%}")
     if not compact:
         lines += [feature_change(f, d) for f, d in edge["feature_changes"].items()]
     return lines
@@ -215,10 +217,26 @@ KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
 KIND_LOOK = {"detour": (DETOUR, DETOUR), "dead_end": (DEAD_END, DEAD_END)}  # (ring, text)
 
 
+def kind_title(state: dict, kind: str) -> str:
+    """'DETOUR', or with supports 'DETOUR (in 80% of resamples)'; a call too few
+    resamples repeat (``uncertain``) gets a question mark: 'DETOUR? (in 30% ...)'."""
+    title = KIND_TITLES[kind] + ("?" if state.get("uncertain") else "")
+    support = state.get(f"{kind}_support")
+    return title if support is None else f"{title} (in {support:.0%} of resamples)"
+
+
+def _ring_style(state: dict, kind: str) -> str:
+    """Dotted for an uncertain call, dashed for a dead end, else solid."""
+    return ":" if state.get("uncertain") else "--" if kind == "dead_end" else "-"
+
+
 def _node_lines(state: dict, n_runs: int, stay: dict | None, kind: str) -> list[str]:
-    """Text under a node: its kind, runs visiting, P(stay), label features, starts/ends."""
-    lines = [KIND_TITLES[kind]] if kind in KIND_TITLES else []
+    """Text under a node: its kind (and the call's support), runs visiting, the state's
+    support, P(stay), label features, starts/ends."""
+    lines = [kind_title(state, kind)] if kind in KIND_TITLES else []
     lines.append(f"{state['runs_visiting']}/{n_runs} runs")
+    if state.get("support") is not None:  # stability.resamples
+        lines.append(f"support {state['support']:.0%}")
     if stay is not None:
         lines.append(transition_label(stay["source"], stay["target"], stay["probability"]))
     lines += state["top_features"]
@@ -250,7 +268,7 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
             fc=colors[k],
             ec=ring,
             lw=3.5 if kind else 1.5,
-            ls="--" if kind == "dead_end" else "-",
+            ls=_ring_style(states[k], kind),
             zorder=3,
         )
         ax.add_patch(nodes[k])

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from trainmap.figures.html import page
-from trainmap.figures.map import map_geometry
+from trainmap.figures.map import kind_title, map_geometry
 from trainmap.figures.style import (
     DEAD_END,
     DETOUR,
@@ -34,7 +34,6 @@ PIXELS = 90  # pixels per data unit (map.png draws one unit as about one inch)
 MARGIN = 30
 MIN_WIDTH = 660  # pixels: room for the title (map.png is at least 7 inches wide)
 PATH_COLOR = "rgba(255, 140, 0, 0.75)"
-KIND_TITLES = {"detour": "DETOUR", "dead_end": "DEAD END"}
 RING = {"detour": DETOUR, "dead_end": DEAD_END}  # ring and label colour of a kind of state
 
 
@@ -66,11 +65,13 @@ def _number(value) -> str:
 
 def state_hover(state: dict, n_runs: int, kind: str, means: dict, dwell) -> str:
     """Hover text of a state. means: {feature: state mean in z units} of its label features."""
-    title = f"<b>S{state['id']}</b>" + (f" · {KIND_TITLES[kind]}" if kind in KIND_TITLES else "")
+    title = f"<b>S{state['id']}</b>" + (f" · {kind_title(state, kind)}" if kind else "")
     converged = state.get("converged_runs_visiting")
+    support = state.get("support")
     lines = [
         title,
         f"runs visiting: {state['runs_visiting']}/{n_runs}",
+        *([f"support: found in {support:.0%} of resamples"] if support is not None else []),
         f"converged runs visiting: {'–' if converged is None else converged}",
         f"kind: {kind or 'ordinary'}",
         f"mean dwell: {dwell['checkpoints']:.1f} checkpoints ({_number(dwell['steps'])} steps)",
@@ -93,6 +94,8 @@ def edge_hover(edge: dict, n_runs: int) -> str:
         f"mean convergence of these runs: {_number(converge)} steps"
         + (f" ({edge['runs_censored']} censored)" if edge.get("runs_censored") else ""),
     ]
+    if edge.get("support") is not None:
+        lines.append(f"support: taken in {edge['support']:.0%} of resamples")
     if edge["feature_changes"]:
         lines.append("feature changes (state means, z):")
         lines += [f"  {feature_change(f, d)}" for f, d in edge["feature_changes"].items()]
@@ -207,6 +210,14 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
          "y1": positions[k][1] + radius + 0.06, "line": {"color": DEAD_END, "dash": "dash",
          "width": 1.5}, "layer": "above"}
         for k in ids if kinds[k] == "dead_end"
+    ]  # fmt: skip
+    uncertain = {s["id"] for s in training_map["states"] if s.get("uncertain")}
+    shapes += [  # a call too few resamples repeat: a dotted ring around the node
+        {"type": "circle", "xref": "x", "yref": "y", "x0": positions[k][0] - radius - 0.12,
+         "x1": positions[k][0] + radius + 0.12, "y0": positions[k][1] - radius - 0.12,
+         "y1": positions[k][1] + radius + 0.12, "line": {"color": RING[kinds[k]],
+         "dash": "dot", "width": 2}, "layer": "above"}
+        for k in ids if k in uncertain and kinds[k]
     ]  # fmt: skip
     axis = {"visible": False, "fixedrange": False}
     fig.update_layout(

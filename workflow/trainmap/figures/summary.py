@@ -89,22 +89,24 @@ def headline(
     """One setting's row of the summary table (display strings).
 
     ``selection``: its selection.json; adds how many restarts (and folds) agree on K and
-    notes when K sits at the edge of ``hmm.states`` or few replicates agree.
+    notes when K sits at the edge of ``hmm.states`` or few replicates agree. With support
+    values (``training_map["support"]``), K comes with its range over the resamples and
+    every detour and dead-end call with its support.
     """
-    detour_ids = detours.loc[detours["is_detour"].astype(bool), "state"].astype(int).tolist()
-    names = ", ".join(f"S{k}" for k in detour_ids)
-    kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
-    dead_ids = detours.loc[kinds == "dead_end", "state"].astype(int).tolist()
-    dead_names = ", ".join(f"S{k}" for k in dead_ids)
+    support = training_map.get("support")
     notes = [note for note in [_note(regression)] if note]
     notes += selection_notes(selection) if selection else []
+    notes += _support_notes(training_map) if support else []
+    notes += _evidence_notes(regression)
     return {
-        "K": str(training_map["n_states"]),
+        "K": _k_text(training_map),
         "K agreed by": stability_text(selection) if selection else "–",
         "forking": "yes" if training_map["forking"] else "no",
-        "detours": f"{len(detour_ids)} ({names})" if detour_ids else "0",
-        "dead ends": f"{len(dead_ids)} ({dead_names})" if dead_ids else "0",
+        "detours": _calls(training_map, detours, "detour"),
+        "dead ends": _calls(training_map, detours, "dead_end"),
         "R²": _number(regression.get("r2"), ".2f"),
+        "R² last state": _number(regression.get("r2_last_state"), ".2f"),
+        "route R² (CV)": _number(regression.get("route_r2_cv"), ".2f"),
         "p-value": _number(regression.get("f_pvalue"), ".2g"),
         "significant": "yes" if regression.get("significant") else "no",
         "runs": str(regression.get("n_runs", 0)),
@@ -112,6 +114,63 @@ def headline(
         "dissimilarity": _number(regression.get("dissimilarity"), ".3f"),
         "note": "; ".join(notes),
     }
+
+
+def _k_text(training_map: dict) -> str:
+    """'5', or with resamples '5 (4–6 over 10 resamples)'."""
+    k, support = str(training_map["n_states"]), training_map.get("support")
+    if not support or not support["resamples"]:
+        return k
+    picked = sorted(int(n) for n in support["n_states"])
+    span = str(picked[0]) if len(picked) == 1 else f"{picked[0]}–{picked[-1]}"
+    return f"{k} ({span} over {support['resamples']} resamples)"
+
+
+def _calls(training_map: dict, detours: pd.DataFrame, kind: str) -> str:
+    """'0', '1 (S3)', or with supports '1 (S3 90%)'; a call of this fit that too few
+    resamples repeat gets '?', one the resamples make and this fit does not '(not in
+    this fit)'."""
+    kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
+    if kind == "detour" and "kind" not in detours:
+        kinds = detours["is_detour"].map({True: "detour", False: ""})
+    called = detours.loc[kinds == kind, "state"].astype(int).tolist()
+    support = training_map.get("support")
+    if not support:
+        return f"{len(called)} ({', '.join(f'S{k}' for k in called)})" if called else "0"
+    states = {s["id"]: s for s in training_map["states"]}
+    robust = set(support[f"robust_{kind}s"])
+    names = []
+    for k in sorted(set(called) | robust):
+        share = states[k][f"{kind}_support"]
+        mark = "?" if k not in robust else ""
+        extra = "" if k in called else ", not in this fit"
+        names.append(f"S{k}{mark} {share:.0%}{extra}")
+    return f"{len(robust)} ({'; '.join(names)})" if names else "0"
+
+
+def _support_notes(training_map: dict) -> list[str]:
+    """Plain words on the calls the resamples do not carry."""
+    support, notes = training_map["support"], []
+    for state in training_map["states"]:
+        kind = state["kind"]
+        if state.get("uncertain"):
+            name = "detour" if kind == "detour" else "dead end"
+            notes.append(
+                f"the {name} S{state['id']} is not robust: only "
+                f"{state[f'{kind}_support']:.0%} of {support['resamples']} resamples find it"
+            )
+    return notes
+
+
+def _evidence_notes(regression: dict) -> list[str]:
+    """Says when the occupancy R² is one state boundary, not the states' route."""
+    r2, route = regression.get("r2"), regression.get("route_r2_cv")
+    if r2 is None or route is None or route >= 0.1:
+        return []
+    return [
+        f"R² {r2:.2f} is mostly the last state's share (alone {regression['r2_last_state']:.2f});"
+        f" which states a run passes through explains {max(route, 0):.2f} out of sample"
+    ]
 
 
 def _note(regression: dict) -> str:
@@ -173,12 +232,18 @@ def summary_markdown(
     parts = [
         "# Training maps: summary across settings",
         "",
-        "K: states of the selected HMM; K agreed by: restarts (and folds) that alone would "
-        "pick the same K; detours: states with a positive convergence delay "
+        "K: states of the selected HMM (with support values: the range the resamples pick); "
+        "K agreed by: resamples, folds and restarts that alone would "
+        "pick the same K; detours (with support values: the share of resamples that find "
+        "each one; only calls at least half of them make count, '?' marks the rest): "
+        "states with a positive convergence delay "
         "that some converged runs pass through and others converge without, in a regression "
         "significant at the setting's alpha; dead ends: states only runs that never converge "
         "visit; R² and "
-        "p-value: OLS of convergence time on state occupancy; censored: runs that never "
+        "p-value: OLS of convergence time on state occupancy; R² last state: the same from "
+        "the share of the run in its last state alone (the trivial baseline); route R² (CV): "
+        "out-of-sample R² of convergence time on which states a run passes through before "
+        "the state it converges in; censored: runs that never "
         "reached the convergence threshold (set to their last step).",
         "",
         markdown_table(rows),

@@ -3,7 +3,11 @@
 Each of ``restarts`` restarts runs Baum-Welch (hmmlearn) from its own seed
 ``derive_seed(seed, K, restart)`` on the fit runs and is scored on the validation runs
 (log-likelihood, AIC, BIC; parameter counts and n from hmmlearn's ``aic``/``bic``). The
-kept model is the restart with the best validation log-likelihood.
+kept model is the restart with the best training log-likelihood (``keep_by:
+train_loglik``, the default: EM's own objective, so the validation runs only choose K)
+or, as in the paper, the best validation log-likelihood (``keep_by: val_loglik``, which
+uses the validation runs twice: once to keep a restart per K, again to choose K). Its
+states are numbered in the order runs first reach them (trainmap.hmm.order).
 
 **Decision** (METHOD.md section 4): the fit is hmmlearn's Baum-Welch as it is, with
 hmmlearn's own ``min_covar`` (added to the covariances at initialisation) and
@@ -41,6 +45,7 @@ from typing import Any
 import numpy as np
 from hmmlearn.hmm import GaussianHMM
 
+from trainmap.hmm.order import number_by_first_reach
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,12 @@ log = logging.getLogger(__name__)
 COVARIANCES = ("full", "diag")
 GUARDS = ("singular", "absolute")
 SCORES = ("train_loglik", "val_loglik", "val_aic", "val_bic")
+KEEP_BY = ("train_loglik", "val_loglik")
 RELATIVE_FLOOR = 1e-12  # smallest eigenvalue / largest eigenvalue the singular guard allows
+# hmmlearn's forward-backward with per-step scaling instead of log-space sums: the same
+# EM to ~1e-11 in the log-likelihood and 1.5x faster on the default parity runs
+# (BENCHMARKS.md), which pays for running EM to its tolerance and for the resamples.
+IMPLEMENTATION = "scaling"
 
 
 class HMMFitError(RuntimeError):
@@ -107,6 +117,7 @@ def fit_restart(
         random_state=seed,
         init_params="stmc",
         params="stmc",
+        implementation=IMPLEMENTATION,
     )
     history: list[float] = []
     floored_steps, floored_states = 0, set()
@@ -163,15 +174,23 @@ def fit_state_count(
     tol: float = 1e-2,
     min_covar: float = 1e-3,
     covariance_guard: str = "singular",
+    keep_by: str = "train_loglik",
 ) -> dict[str, Any]:
     """All restarts for one K; the JSON-ready ``k<K>.json`` (kept model, every restart).
 
     ``fit``/``val``: ``(X, lengths)`` as from ``sequences.observations``. A restart whose
     EM breaks down is recorded with its error and null scores; if all do, HMMFitError.
-    ``guard`` summarises the covariance guard: its rule, the kept restart's count and
-    the per-restart counts of iterations in which it acted (null for failed restarts).
+    ``keep_by``: the score that picks the kept restart (``KEEP_BY``). Every restart's
+    states are numbered in first-reach order over the fit and validation runs before it
+    is scored (``state_order``: EM's label of each new state). ``guard`` summarises the
+    covariance guard: its rule, the kept restart's count and the per-restart counts of
+    iterations in which it acted (null for failed restarts); ``capped``: restarts that
+    stopped at ``n_iter`` before EM met ``tol``.
     """
+    if keep_by not in KEEP_BY:
+        raise ValueError(f"keep_by: {keep_by!r} is not one of {KEEP_BY}")
     runs, models = [], []
+    everything = np.concatenate([fit[0], val[0]]), np.concatenate([fit[1], val[1]])
     for restart in range(restarts):
         entry: dict[str, Any] = {"restart": restart, "seed": restart_seed(seed, n_states, restart)}
         try:
@@ -185,10 +204,13 @@ def fit_state_count(
                 min_covar=min_covar,
                 covariance_guard=covariance_guard,
             )
+            model, order = number_by_first_reach(model, *everything)
+            guarded = report["guard"]["states"]
+            report["guard"]["states"] = sorted(order.index(k) for k in guarded)
             scores = score_model(model, fit, val)
             if not np.isfinite(list(scores.values())).all():
                 raise FloatingPointError(f"non-finite scores {scores}")
-            entry.update(scores, **report, error=None)
+            entry.update(scores, **report, state_order=order, error=None)
         except (FloatingPointError, ValueError, np.linalg.LinAlgError) as error:
             log.warning("K=%d restart %d failed: %s", n_states, restart, error)
             model = None
@@ -198,11 +220,14 @@ def fit_state_count(
     ok = [r for r in runs if r["error"] is None]
     if not ok:
         raise HMMFitError(f"K={n_states}: all {restarts} restarts failed: {runs[0]['error']}")
-    best = max(ok, key=lambda r: r["val_loglik"])  # first of equals: lowest restart index
+    best = max(ok, key=lambda r: r[keep_by])  # first of equals: lowest restart index
     result = model_to_json(models[best["restart"]], features)
     result.update({name: best[name] for name in SCORES})
     result.update(
         kept_restart=best["restart"],
+        kept_by=keep_by,
+        state_order=best["state_order"],
+        capped=sum(not r["converged"] for r in ok),
         guard={
             "rule": covariance_guard,
             "iterations": best["guard"]["iterations"],
@@ -219,6 +244,7 @@ def fit_state_count(
             "min_covar": min_covar,
             "covariance_guard": covariance_guard,
             "seed": seed,
+            "keep_by": keep_by,
         },
         restarts=runs,
         n_failed=restarts - len(ok),

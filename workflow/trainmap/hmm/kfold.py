@@ -26,10 +26,9 @@ import numpy as np
 import pandas as pd
 
 from trainmap.hmm.fit import fit_state_count
+from trainmap.hmm.selected import VAL_SCORES, fit_all_runs
 from trainmap.hmm.sequences import observations
 from trainmap.seeding import derive_seed
-
-VAL_SCORES = ("val_loglik", "val_aic", "val_bic")
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -98,19 +97,11 @@ def refit_all_runs(
     per restart (``cross_validation``). Restarts list only training scores.
     """
     cv = cross_validation(fold_fits)
-    data = observations(table, features)
-    # Scoring on the fit data itself makes fit_state_count keep the best training fit.
-    result = fit_state_count(data, data, n_states, features, **options)
-    for restart in result["restarts"]:
-        for key in VAL_SCORES:
-            restart.pop(key, None)
+    result = fit_all_runs(table, features, n_states, **options)
     for key in VAL_SCORES:
         result[key] = float(np.sum(cv[f"fold_{key}"]))
     for stat, reduce in (("mean", np.mean), ("sd", np.std)):
-        result[stat] = {
-            "train_loglik": result[stat]["train_loglik"],
-            **{key: _reduce(cv[f"restart_{key}"], reduce) for key in VAL_SCORES},
-        }
+        result[stat].update({key: _reduce(cv[f"restart_{key}"], reduce) for key in VAL_SCORES})
     result.update(
         selection="kfold",
         kept_by="train_loglik (refit on all runs; nothing held out)",

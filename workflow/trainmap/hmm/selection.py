@@ -16,6 +16,21 @@ the selection figure marks the K and names it: those scores are not plain hmmlea
 did not turn: the data say "at least K" (or "at most K"), not K. Both flags are always in
 selection.json; the job logs a warning, the figure and summary.md say so.
 
+**Resamples** (``stability: {resamples: R}``, trainmap.hmm.resample). Each resample
+redraws the split and the restarts and scores every K on its own validation runs; with
+resamples K comes from all of them, so the K a reader is told is a property of the runs,
+not of ``hmm.seed``. **Decision** (``stability.rule``, bench/bench_stability.py and
+docs/stability.md): ``one_se`` (default), the smallest K whose validation BIC averaged
+over the resamples is above the lowest average by at most one standard error of that
+difference (paired over the resamples): where BIC is
+nearly flat over a range of K (as on the default parity runs from 5 to 8), the lowest
+average moves with the draw, the smallest K that fits as well does not, and the fits of
+fewer states are the ones EM finds again from any start. ``lowest_mean`` and
+``most_picked`` (the K most resamples pick alone) are the alternatives.
+``resamples`` lists every pick, their counts, each K's mean and SE and what each rule
+picks; ``split_n_states`` keeps what the configured split alone picks. When no more than
+half of the resamples pick the selected K alone, a note says the runs do not settle K.
+
 **Stability.** Each restart index r gives one replicate choice: the K whose restart r has
 the lowest validation BIC (restarts of different K have their own seeds, so replicates
 are independent draws of EM's randomness). ``stability.restarts`` lists those picks and
@@ -32,8 +47,8 @@ log = logging.getLogger(__name__)
 
 ROW_KEYS = ("train_loglik", "val_loglik", "val_aic", "val_bic")
 MEAN_KEYS = ("val_loglik", "val_aic", "val_bic")
-# Below this share of replicates (restarts or folds) agreeing, K is called unstable: most
-# replicates would have reported another K.
+# At or below this share of replicates (restarts, folds or resamples) agreeing, K is
+# called unstable: at least as many replicates would have reported another K.
 LOW_SHARE = 0.5
 
 
@@ -80,15 +95,27 @@ def lowest(rows: list[dict[str, Any]], key: str) -> int | None:
     return min(row["n_states"] for row in finite if row[key] == best)
 
 
-def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
+def select_state_count(
+    fits: list[dict[str, Any]],
+    resamples: list[dict[str, Any]] | None = None,
+    rule: str = "one_se",
+) -> dict[str, Any]:
     """``selection.json``: ``{"n_states", "criterion": "bic", "scores": [...]}`` and the
-    restart-mean choice ``mean_n_states`` for comparison."""
+    restart-mean choice ``mean_n_states`` for comparison.
+
+    ``resamples``: per resample ``{"n_states": its pick, "scores": [{"n_states",
+    "val_bic"}, ...]}`` (trainmap.hmm.resample); when given, K follows ``rule``
+    (``RESAMPLE_RULES``, see the module docstring) over them."""
     if not fits:
         raise ValueError("no fits to select from")
     rows = score_table(fits)
     selected = lowest(rows, "val_bic")
     if selected is None:
         raise ValueError("no state count has a finite validation BIC")
+    split_selected = selected
+    summary = resample_summary(resamples, rule) if resamples else None
+    if summary:
+        selected = summary["n_states"]
     selection = {
         "n_states": selected,
         "criterion": "bic",
@@ -110,8 +137,74 @@ def select_state_count(fits: list[dict[str, Any]]) -> dict[str, Any]:
         selection["folds"] = len(fold_picks)
         selection["fold_n_states"] = fold_picks
         selection["stability"]["folds"] = agreement(fold_picks, selected)
+    if summary:
+        selection["rule"] = RESAMPLE_RULES[rule]
+        selection["split_n_states"] = split_selected
+        selection["resamples"] = summary
+        selection["stability"]["resamples"] = agreement(summary["picks"], selected)
     warn_about(selection)
     return selection
+
+
+RESAMPLE_RULES = {
+    "one_se": (
+        "the smallest K whose validation BIC, averaged over the resamples, is above the "
+        "lowest average by at most one standard error of the paired difference (each "
+        "resample: its kept model per K)"
+    ),
+    "lowest_mean": "the lowest validation BIC averaged over the resamples; ties to the smaller K",
+    "most_picked": (
+        "the K most resamples pick (each: the lowest validation BIC of its kept model per "
+        "K); ties go to the smaller K"
+    ),
+}
+
+
+def resample_summary(resamples: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    """K by ``rule`` over the resamples, with each K's mean validation BIC, the standard
+    error of its gap to the best K, every pick and their counts.
+
+    ``one_se``: the smallest K whose mean BIC exceeds the lowest mean by at most the
+    standard error of that gap (paired over resamples: SD (ddof=1) of the per-resample
+    differences / sqrt(resamples)). Resamples share most of their runs, so the SE is a
+    lower bound and the rule a mild one."""
+    if rule not in RESAMPLE_RULES:
+        raise ValueError(f"stability.rule: {rule!r} is not one of {sorted(RESAMPLE_RULES)}")
+    picks = [int(r["n_states"]) for r in resamples]
+    bics: dict[int, list[float]] = {}
+    for resample in resamples:
+        for row in resample["scores"]:
+            if row["val_bic"] is not None and np.isfinite(row["val_bic"]):
+                bics.setdefault(int(row["n_states"]), []).append(float(row["val_bic"]))
+    ks = sorted(k for k, values in bics.items() if len(values) == len(resamples))
+    if not ks:
+        raise ValueError("no state count has a finite validation BIC in every resample")
+    mean = {k: float(np.mean(bics[k])) for k in ks}
+    best = min(ks, key=lambda k: (mean[k], k))
+    # Paired: each resample's BIC of K minus its BIC of the best K. The resamples' splits
+    # move every K's BIC together, which an unpaired SE would count as uncertainty.
+    gap = {k: np.subtract(bics[k], bics[best]) for k in ks}
+    se = {k: float(np.std(gap[k], ddof=1) / np.sqrt(len(gap[k]))) if len(picks) > 1 else 0.0
+          for k in ks}  # fmt: skip
+    chosen = {
+        "one_se": min(k for k in ks if mean[k] - mean[best] <= se[k]),
+        "lowest_mean": best,
+        "most_picked": most_picked(picks),
+    }
+    return {
+        "n_states": chosen[rule],
+        "rule": rule,
+        "by_rule": chosen,
+        "picks": picks,
+        "counts": {str(k): picks.count(k) for k in sorted(set(picks))},
+        "mean_val_bic": {str(k): mean[k] for k in ks},
+        "se_gap": {str(k): se[k] for k in ks},
+    }
+
+
+def most_picked(picks: list[int]) -> int:
+    """The most frequent K among ``picks``; ties go to the smaller K."""
+    return min(set(picks), key=lambda k: (-picks.count(k), k))
 
 
 def edge_flags(candidates: list[int], selected: int) -> dict[str, bool]:
@@ -166,12 +259,23 @@ def selection_notes(selection: dict[str, Any]) -> list[str]:
         )
     stability = selection.get("stability") or {}
     folds, restarts = stability.get("folds"), stability.get("restarts")
-    if folds and folds["share"] < LOW_SHARE:
+    resamples = stability.get("resamples")
+    if resamples:  # they redraw the split and the restarts: the notes below are theirs
+        if resamples["share"] <= LOW_SHARE:
+            counts = selection["resamples"]["counts"]
+            picked = ", ".join(f"K={key} by {n}" for key, n in counts.items())
+            notes.append(
+                f"K = {k} is picked by only {resamples['agree']}/{resamples['n']} resamples "
+                f"({picked}): the runs do not settle K; read the states with low support "
+                "with care"
+            )
+        return notes
+    if folds and folds["share"] <= LOW_SHARE:
         notes.append(
             f"K = {k} is unstable across runs: only {folds['agree']}/{folds['n']} folds alone "
             f"pick it (picks {folds['picks']}); add runs before reading K"
         )
-    if restarts and restarts["share"] < LOW_SHARE:
+    if restarts and restarts["share"] <= LOW_SHARE:
         notes.append(
             f"K = {k} rests on the best restarts: only {restarts['agree']}/{restarts['n']} "
             f"restarts alone pick it (picks {restarts['picks']}); raise hmm.restarts"
@@ -184,7 +288,7 @@ def stability_text(selection: dict[str, Any]) -> str:
     stability = selection.get("stability") or {}
     parts = [
         f"{stability[what]['agree']}/{stability[what]['n']} {what}"
-        for what in ("folds", "restarts")
+        for what in ("resamples", "folds", "restarts")
         if stability.get(what)
     ]
     return ", ".join(parts) or "–"

@@ -25,6 +25,9 @@ MNIST_TRAIN_SIZE = 60_000
 CIFAR100_TRAIN_SIZE = 50_000
 
 
+RESAMPLE_METHODS = ("split", "bootstrap")
+
+
 class SplitError(ValueError):
     """Fewer than two runs: nothing to fit with and validate on."""
 
@@ -126,3 +129,53 @@ def check_predicted_split(
             f"will have ({len(fit)} runs; {how}{capped}); lower the state counts, add "
             f"seeds, or {more}"
         )
+
+
+def distinct_draws(n_runs: int, method: str, val_fraction: float) -> int:
+    """How many different draws of runs a resample ``method`` can make from ``n_runs``
+    runs: a split chooses its validation runs; a bootstrap draw is a multiset of n of n."""
+    if method == "split":
+        return math.comb(n_runs, n_validation_runs(n_runs, val_fraction))
+    return math.comb(2 * n_runs - 1, n_runs)
+
+
+def check_resamples(checkpoints: dict, stability: dict, hmm: dict, where: str) -> None:
+    """Refuse resamples the runs cannot give (trainmap.hmm.resample).
+
+    checkpoints: run -> checkpoints it will have (or None where unknown). Raises
+    ConfigError naming ``stability.resamples`` when R exceeds the distinct draws of the
+    runs, and ``stability.method`` when the runs are too few for it.
+    """
+    n_resamples, method = stability["resamples"], stability["method"]
+    if not n_resamples:
+        return
+    n_runs = len(checkpoints)
+    if n_runs < 2:
+        raise ConfigError(
+            f"{where}.stability.resamples: {n_resamples} resamples need at least 2 runs, one "
+            f"to fit and one to validate; the setting has {n_runs}"
+        )
+    possible = distinct_draws(n_runs, method, hmm["val_fraction"])
+    if n_resamples > possible:
+        raise ConfigError(
+            f"{where}.stability.resamples: {n_resamples} resamples, but {n_runs} runs give "
+            f"only {possible} distinct {method} draws (hmm.val_fraction "
+            f"{hmm['val_fraction']}); lower stability.resamples or add runs"
+        )
+    rows = sorted(min(n, hmm["max_checkpoints"]) for n in checkpoints.values() if n is not None)
+    n_val = n_validation_runs(n_runs, hmm["val_fraction"])
+    if method == "split" and rows and sum(rows[:n_val]) < MIN_VAL_ROWS:
+        raise ConfigError(
+            f"{where}.stability.resamples: a resample that validates on the {n_val} shortest "
+            f"runs has {sum(rows[:n_val])} validation rows; choosing K needs at least "
+            f"{MIN_VAL_ROWS}: raise hmm.val_fraction or add runs or checkpoints"
+        )
+    if method == "bootstrap" and rows:
+        # The expected share of runs no bootstrap draw picks: (1 - 1/n)^n (-> 1/e).
+        expected = (1 - 1 / n_runs) ** n_runs * n_runs * rows[0]
+        if expected < MIN_VAL_ROWS:
+            raise ConfigError(
+                f"{where}.stability.method: bootstrap validates on the runs a draw leaves "
+                f"out, about {expected:.1f} rows here; choosing K needs at least "
+                f"{MIN_VAL_ROWS}: use method split or add runs"
+            )

@@ -45,6 +45,7 @@ import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
 from trainmap.io.files import read_csv
+from trainmap.maps.evidence import route_evidence
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,9 @@ def analyze_detours(
     positions[training_order(states, n_states)] = np.arange(n_states)
     dissimilarity = trajectory_dissimilarity(occupancy, positions)
     excluded = times.index.difference(occupancy.index).difference(unmeasured)
+    in_regression = states[states["seed"].isin(occupancy.index)]
+    if summary["r2"] is not None:
+        summary.update(route_evidence(in_regression, times, n_states))
     summary.update(
         dissimilarity=None if np.isnan(dissimilarity) else dissimilarity,
         n_detours=int(table["is_detour"].sum()),

@@ -1,0 +1,117 @@
+"""Support values: states matched by the checkpoints they hold, edges and calls counted
+over resamples, and planted tables whose true states and detour come back every time."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from planted import FEATURES, planted_runs
+from trainmap.hmm.decode import decode_states
+from trainmap.hmm.fit import fit_state_count, model_from_json
+from trainmap.hmm.resample import fit_resample
+from trainmap.hmm.selection import select_state_count
+from trainmap.hmm.sequences import observations, prepare_sequences
+from trainmap.maps.detours import analyze_detours
+from trainmap.maps.graph import build_map, mark_detours
+from trainmap.maps.support import attach_support, map_support, match_states, robust_calls
+
+CONVERGENCE = {"column": "eval_accuracy", "threshold": 0.9}
+
+
+def test_relabelled_states_match_with_jaccard_one_and_a_split_state_does_not():
+    kept = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    assert match_states(kept, np.array([2, 2, 2, 2, 0, 0, 0, 0, 1, 1])) == {
+        0: (2, 1.0),
+        1: (0, 1.0),
+        2: (1, 1.0),
+    }
+    # the refit splits state 0 in two halves and merges 1 with 2
+    matches = match_states(kept, np.array([0, 0, 3, 3, 1, 1, 1, 1, 1, 1]))
+    assert matches[0][1] == pytest.approx(0.5) and matches[1] == (1, pytest.approx(4 / 6))
+    assert 2 not in matches or matches[2][1] < 0.5
+
+
+def paths(rows: dict[int, list[int]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"seed": s, "step": 10 * t, "state": k} for s, p in rows.items() for t, k in enumerate(p)]
+    )
+
+
+def test_supports_count_the_resamples_that_find_each_state_edge_and_call():
+    kept = paths({0: [0, 0, 1, 1, 2, 2], 1: [0, 0, 0, 2, 2, 2], 2: [0, 3, 3, 3, 3, 3]})
+    same = kept["state"].map({0: 1, 1: 0, 2: 2, 3: 3}).tolist()  # relabelled
+    merged = kept["state"].map({0: 0, 1: 1, 2: 1, 3: 2}).tolist()  # 1 and 2 in one state
+    refits = [
+        {"n_states": 4, "states": same, "kinds": ["detour", "", "", "dead_end"]},  # S1 is 0
+        {"n_states": 4, "states": same, "kinds": ["", "", "", "dead_end"]},
+        {"n_states": 3, "states": merged, "kinds": ["", "", "dead_end"]},
+    ]
+    support = map_support(kept, ["", "detour", "", "dead_end"], 4, refits)
+    states = {s["id"]: s for s in support["states"]}
+    assert support["resamples"] == 3 and support["n_states"] == {"3": 1, "4": 2}
+    assert states[0]["support"] == 1.0 and states[3]["dead_end_support"] == 1.0
+    # the merged state holds 1 and 2: 2 (4 of 6 checkpoints) comes back, 1 (2 of 6) not
+    assert states[1]["support"] == pytest.approx(2 / 3) and states[2]["support"] == 1.0
+    assert states[1]["detour_support"] == pytest.approx(1 / 3)
+    edges = {(e["source"], e["target"]): e["support"] for e in support["edges"]}
+    assert edges[(0, 1)] == pytest.approx(2 / 3) and edges[(0, 2)] == 1.0
+    assert edges[(0, 3)] == 1.0 and edges[(3, 3)] == 1.0
+    assert robust_calls(support, "detour") == [] and robust_calls(support, "dead_end") == [3]
+
+
+def test_resamples_decoded_on_other_sequences_are_refused():
+    kept = paths({0: [0, 0, 1]})
+    with pytest.raises(ValueError, match="resample 4 decoded 2 checkpoints, the kept map 3"):
+        map_support(kept, ["", ""], 2, [{"resample": 4, "n_states": 2, "states": [0, 1]}])
+
+
+def hmm_stage(trajectories: pd.DataFrame, resamples: int) -> dict:
+    """The workflow's HMM, map and support steps in one process (the rules' scripts are
+    thin adapters over these calls)."""
+    states, options = [2, 3, 4], {"restarts": 2, "n_iter": 100, "covariance": "diag", "seed": 0}
+    prepared = prepare_sequences(
+        trajectories, FEATURES, max_checkpoints=1000, normalize="global", val_fraction=0.2, seed=0
+    )
+    table = prepared.table
+    fit, val = observations(table, FEATURES, "fit"), observations(table, FEATURES, "val")
+    fits = {k: fit_state_count(fit, val, k, FEATURES, **options) for k in states}
+    refits = []
+    for r in range(1, resamples + 1):
+        refit = fit_resample(
+            table, FEATURES, states, r, method="split", val_fraction=0.2, options=options
+        )
+        decoded = table[["seed", "step"]].assign(state=refit["states"])
+        kinds = analyze_detours(decoded, trajectories, refit["n_states"], CONVERGENCE, 1e-3)[0]
+        refits.append({**refit, "kinds": kinds["kind"].tolist()})
+    selection = select_state_count(list(fits.values()), [r["n_states"] for r in refits])
+    k = selection["n_states"]
+    decoded = decode_states(model_from_json(fits[k]), table, FEATURES)
+    detours, _, runs = analyze_detours(decoded, trajectories, k, CONVERGENCE, 1e-3)
+    support = map_support(decoded, detours["kind"].tolist(), k, refits)
+    training_map = build_map(
+        model_from_json(fits[k]), FEATURES, table, decoded, runs.set_index("seed")
+    )
+    training_map = attach_support(mark_detours(training_map, detours), support)
+    return {"map": training_map, "states": decoded, "support": support}
+
+
+@pytest.mark.parametrize("detour", [True, False])
+def test_planted_states_and_detour_come_back_in_every_resample(detour):
+    planted = planted_runs(n_runs=24, detour=detour)
+    with threadpool_limits(limits=1):
+        result = hmm_stage(planted.trajectories, resamples=4)
+    training_map = result["map"]
+    assert training_map["n_states"] == 3 and training_map["support"]["n_states"] == {"3": 4}
+    truth = planted.states.sort_values(["seed", "step"])["state"].to_numpy()
+    found = result["states"].sort_values(["seed", "step"])["state"].to_numpy()
+    assert np.mean(truth == found) > 0.97  # numbered like the plant: S0 start, S1, S2 end
+    assert all(s["support"] >= 0.9 for s in training_map["states"])
+    detour_support = {s["id"]: s["detour_support"] for s in training_map["states"]}
+    if detour:
+        assert detour_support[1] >= 0.9 and training_map["support"]["robust_detours"] == [1]
+        assert training_map["states"][1]["kind"] == "detour"
+    else:
+        assert max(detour_support.values()) < 0.5
+        assert training_map["support"]["robust_detours"] == []
+    assert all(e["support"] >= 0.9 for e in training_map["edges"] if e["runs"] > 1)
