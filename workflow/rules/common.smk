@@ -169,6 +169,12 @@ def get_features(wildcards):
     return get_setting(wildcards).features
 
 
+def get_features_given(wildcards):
+    """Whether the setting named its features (else the default list drops the bias
+    metrics of models without biases)."""
+    return get_setting(wildcards).features_given
+
+
 def get_convergence(wildcards):
     return get_setting(wildcards).convergence
 
