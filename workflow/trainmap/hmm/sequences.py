@@ -20,7 +20,7 @@ import pandas as pd
 from trainmap.hmm import split
 from trainmap.hmm.adequacy import step_grid_note
 from trainmap.io.biases import BiasFeatureError, bias_note, usable_features
-from trainmap.io.divergence import divergence
+from trainmap.io.divergence import divergence, loss_columns
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,8 @@ def _flag_reason(run: pd.DataFrame, flagged_from: int) -> str:
     found = divergence(run, flagged_from) or divergence(run)
     if found is not None:
         return f"diverged: {found.text()}"
+    if not loss_columns(run.columns):
+        return f"diverged: its diverged column marks it from step {flagged_from} (no loss column)"
     return (
         f"diverged: its diverged column marks it from step {flagged_from}, but no loss "
         "column turned non-finite after a finite value (a file of a Recorder before the "
