@@ -6,6 +6,7 @@ rule draw_training_map:
         models=get_hmm_fits,  # hmm.smk: every candidate K; the script reads the selected one
         selection="results/{setting}/hmm/selection.json",
         sequences="results/{setting}/hmm/sequences.parquet",
+        prepare="results/{setting}/hmm/prepare.json",  # runs left out, notes
         states="results/{setting}/states.parquet",
         runs="results/{setting}/convergence.parquet",
         detours="results/{setting}/detours.csv",
