@@ -94,7 +94,10 @@ def test_a_column_only_some_seeds_logged(tmp_path, capsys):
     record(tmp_path / "runs", 4, eval_accuracy=lambda i: 0.1 * i, lr=lambda i: 0.1)
     status, err, _ = check(tmp_path, capsys, entry)
     assert status == 0, err
-    assert "c.yaml:2: warning: settings.mine: column(s) logged by only some seeds: lr (seed(s) 4)" in err
+    assert (
+        "c.yaml:2: warning: settings.mine: column(s) logged by only some seeds: lr (seed(s) 4)"
+        in err
+    )
     entry["convergence"] = {"column": "lr", "threshold": 0.5}
     status, err, _ = check(tmp_path, capsys, entry)
     assert status == 1

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from trainmap.hmm.sequences import SequenceError, prepare_sequences
 from trainmap.io.biases import BIAS_COLUMNS, bias_free_runs
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.io.tables import find_recorded_runs, load_recorded_runs, load_run_table
-from trainmap.hmm.sequences import SequenceError, prepare_sequences
 from trainmap.record import Recorder
 
 NAN = float("nan")
@@ -168,6 +168,9 @@ def test_a_run_with_one_row_is_named_with_the_way_out():
         pd.DataFrame({"seed": s, "step": [0, 1, 2][: 1 if s == 3 else 3], "l1": 1.0 + s})
         for s in range(5)
     )
-    with pytest.raises(SequenceError, match=r"run\(s\) \[3\] have fewer than 2 checkpoints "
-                       r"\(1 in all; rows: 1\).*their seed folders of a runs directory"):  # fmt: skip
+    message = (
+        r"run\(s\) \[3\] have fewer than 2 checkpoints \(1 in all; rows: 1\).*their seed "
+        "folders of a runs directory"
+    )
+    with pytest.raises(SequenceError, match=message):
         prepare_sequences(runs, ["l1"], **OPTIONS)

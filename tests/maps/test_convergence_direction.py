@@ -66,8 +66,14 @@ def test_every_source_takes_a_direction(source, tmp_path, monkeypatch):
     assert setting.convergence["direction"] == "below"
     with pytest.raises(ConfigError, match=r"settings\.s\.convergence\.direction: 'down' is not"):
         validate_config(
-            {"settings": {"s": {**config["settings"]["s"],
-                                "convergence": {**convergence, "direction": "down"}}}},  # fmt: skip
+            {
+                "settings": {
+                    "s": {
+                        **config["settings"]["s"],
+                        "convergence": {**convergence, "direction": "down"},
+                    }
+                }
+            },  # fmt: skip
             predict_split=False,
         )
 

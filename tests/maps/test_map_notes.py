@@ -27,9 +27,7 @@ def test_a_run_without_convergence_values_is_drawn_and_marked_unmeasured():
     planted = planted_runs(n_runs=10)
     trajectories = planted.trajectories.copy()
     trajectories.loc[trajectories["seed"] == 2, "eval_accuracy"] = np.nan
-    detours, regression, runs = analyze_detours(
-        planted.states, trajectories, 3, CONVERGENCE, 0.5
-    )
+    detours, regression, runs = analyze_detours(planted.states, trajectories, 3, CONVERGENCE, 0.5)
     runs = runs.set_index("seed")
     training_map = build_map(planted.model, FEATURES, planted.sequences, planted.states, runs)
     training_map = mark_detours(training_map, detours)

@@ -192,9 +192,7 @@ def test_a_killed_process_leaves_a_valid_file(tmp_path, flush_every, rows):
     assert not (tmp_path / "seed1" / "recorder.lock").exists()
 
 
-def test_rows_reach_disk_at_every_log_early_then_every_flush_every_seconds(
-    tmp_path, monkeypatch
-):
+def test_rows_reach_disk_at_every_log_early_then_every_flush_every_seconds(tmp_path, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr("trainmap.record.recorder.time.monotonic", lambda: clock[0])
     rec = Recorder(tmp_path, seed=0, model=small_model(), flush_every=60)
@@ -210,7 +208,10 @@ def test_rows_reach_disk_at_every_log_early_then_every_flush_every_seconds(
 
 
 def test_non_finite_loss_marks_the_row_and_the_rest_diverged(tmp_path, caplog):
-    with caplog.at_level("WARNING", "trainmap"), Recorder(tmp_path, seed=0, model=small_model()) as rec:
+    with (
+        caplog.at_level("WARNING", "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0, train_loss=1.0)
         rec.log(1, train_loss=float("inf"), eval_accuracy=float("nan"))
         rec.log(2, train_loss=1.0)

@@ -31,14 +31,19 @@ def read(tmp_path, seed=0) -> pd.DataFrame:
 
 def test_a_nan_placeholder_before_the_first_loss_is_not_divergence(tmp_path, caplog):
     """train_loss=nan at step 0 (no batch yet) used to mark every row diverged."""
-    with caplog.at_level(logging.INFO, "trainmap"), Recorder(tmp_path, seed=0, model=small_model()) as rec:
+    with (
+        caplog.at_level(logging.INFO, "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0, train_loss=NAN, eval_loss=NAN)
         rec.log(10, train_loss=NAN, eval_loss=2.0)
         rec.log(20, train_loss=1.0, eval_loss=1.5)
     assert not read(tmp_path)["diverged"].any()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert sum("train_loss is non-finite at step 0 before any finite value" in m for m in infos) == 1
+    assert (
+        sum("train_loss is non-finite at step 0 before any finite value" in m for m in infos) == 1
+    )
     assert any("eval_loss is non-finite at step 0 before any finite value" in m for m in infos)
 
 
@@ -104,7 +109,10 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     pid = int(gone.stdout)
     record = {"pid": pid, "host": socket.gethostname(), "token": "x", "since": "t0"}
     (folder / LOCK_FILE).write_text(json.dumps(record))
-    with caplog.at_level(logging.WARNING, "trainmap"), Recorder(tmp_path, seed=0, model=small_model()) as rec:
+    with (
+        caplog.at_level(logging.WARNING, "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0)
     assert f"stale lock of pid {pid} (no longer running, since t0) taken over" in caplog.text
 
@@ -130,14 +138,20 @@ def test_a_restart_that_drops_logged_steps_warns(tmp_path, caplog):
     with Recorder(tmp_path, seed=0, model=small_model()) as rec:
         for step in (0, 10, 20, 30):
             rec.log(step, train_loss=1.0)
-    with caplog.at_level(logging.WARNING, "trainmap"), Recorder(tmp_path, seed=0, model=small_model()) as rec:
+    with (
+        caplog.at_level(logging.WARNING, "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0, train_loss=2.0)
     assert read(tmp_path)["step"].tolist() == [0]
     assert "this run starts at step 0, before 3 logged row(s) of steps 10..30: the rows " in (
         caplog.text
     )
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "trainmap"), Recorder(tmp_path, seed=0, model=small_model()) as rec:
+    with (
+        caplog.at_level(logging.WARNING, "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0, train_loss=3.0)  # the same step again (an evaluation after training)
         rec.log(10, train_loss=3.0)
     assert "logged row(s)" not in caplog.text  # nothing beyond the first step was dropped

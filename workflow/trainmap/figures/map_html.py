@@ -130,7 +130,9 @@ def _seed_rows(seeds, runs: pd.DataFrame) -> list[list]:
     for seed in sorted(int(s) for s in seeds):
         step = runs.at[seed, "convergence_step"] if seed in runs.index else None
         censored = bool(runs.at[seed, "censored"]) if seed in runs.index else False
-        measured = bool(runs.at[seed, "measured"]) if "measured" in runs and seed in runs.index else True
+        measured = (
+            bool(runs.at[seed, "measured"]) if "measured" in runs and seed in runs.index else True
+        )
         mark = "unmeasured" if not measured else ("censored" if censored else "")
         step = None if step is None or pd.isna(step) or not measured else int(step)
         rows.append([seed, step, mark])
@@ -258,6 +260,7 @@ def left_out_html(training_map: dict) -> str:
         items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
         parts.append(f'<hr><div id="notes"><h2>Notes</h2><ul class="note">{items}</ul></div>')
     return "\n".join(parts)
+
 
 SCRIPT = """
 const traceIndex = (name) => gd.data.findIndex((t) => t.name === name);

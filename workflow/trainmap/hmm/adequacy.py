@@ -42,7 +42,9 @@ def step_grid_note(runs: pd.DataFrame) -> str | None:
     grids = step_grids(runs)
     if len(grids) < 2:
         return None
-    parts = [f"every {interval} steps (seed(s) {_listed(seeds)})" for interval, seeds in grids.items()]
+    parts = [
+        f"every {interval} steps (seed(s) {_listed(seeds)})" for interval, seeds in grids.items()
+    ]
     return (
         f"runs log on different step grids: {'; '.join(parts)}. The HMM counts checkpoints, "
         "so dwell times mix the scales: log every seed at the same interval"

@@ -91,7 +91,9 @@ class DivergenceWatch:
         """The state after a previous process's rows (a resumed run): the columns with a
         finite value, and whether its last row was diverged."""
         seen = {
-            c for c in loss_columns(earlier.columns) if np.isfinite(earlier[c].to_numpy(float)).any()
+            c
+            for c in loss_columns(earlier.columns)
+            if np.isfinite(earlier[c].to_numpy(float)).any()
         }
         diverged = bool(len(earlier) and earlier["diverged"].iloc[-1])
         return cls(seen, diverged)

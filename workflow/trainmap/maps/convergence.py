@@ -35,4 +35,3 @@ def rule_text(convergence: dict) -> str:
     """The rule in words for labels: ``first eval_loss < 2.5``."""
     sign = SIGNS[direction(convergence)]
     return f"first {convergence['column']} {sign} {float(convergence['threshold']):g}"
-

@@ -99,7 +99,9 @@ def convergence_times(
     table = trajectories.sort_values(["seed", "step"], kind="stable")
     last = table.groupby("seed")["step"].max()
     rule = {"column": column, "threshold": threshold, "direction": direction}
-    first = table.loc[passed(table[column].to_numpy(dtype=float), rule)].groupby("seed")["step"].min()
+    first = (
+        table.loc[passed(table[column].to_numpy(dtype=float), rule)].groupby("seed")["step"].min()
+    )
     out = pd.DataFrame({"last_step": last})
     out["censored"] = ~out.index.isin(first.index)
     out["convergence_step"] = first.reindex(out.index).fillna(out["last_step"]).astype(int)

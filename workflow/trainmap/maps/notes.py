@@ -63,9 +63,7 @@ def fit_notes(
     return notes
 
 
-def with_notes(
-    training_map: dict, prepare: dict, regression: dict, notes: list[str]
-) -> dict:
+def with_notes(training_map: dict, prepare: dict, regression: dict, notes: list[str]) -> dict:
     """Copy of ``training_map`` with ``excluded_runs`` and ``notes`` (the sequence stage's,
     then ``notes``)."""
     return {

@@ -125,8 +125,10 @@ class SeedLock:
         """Before a write: the lock is still ours (else RecordError)."""
         holder = _read(self.path)
         if holder is None or holder.get("token") != self.token:
-            who = "removed" if holder is None else (
-                f"taken by pid {holder.get('pid')} on {holder.get('host')}"
+            who = (
+                "removed"
+                if holder is None
+                else (f"taken by pid {holder.get('pid')} on {holder.get('host')}")
             )
             raise RecordError(
                 f"{self.path.parent}: this Recorder's lock was {who}; it stops writing so "

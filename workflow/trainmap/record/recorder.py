@@ -32,7 +32,6 @@ parameters each metric group read.
 """
 
 import logging
-
 import math
 import numbers
 import time
