@@ -2,9 +2,9 @@
 
 Two processes recording the same ``<directory>/seed<seed>`` would each rewrite the whole
 ``metrics.parquet`` with their own rows (the last writer wins, silently). The first
-Recorder creates ``<directory>/seed<seed>/recorder.lock`` atomically (``O_EXCL``) with its
-pid, host name, a token of its own and the time; a second one is refused while that
-process lives. A lock whose process is gone (same host, pid not running) is stale: it is
+Recorder creates ``<directory>/seed<seed>/recorder.lock`` atomically (a hard link, which
+fails where the file exists) with its pid, host name, a token of its own and the time; a
+second one is refused while that process lives. A lock whose process is gone (same host, pid not running) is stale: it is
 taken over with a warning. A lock from another host cannot be checked from here: the
 error says which host and how to remove it by hand. A lock held by the same process (a
 Recorder never closed, e.g. a notebook cell run again) is taken over with a warning; the
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainmap.errors import RecordError
+from trainmap.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,24 @@ class SeedLock:
             "token": uuid.uuid4().hex,
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        for _ in range(3):  # a holder may release between our two looks
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read(path)
-                if holder is None:
+        # The record is written whole under another name, then hard-linked into place:
+        # link() fails if the lock exists, and a reader never sees a half-written record.
+        staging = folder / f".{LOCK_FILE}.{me['token']}"
+        with atomic_path(staging) as tmp:
+            tmp.write_text(json.dumps(me))
+        try:
+            for _ in range(3):  # a holder may release between our two looks
+                try:
+                    os.link(staging, path)
+                except FileExistsError:
+                    holder = _read(path)
+                    if holder is not None:
+                        cls._take_over_or_refuse(path, holder, me)
+                        path.unlink(missing_ok=True)
                     continue
-                cls._take_over_or_refuse(path, holder, me)
-                path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return cls(path, me["token"])
+                return cls(path, me["token"])
+        finally:
+            staging.unlink(missing_ok=True)
         raise RecordError(f"{path}: could not take the lock (another Recorder keeps taking it)")
 
     @staticmethod

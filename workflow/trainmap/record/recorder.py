@@ -23,7 +23,7 @@ parameters each metric group read.
   over a finished run) it logs a warning with how many.
 - ``log(step, probe_losses=...)``: the model's loss on each example of a fixed probe set
   (the same examples, in the same order, at every call and for every seed): they go to
-  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_0..``), which
+  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_00..``: trainmap.io.columns.probe_columns), which
   ``source: runs`` with ``probe:`` maps into function space (rule map_function_space).
 - ``diverged`` is True from the first row at which a given loss (any scalar with ``loss``
   in its name) that *was* finite is NaN or infinite (trainmap.io.divergence); a loss that
@@ -283,7 +283,7 @@ class Recorder:
         return None
 
     def probe_table(self) -> pd.DataFrame | None:
-        """``seed, step, probe_0..`` of every call that gave probe losses; None if none."""
+        """``seed, step, probe_00..`` of every call that gave probe losses; None if none."""
         parts = [] if self._earlier_probe is None else [self._earlier_probe]
         if self._probe:
             steps, rows = zip(*self._probe, strict=True)
