@@ -4,11 +4,12 @@ Two processes recording the same ``<directory>/seed<seed>`` would each rewrite t
 ``metrics.parquet`` with their own rows (the last writer wins, silently). The first
 Recorder creates ``<directory>/seed<seed>/recorder.lock`` atomically (a hard link, which
 fails where the file exists) with its pid, host name, a token of its own and the time; a
-second one is refused while that process lives. A lock whose process is gone (same host, pid not running) is stale: it is
-taken over with a warning. A lock from another host cannot be checked from here: the
-error says which host and how to remove it by hand. A lock held by the same process (a
-Recorder never closed, e.g. a notebook cell run again) is taken over with a warning; the
-older Recorder then finds the token changed at its next write and stops with an error.
+second one is refused while that process lives. A lock whose process is gone (same host,
+pid not running) is stale: it is taken over with a warning. A lock from another host
+cannot be checked from here: the error says which host and how to remove it by hand. A
+lock held by the same process (a Recorder never closed, e.g. a notebook cell run again)
+is taken over with a warning; the older Recorder then finds the token changed at its next
+write and stops with an error.
 """
 
 import json

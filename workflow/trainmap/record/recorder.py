@@ -23,8 +23,9 @@ parameters each metric group read.
   over a finished run) it logs a warning with how many.
 - ``log(step, probe_losses=...)``: the model's loss on each example of a fixed probe set
   (the same examples, in the same order, at every call and for every seed): they go to
-  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_00..``: trainmap.io.columns.probe_columns), which
-  ``source: runs`` with ``probe:`` maps into function space (rule map_function_space).
+  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_00..``, as
+  trainmap.io.columns.probe_columns names them), which ``source: runs`` with ``probe:``
+  maps into function space (rule map_function_space).
 - ``diverged`` is True from the first row at which a given loss (any scalar with ``loss``
   in its name) that *was* finite is NaN or infinite (trainmap.io.divergence); a loss that
   is non-finite before its first finite value is "not logged yet" (a ``nan`` placeholder
