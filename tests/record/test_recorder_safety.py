@@ -155,3 +155,18 @@ def test_a_restart_that_drops_logged_steps_warns(tmp_path, caplog):
         rec.log(0, train_loss=3.0)  # the same step again (an evaluation after training)
         rec.log(10, train_loss=3.0)
     assert "logged row(s)" not in caplog.text  # nothing beyond the first step was dropped
+
+
+def test_a_model_without_biases_is_said_once_and_never_diverged(tmp_path, caplog):
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 2, bias=False))
+    with caplog.at_level(logging.INFO, "trainmap"), Recorder(tmp_path, seed=0, model=model) as rec:
+        rec.log(0, train_loss=1.0)
+        rec.log(1, train_loss=0.5)
+    table = read(tmp_path)
+    assert table[["mean_b", "median_b", "var_b"]].isna().all().all()
+    assert not table["diverged"].any()
+    said = [r.getMessage() for r in caplog.records if "no biases" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(
+        "the model has no biases: mean_b, median_b, var_b are NaN in every row (not "
+        "divergence; the workflow's default features leave them out)"
+    )

@@ -165,6 +165,12 @@ class Recorder:
         self._started = self._last_write = time.monotonic()
         self.closed = False
         self._lock = SeedLock.acquire(self.path.parent)  # last: nothing above can fail after
+        if not self.selection.names.get("biases"):
+            log.info(
+                "%s: the model has no biases: mean_b, median_b, var_b are NaN in every row "
+                "(not divergence; the workflow's default features leave them out)",
+                self.path,
+            )
 
     def _read_earlier_rows(self) -> pd.DataFrame | None:
         """Rows a previous process wrote for this seed (a resumed job), or None."""
