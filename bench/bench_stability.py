@@ -63,14 +63,7 @@ def run_one(job: tuple) -> dict:
     trajectories = pd.read_parquet(args.trajectories)
     start = time.process_time()
     with threadpool_limits(limits=1):
-        out = map_setting(
-            trajectories,
-            setting.features,
-            setting.hmm,
-            setting.stability,
-            setting.convergence,
-            setting.alpha,
-        )
+        out = map_setting(trajectories, setting)
     cpu = time.process_time() - start
     training_map, support = out["map"], out["map"].get("support")
     calls = {

@@ -291,3 +291,22 @@ def test_a_failed_restart_is_recorded_and_all_failing_raises(data, monkeypatch):
     monkeypatch.setattr(hmm_module, "restart_seed", lambda *a: bad_seed)
     with pytest.raises(HMMFitError, match="K=2: all 1 restarts failed"):
         fit_state_count(fit, val, 2, ["a", "b", "c"], **options)
+
+
+def test_an_underflow_of_scaled_em_is_refit_in_log_space(data, monkeypatch):
+    """hmmlearn's scaled forward pass raises on underflow; the same restart reruns in log
+    space and says so, where it would otherwise be lost as a failed restart."""
+    (X, lengths), _ = data
+    original = GaussianHMM._fit_scaling
+
+    def underflows(self, sub_X):
+        raise ValueError("forward pass failed with underflow; consider using implementation='log'")
+
+    monkeypatch.setattr(GaussianHMM, "_fit_scaling", underflows)
+    model, report = fit_restart(X, lengths, 3, covariance="full", n_iter=4, seed=1, tol=0)
+    assert report["implementation"] == "log" and model.implementation == "log"
+    reference = GaussianHMM(3, covariance_type="full", n_iter=4, tol=0, random_state=1)
+    np.testing.assert_allclose(model.means_, reference.fit(X, lengths).means_, rtol=1e-10)
+    monkeypatch.setattr(GaussianHMM, "_fit_scaling", original)
+    _, report = fit_restart(X, lengths, 3, covariance="full", n_iter=4, seed=1, tol=0)
+    assert report["implementation"] == hmm_module.IMPLEMENTATION

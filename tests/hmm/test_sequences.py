@@ -94,7 +94,7 @@ def test_diverged_runs_are_excluded_and_listed():
     assert reasons == {
         2: "diverged: non-finite c from step 95",
         5: "diverged: non-finite a from step 30",
-        7: "diverged: flagged in trajectories",
+        7: "diverged: its diverged column marks it from step 0 (no loss column)",
     }
     report = prepared.report()
     assert [e["seed"] for e in report["excluded"]] == [2, 5, 7]

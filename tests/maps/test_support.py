@@ -4,17 +4,12 @@ over resamples, and planted tables whose true states and detour come back every 
 import numpy as np
 import pandas as pd
 import pytest
+from planted import FEATURES, planted_runs
 from threadpoolctl import threadpool_limits
 
-from planted import FEATURES, planted_runs
-from trainmap.hmm.decode import decode_states
-from trainmap.hmm.fit import fit_state_count, model_from_json
-from trainmap.hmm.resample import fit_resample
-from trainmap.hmm.selection import select_state_count
-from trainmap.hmm.sequences import observations, prepare_sequences
-from trainmap.maps.detours import analyze_detours
-from trainmap.maps.graph import build_map, mark_detours
-from trainmap.maps.support import attach_support, map_support, match_states, robust_calls
+from trainmap.config.settings import validate_config
+from trainmap.maps.pipeline import map_setting
+from trainmap.maps.support import map_support, match_states, robust_calls
 
 CONVERGENCE = {"column": "eval_accuracy", "threshold": 0.9}
 
@@ -66,41 +61,31 @@ def test_resamples_decoded_on_other_sequences_are_refused():
         map_support(kept, ["", ""], 2, [{"resample": 4, "n_states": 2, "states": [0, 1]}])
 
 
-def hmm_stage(trajectories: pd.DataFrame, resamples: int) -> dict:
-    """The workflow's HMM, map and support steps in one process (the rules' scripts are
-    thin adapters over these calls)."""
-    states, options = [2, 3, 4], {"restarts": 2, "n_iter": 100, "covariance": "diag", "seed": 0}
-    prepared = prepare_sequences(
-        trajectories, FEATURES, max_checkpoints=1000, normalize="global", val_fraction=0.2, seed=0
-    )
-    table = prepared.table
-    fit, val = observations(table, FEATURES, "fit"), observations(table, FEATURES, "val")
-    fits = {k: fit_state_count(fit, val, k, FEATURES, **options) for k in states}
-    refits = []
-    for r in range(1, resamples + 1):
-        refit = fit_resample(
-            table, FEATURES, states, r, method="split", val_fraction=0.2, options=options
-        )
-        decoded = table[["seed", "step"]].assign(state=refit["states"])
-        kinds = analyze_detours(decoded, trajectories, refit["n_states"], CONVERGENCE, 1e-3)[0]
-        refits.append({**refit, "kinds": kinds["kind"].tolist()})
-    selection = select_state_count(list(fits.values()), [r["n_states"] for r in refits])
-    k = selection["n_states"]
-    decoded = decode_states(model_from_json(fits[k]), table, FEATURES)
-    detours, _, runs = analyze_detours(decoded, trajectories, k, CONVERGENCE, 1e-3)
-    support = map_support(decoded, detours["kind"].tolist(), k, refits)
-    training_map = build_map(
-        model_from_json(fits[k]), FEATURES, table, decoded, runs.set_index("seed")
-    )
-    training_map = attach_support(mark_detours(training_map, detours), support)
-    return {"map": training_map, "states": decoded, "support": support}
+def planted_setting(tmp_path, trajectories: pd.DataFrame, resamples: int):
+    """A validated ``source: table`` setting over the planted runs (the schema's defaults
+    but for a short candidate list, diagonal covariances and two restarts)."""
+    trajectories.to_csv(tmp_path / "runs.csv", index=False)
+    config = {
+        "settings": {
+            "planted": {
+                "source": "table",
+                "table": str(tmp_path / "runs.csv"),
+                "features": FEATURES,
+                "convergence": CONVERGENCE,
+                "stability": {"resamples": resamples},
+            }
+        },
+        "hmm": {"states": [2, 3, 4], "restarts": 2, "covariance": "diag"},
+    }
+    return validate_config(config)["planted"]
 
 
 @pytest.mark.parametrize("detour", [True, False])
-def test_planted_states_and_detour_come_back_in_every_resample(detour):
+def test_planted_states_and_detour_come_back_in_every_resample(detour, tmp_path):
     planted = planted_runs(n_runs=24, detour=detour)
+    setting = planted_setting(tmp_path, planted.trajectories, resamples=4)
     with threadpool_limits(limits=1):
-        result = hmm_stage(planted.trajectories, resamples=4)
+        result = map_setting(planted.trajectories, setting)
     training_map = result["map"]
     assert training_map["n_states"] == 3 and training_map["support"]["n_states"] == {"3": 4}
     truth = planted.states.sort_values(["seed", "step"])["state"].to_numpy()

@@ -167,9 +167,11 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.mark.parametrize(("flush_every", "rows"), [(0, 5), (3600, 1)])
+@pytest.mark.parametrize(("flush_every", "rows"), [(0, 5), (3600, 5)])
 def test_a_killed_process_leaves_a_valid_file(tmp_path, flush_every, rows):
-    """Rows up to the last write survive SIGKILL (the first log writes at once)."""
+    """Rows up to the last write survive SIGKILL; in its first minute a Recorder writes at
+    every log, whatever flush_every says (a job killed at 40 s keeps every row). The
+    killed process's lock stays behind, stale, and the next Recorder takes it over."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(KILLED), str(tmp_path), str(flush_every)],
@@ -182,31 +184,46 @@ def test_a_killed_process_leaves_a_valid_file(tmp_path, flush_every, rows):
     assert list(table["step"]) == list(range(rows))
     assert sorted(p.name for p in (tmp_path / "seed1").iterdir()) == [
         "metrics.parquet",
+        "recorder.lock",
         "weights.json",
     ]
+    with Recorder(tmp_path, seed=1, model=small_model()) as rec:
+        rec.log(rows)
+    assert not (tmp_path / "seed1" / "recorder.lock").exists()
 
 
-def test_rows_reach_disk_every_flush_every_seconds(tmp_path, monkeypatch):
+def test_rows_reach_disk_at_every_log_early_then_every_flush_every_seconds(tmp_path, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr("trainmap.record.recorder.time.monotonic", lambda: clock[0])
     rec = Recorder(tmp_path, seed=0, model=small_model(), flush_every=60)
     path = tmp_path / "seed0" / "metrics.parquet"
-    for step, now in enumerate([100.0, 130.0, 159.0, 161.0, 170.0]):
+    times = [100.0, 130.0, 159.0, 161.0, 200.0, 219.0, 220.0]
+    expected = [1, 2, 3, 3, 3, 6, 6]  # every log up to 60 s, then 60 s after the last write
+    for step, now in enumerate(times):
         clock[0] = now
         rec.log(step)
-        written = len(pd.read_parquet(path))
-        assert written == {0: 1, 1: 1, 2: 1, 3: 4, 4: 4}[step]
+        assert len(pd.read_parquet(path)) == expected[step], (step, now)
     rec.close()
-    assert len(pd.read_parquet(path)) == 5
+    assert len(pd.read_parquet(path)) == len(times)
 
 
-def test_non_finite_loss_marks_the_row_and_the_rest_diverged(tmp_path):
-    with Recorder(tmp_path, seed=0, model=small_model()) as rec:
+def test_non_finite_loss_marks_the_row_and_the_rest_diverged(tmp_path, caplog):
+    with (
+        caplog.at_level("WARNING", "trainmap"),
+        Recorder(tmp_path, seed=0, model=small_model()) as rec,
+    ):
         rec.log(0, train_loss=1.0)
         rec.log(1, train_loss=float("inf"), eval_accuracy=float("nan"))
         rec.log(2, train_loss=1.0)
+        rec.log(3, train_loss=float("nan"))
     table = pd.read_parquet(tmp_path / "seed0" / "metrics.parquet")
-    assert list(table["diverged"]) == [False, True, True]
+    assert list(table["diverged"]) == [False, True, True, True]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once, at the first non-finite loss
+    assert warnings[0].endswith(
+        "train_loss turned non-finite at step 1 after finite values: rows from step 1 are "
+        "marked diverged (the HMM leaves this run out)"
+    )
 
 
 def test_scalars_of_every_numeric_kind(tmp_path):

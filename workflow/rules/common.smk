@@ -171,6 +171,12 @@ def get_features(wildcards):
     return get_setting(wildcards).features
 
 
+def get_features_given(wildcards):
+    """Whether the setting named its features (else the default list drops the bias
+    metrics of models without biases)."""
+    return get_setting(wildcards).features_given
+
+
 def get_convergence(wildcards):
     return get_setting(wildcards).convergence
 
@@ -223,12 +229,17 @@ def get_state_count(wildcards):
     return int(wildcards.k)
 
 
+def get_candidates(wildcards):
+    """The candidate state counts K of the setting, sorted."""
+    return sorted(get_hmm_options(wildcards)["states"])
+
+
 def get_hmm_fits(wildcards):
     """k<K>.json of every candidate K of the setting (the fan-in of select_state_count)."""
     return expand(
         "results/{setting}/hmm/k{k}.json",
         setting=wildcards.setting,
-        k=sorted(get_hmm_options(wildcards)["states"]),
+        k=get_candidates(wildcards),
     )
 
 

@@ -16,6 +16,7 @@ rule prepare_sequences:
     params:
         setting="{setting}",
         features=get_features,
+        features_given=get_features_given,
         options=get_sequence_options,
         code=script_code("prepare_sequences.py"),
     script:

@@ -5,6 +5,7 @@ rule draw_training_map:
     input:
         model="results/{setting}/hmm/selected.json",
         sequences="results/{setting}/hmm/sequences.parquet",
+        prepare="results/{setting}/hmm/prepare.json",  # runs left out, notes
         states="results/{setting}/states.parquet",
         runs="results/{setting}/convergence.parquet",
         detours="results/{setting}/detours.csv",
@@ -24,6 +25,7 @@ rule draw_training_map:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
+        candidates=get_candidates,
         code=script_code("draw_training_map.py"),
     script:
         "../scripts/draw_training_map.py"

@@ -22,6 +22,7 @@ def main(trajectories: str, outputs, params, log: str) -> None:
         seed=options["seed"],
         states=options["states"],
         folds=options.get("folds"),  # only given with selection: kfold
+        features_given=params.features_given,
     )
     write_parquet(prepared.table, outputs.sequences)
     write_json({"setting": params.setting, **prepared.report(), "options": options}, outputs.report)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from trainmap.figures.summary import headline, summary_markdown
+from trainmap.figures.summary import headline, setting_details, summary_markdown
 from trainmap.io.atomic import atomic_path
 from trainmap.io.files import read_json
 from trainmap.io.logs import log_to_file
@@ -14,24 +14,26 @@ from trainmap.maps.detours import read_detour_table
 
 def main(inputs, output: str, params, log: str) -> None:
     log_to_file(log)
+    maps = {name: read_json(m) for name, m in zip(params.settings, inputs.maps, strict=True)}
     headlines = {
-        name: headline(read_json(m), read_detour_table(d), read_json(r), read_json(s))
-        for name, m, d, r, s in zip(
+        name: headline(maps[name], read_detour_table(d), read_json(r), read_json(s))
+        for name, d, r, s in zip(
             params.settings,
-            inputs.maps,
             inputs.detours,
             inputs.regressions,
             inputs.selections,
             strict=True,
         )
     }
+    details = {name: setting_details(training_map) for name, training_map in maps.items()}
     results = Path(output).parent
     figures = {
         f"{pair['a']}--{pair['b']}": str(Path(path).relative_to(results))
         for pair, path in zip(params.pairs, inputs.comparisons, strict=True)
     }
     with atomic_path(output) as tmp:
-        tmp.write_text(summary_markdown(headlines, params.pairs, figures, frozenset(params.probed)))
+        text = summary_markdown(headlines, params.pairs, figures, frozenset(params.probed), details)
+        tmp.write_text(text)
 
 
 main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

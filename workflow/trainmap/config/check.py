@@ -2,10 +2,11 @@
 
 Each file is read with the line-keeping loader (syntax errors and keys given twice are
 refused there), then validated as the workflow validates it (schema, task keys, data
-files, the predicted validation split), and every ``source: table`` file is read and
-prepared as the workflow's jobs would read it. Every problem is printed as
-``file:line: what`` (the line of the key the problem is about), not only the first;
-the exit status is 0 when every file is valid, 1 otherwise.
+files, the predicted validation split), and every ``source: table`` file and ``source:
+runs`` folder is read and prepared as the workflow's jobs would read it
+(trainmap.config.data_check; the jobs' warnings are shown as warnings). Every problem is
+printed as ``file:line: what`` (the line of the key the problem is about), not only the
+first; the exit status is 0 when every file is valid, 1 otherwise.
 """
 
 import argparse
@@ -16,12 +17,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from trainmap.config.data_check import data_problems
 from trainmap.config.loader import Located, load_located
 from trainmap.config.settings import EMPTY_CONFIG, Setting, schema_problems, validate_config
 from trainmap.errors import ConfigError
-from trainmap.hmm.sequences import SequenceError, prepare_sequences
 from trainmap.io.stale import orphan_resume_states
-from trainmap.io.tables import TableError, load_run_table
 
 # A message that starts with a key path: `settings.parity.lr: ...`
 KEY_PATH = re.compile(r"^([A-Za-z0-9_.\-]+): ")
@@ -56,23 +56,6 @@ def _setting_problems(name: str, config: dict) -> tuple[list[str], Setting | Non
     return problems, None
 
 
-def _data_problems(setting: Setting) -> list[str]:
-    """What the jobs would find wrong with a ``source: table`` file, found now."""
-    if setting.source != "table":
-        return []
-    where = f"settings.{setting.name}.table"
-    column = setting.convergence["column"]
-    try:
-        table = load_run_table(setting.table, setting.features, column)
-        options = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
-        prepare_sequences(table, setting.features, **{k: setting.hmm[k] for k in options})
-    except TableError as error:
-        return [f"{where}: {error}"]
-    except SequenceError as error:
-        return [f"settings.{setting.name}: {error}"]
-    return []
-
-
 def config_problems(config: dict) -> tuple[list[str], list[str]]:
     """(problems, warnings) of a loaded config, each ``key.path: what``."""
     if not config:
@@ -84,6 +67,7 @@ def config_problems(config: dict) -> tuple[list[str], list[str]]:
         return problems, []
     broken = {key_path(p)[1] for p in problems}
     caught: list[warnings.WarningMessage] = []
+    notes: list[str] = []
     for name in names:
         if name in broken:
             continue
@@ -92,10 +76,13 @@ def config_problems(config: dict) -> tuple[list[str], list[str]]:
             found_problems, setting = _setting_problems(name, config)
             problems += found_problems
             if setting is not None and not found_problems:  # a key left out: no data check
-                problems += _data_problems(setting)
+                data, data_notes = data_problems(setting)
+                problems += data
+                notes += data_notes
         caught += found
     # one line each: a problem outside a setting (a NaN elsewhere) shows up in every pass
-    return list(dict.fromkeys(problems)), list(dict.fromkeys(str(w.message) for w in caught))
+    found_warnings = [str(w.message) for w in caught] + notes
+    return list(dict.fromkeys(problems)), list(dict.fromkeys(found_warnings))
 
 
 def check_file(path: str | Path) -> tuple[list[str], list[str]]:

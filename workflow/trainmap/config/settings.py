@@ -72,6 +72,9 @@ class Setting:
     spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
     # Function space (source train): {n, split, seed, components}, or empty (no probe).
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The config named `features` (False: the default 14 metrics, from which the bias
+    # metrics are left out for models without biases; trainmap.io.biases).
+    features_given: bool = True
 
     def group_of(self, seed: int) -> int:
         """The training job of ``seed``: group g holds the seeds g*n .. g*n + n - 1 that
@@ -219,6 +222,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "stability": _block("stability", entry, config, given),
         "features": list(entry.get("features", METRIC_COLUMNS)),
+        "features_given": "features" in entry,
     }
     _check_folds(hmm, entry, where)
     if source in ("table", "runs") and source not in entry:

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from trainmap.figures.html import packed, page
 from trainmap.figures.style import INK, UNDECODED, state_colors
+from trainmap.maps.convergence import rule_text
 
 DATA_BUDGET = 350_000  # characters of packed data in one page
 MIN_POINTS, MAX_POINTS = 40, 1000  # per run, whatever the budget says
@@ -142,8 +143,12 @@ function show(column) {
   Plotly.restyle(gd, update, data.map((_, i) => i));
   const threshold = DATA.thresholds[column];
   const shapes = threshold === undefined ? [] : [{type: "line", xref: "paper", x0: 0, x1: 1,
-    yref: "y", y0: threshold, y1: threshold, line: {color: "#333", dash: "dash", width: 1}}];
-  Plotly.relayout(gd, {"yaxis.title.text": column, shapes: shapes});
+    yref: "y", y0: threshold.value, y1: threshold.value,
+    line: {color: "#333", dash: "dash", width: 1}}];
+  const notes = threshold === undefined ? [] : [{xref: "paper", x: 1, xanchor: "right",
+    yref: "y", y: threshold.value, yanchor: "bottom", showarrow: false,
+    text: `converged: ${threshold.rule}`, font: {size: 10, color: "#333"}}];
+  Plotly.relayout(gd, {"yaxis.title.text": column, shapes: shapes, annotations: notes});
 }
 const picker = document.getElementById("feature-picker");
 picker.addEventListener("change", () => show(picker.value));
@@ -162,12 +167,17 @@ def curves_page(
     """The whole curves.html: the convergence column (if any) then every feature.
 
     trajectories: one row per (seed, step) with the columns; states: ``seed, step, state``;
-    convergence: ``{column, threshold}`` or empty.
+    convergence: ``{column, threshold[, direction]}`` or empty (the threshold is drawn
+    dashed with its rule, e.g. "converged: first eval_loss < 2.5").
     """
     column = convergence["column"] if convergence else None
     columns = ([column] if column else []) + [f for f in features if f != column]
     data = curves_data(trajectories, states, columns, n_states)
-    data["thresholds"] = {column: float(convergence["threshold"])} if column else {}
+    data["thresholds"] = (
+        {column: {"value": float(convergence["threshold"]), "rule": rule_text(convergence)}}
+        if column
+        else {}
+    )
     fig = go.Figure()
     hover = "seed %{customdata[0]}<br>step %{x}<br>state %{customdata[1]}<br>value %{y:.4g}"
     for k, color in [*enumerate(data["colors"]), (255, UNDECODED)]:

@@ -127,12 +127,18 @@ def _run_path(seed_states: np.ndarray, geometry: dict) -> tuple[list, list]:
 
 
 def _seed_rows(seeds, runs: pd.DataFrame) -> list[list]:
-    """[[seed, convergence step or None, censored], ...] sorted by seed."""
+    """[[seed, convergence step or None, mark], ...] sorted by seed; mark is ``censored``,
+    ``unmeasured`` (no convergence value: drawn, left out of the regression) or ``""``."""
     rows = []
     for seed in sorted(int(s) for s in seeds):
         step = runs.at[seed, "convergence_step"] if seed in runs.index else None
         censored = bool(runs.at[seed, "censored"]) if seed in runs.index else False
-        rows.append([seed, None if step is None or pd.isna(step) else int(step), censored])
+        measured = (
+            bool(runs.at[seed, "measured"]) if "measured" in runs and seed in runs.index else True
+        )
+        mark = "unmeasured" if not measured else ("censored" if censored else "")
+        step = None if step is None or pd.isna(step) or not measured else int(step)
+        rows.append([seed, step, mark])
     return rows
 
 
@@ -241,14 +247,38 @@ PANEL = """
 <hr>
 <div id="selection" class="note">Click a state or an edge (the diamond at its middle) to
 list the runs through it.</div>
+{left_out}
 """
+
+
+def left_out_html(training_map: dict) -> str:
+    """The runs the map or the regression left out, with their reasons, and the notes on
+    what the data cannot carry (map.json ``excluded_runs``, ``notes``; trainmap.maps.notes)."""
+    parts = []
+    excluded = training_map.get("excluded_runs") or []
+    if excluded:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(e['seed']))}</td><td>{html.escape(e['left_out_of'])}"
+            f"</td><td>{html.escape(e['reason'])}</td></tr>"
+            for e in excluded
+        )
+        parts.append(
+            f'<hr><div id="left-out"><h2>Runs left out ({len(excluded)})</h2><table>'
+            f"<tr><th>seed</th><th>left out of</th><th>why</th></tr>{rows}</table></div>"
+        )
+    notes = training_map.get("notes") or []
+    if notes:
+        items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+        parts.append(f'<hr><div id="notes"><h2>Notes</h2><ul class="note">{items}</ul></div>')
+    return "\n".join(parts)
+
 
 SCRIPT = """
 const traceIndex = (name) => gd.data.findIndex((t) => t.name === name);
 const steps = (s) => (s === null ? "–" : s.toLocaleString("en"));
 function listSeeds(heading, rows) {
   const body = rows.map((r) => `<tr><td class="seed" data-seed="${r[0]}">${r[0]}</td>` +
-    `<td>${steps(r[1])}${r[2] ? " (censored)" : ""}</td></tr>`).join("");
+    `<td>${steps(r[1])}${r[2] ? ` (${r[2]})` : ""}</td></tr>`).join("");
   const box = document.getElementById("selection");
   box.className = "";
   box.innerHTML = `<h2>${heading}</h2><div>${rows.length} run(s); click a seed to draw ` +
@@ -347,5 +377,7 @@ def map_page(
     options = "\n".join(
         f'<option value="{seed}">seed {seed}</option>' for seed in sorted(paths, key=int)
     )
-    panel = PANEL.format(title=html.escape(f"{setting}: runs"), options=options)
+    panel = PANEL.format(
+        title=html.escape(f"{setting}: runs"), options=options, left_out=left_out_html(training_map)
+    )
     return page(f"{setting}: training map", fig, panel, data, SCRIPT)

@@ -26,6 +26,7 @@ from trainmap.figures.style import (
     state_colors,
 )
 from trainmap.figures.summary import headline
+from trainmap.maps.convergence import rule_text
 
 
 def _state_segments(run: pd.DataFrame, column: str, colors: list[str]):
@@ -47,7 +48,7 @@ def plot_trajectories(
 ) -> Figure:
     """trajectories.png: every run's metrics over steps, coloured by decoded state.
 
-    convergence: ``{column, threshold}``, or empty (no convergence panel).
+    convergence: ``{column, threshold[, direction]}``, or empty (no convergence panel).
     """
     column = convergence["column"] if convergence else None
     panels = ([column] if column else []) + [f for f in features if f != column]
@@ -71,7 +72,7 @@ def plot_trajectories(
         ax.autoscale_view()
         if name == column:
             ax.axhline(convergence["threshold"], color=INK, ls="--", lw=0.8)
-            ax.set_title(f"{name} (threshold {convergence['threshold']:g})", fontsize=9)
+            ax.set_title(f"{name} (converged: {rule_text(convergence)})", fontsize=9)
         else:
             ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -152,7 +153,8 @@ def plot_convergence(
         )
         bottom += counts
     conv = regression.get("convergence", {})
-    ax.set_xlabel(f"convergence step (first {conv.get('column', '?')} > {conv.get('threshold')})")
+    rule = rule_text(conv) if conv else "first value past the threshold"
+    ax.set_xlabel(f"convergence step ({rule})")
     ax.set_ylabel("runs")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.xaxis.get_major_locator().set_params(integer=True)

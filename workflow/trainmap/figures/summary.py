@@ -94,10 +94,12 @@ def headline(
     every detour and dead-end call with its support.
     """
     support = training_map.get("support")
-    notes = [note for note in [_note(regression)] if note]
+    notes = [note for note in [_note(regression), _left_out_note(training_map)] if note]
     notes += selection_notes(selection) if selection else []
     notes += _support_notes(training_map) if support else []
     notes += _evidence_notes(regression)
+    if training_map.get("notes"):
+        notes.append(f"{len(training_map['notes'])} note(s) on the data below")
     return {
         "K": _k_text(training_map),
         "K agreed by": stability_text(selection) if selection else "–",
@@ -182,6 +184,24 @@ def _note(regression: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _left_out_note(training_map: dict) -> str:
+    """The runs the HMM left out (map.json ``excluded_runs``; the unmeasured ones are in
+    the regression's note)."""
+    runs = [e["seed"] for e in training_map.get("excluded_runs") or []
+            if e["left_out_of"] != "regression"]  # fmt: skip
+    return f"left out of the HMM: runs {runs} (reasons below)" if runs else ""
+
+
+def setting_details(training_map: dict) -> list[str]:
+    """summary.md's lines for one setting under "Runs left out and notes": every run the
+    map or the regression left out, with its reason, then every note (map.json)."""
+    lines = [
+        f"run {e['seed']} left out of the {e['left_out_of']}: {e['reason']}"
+        for e in training_map.get("excluded_runs") or []
+    ]
+    return lines + list(training_map.get("notes") or [])
+
+
 def markdown_table(rows: list[dict[str, str]]) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
@@ -221,12 +241,14 @@ def summary_markdown(
     pairs: list[dict[str, Any]],
     figures: dict[str, str],
     probed: frozenset[str] = frozenset(),
+    details: dict[str, list[str]] | None = None,
 ) -> str:
     """``results/summary.md``: the table across settings, comparisons and figure links.
 
     headlines: setting -> ``headline(...)``; pairs: ``comparison_pairs(...)``; figures:
     pair key ``"a--b"`` -> path of its comparison figure relative to ``results/``;
-    probed: the settings with a probe set (their function-space figures are linked).
+    probed: the settings with a probe set (their function-space figures are linked);
+    details: setting -> ``setting_details(...)``, listed under "Runs left out and notes".
     """
     rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
     parts = [
@@ -262,6 +284,11 @@ def summary_markdown(
                 f" · [html]({name}/function_space.html)"
             )
         parts.append(f"- **{name}**: {links}")
+    listed = {name: lines for name, lines in sorted((details or {}).items()) if lines}
+    if listed:
+        parts += ["", "## Runs left out and notes", ""]
+        for name, lines in listed.items():
+            parts += [f"- **{name}**:", *(f"  - {line}" for line in lines)]
     parts += ["", "## Side by side", ""]
     if not pairs:
         parts.append("No two settings differ in exactly one config key or one switch.")

@@ -98,9 +98,11 @@ def fit_restart(
     ``lengths``: rows per run. Stops after ``n_iter`` iterations or when the
     log-likelihood improves by less than ``tol`` (hmmlearn's rule). ``min_covar`` is
     hmmlearn's (added at initialisation) and, with ``covariance_guard="absolute"``, the
-    eigenvalue floor (see the module docstring). The report has ``iterations``,
-    ``converged`` and ``guard``: ``{"rule", "iterations", "states"}`` (iterations after
-    which the guard changed some covariance, and which states). Raises
+    eigenvalue floor (see the module docstring). EM runs with ``IMPLEMENTATION``, and
+    again from the start in log space where that underflows. The report has
+    ``iterations``, ``converged``, ``implementation`` and ``guard``: ``{"rule",
+    "iterations", "states"}`` (iterations after which the guard changed some covariance,
+    and which states). Raises
     ``FloatingPointError`` when EM breaks down (a state without any posterior mass gives
     NaN parameters).
     """
@@ -108,25 +110,40 @@ def fit_restart(
         raise ValueError(f"covariance: {covariance!r} is not one of {COVARIANCES}")
     if covariance_guard not in GUARDS:
         raise ValueError(f"covariance_guard: {covariance_guard!r} is not one of {GUARDS}")
+    options = dict(covariance=covariance, n_iter=n_iter, seed=seed, tol=tol, min_covar=min_covar)
+    try:
+        return _em(X, lengths, n_states, covariance_guard, IMPLEMENTATION, **options)
+    except ValueError as error:
+        if "underflow" not in str(error):
+            raise
+        # Scaled forward-backward underflows where every state is wildly unlikely at
+        # some row; the same restart in log space does not (hmmlearn's own advice).
+        log.info("K=%d seed %d: %s; refit in log space", n_states, seed, error)
+        return _em(X, lengths, n_states, covariance_guard, "log", **options)
+
+
+def _em(X, lengths, n_states, covariance_guard, implementation, **options):
+    """fit_restart's EM with one of hmmlearn's forward-backward implementations."""
     model = GaussianHMM(
         n_components=n_states,
-        covariance_type=covariance,
-        min_covar=min_covar,
+        covariance_type=options["covariance"],
+        min_covar=options["min_covar"],
         n_iter=1,
-        tol=tol,
-        random_state=seed,
+        tol=options["tol"],
+        random_state=options["seed"],
         init_params="stmc",
         params="stmc",
-        implementation=IMPLEMENTATION,
+        implementation=implementation,
     )
     history: list[float] = []
     floored_steps, floored_states = 0, set()
-    for _ in range(n_iter):
+    tol = options["tol"]
+    for _ in range(options["n_iter"]):
         model.fit(X, lengths)
         model.init_params = ""  # continue EM from the current parameters
         history.append(float(model.monitor_.history[-1]))
         _check_finite(model)
-        floor = min_covar if covariance_guard == "absolute" else None
+        floor = options["min_covar"] if covariance_guard == "absolute" else None
         states = _floor_covariances(model, floor)
         if states:
             floored_steps += 1
@@ -136,6 +153,7 @@ def fit_restart(
     report = {
         "iterations": len(history),
         "converged": len(history) >= 2 and history[-1] - history[-2] < tol,
+        "implementation": implementation,
         "guard": {
             "rule": covariance_guard,
             "iterations": floored_steps,

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 from trainmap.hmm import split
+from trainmap.hmm.adequacy import step_grid_note
+from trainmap.io.biases import BiasFeatureError, bias_note, usable_features
+from trainmap.io.divergence import divergence, loss_columns
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ class Prepared:
     ``table``: columns ``seed, step, split`` (``fit`` | ``val``) then the z-scored
     features, sorted by seed and step. ``excluded``: ``{"seed", "reason"}`` per run left
     out. ``constant_features``: feature -> runs in which it was constant (z set to 0).
+    ``bias_free_runs``: runs whose model has no biases (trainmap.io.biases);
+    ``left_out_features``: the bias metrics the default features left out for them.
     """
 
     table: pd.DataFrame
@@ -50,6 +55,9 @@ class Prepared:
     excluded: list[dict[str, Any]] = field(default_factory=list)
     constant_features: dict[str, list] = field(default_factory=dict)
     folds: list[list] | None = None  # selection kfold: the runs of each fold, sorted
+    bias_free_runs: list = field(default_factory=list)
+    left_out_features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the data cannot carry (adequacy)
 
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (``prepare.json``)."""
@@ -64,6 +72,9 @@ class Prepared:
             "constant_features": {k: _plain(v) for k, v in self.constant_features.items()},
             "n_fit_rows": int(rows.get("fit", 0)),
             "n_val_rows": int(rows.get("val", 0)),
+            "bias_free_runs": _plain(self.bias_free_runs),
+            "left_out_features": self.left_out_features,
+            "notes": self.notes,
             **extra,
         }
 
@@ -78,6 +89,7 @@ def prepare_sequences(
     seed: int,
     states: list[int] | None = None,
     folds: int | None = None,
+    features_given: bool = True,
 ) -> Prepared:
     """Truncate, exclude diverged runs, z-score and split (METHOD.md sections 3-4).
 
@@ -86,6 +98,9 @@ def prepare_sequences(
     values is NaN or infinite at any step (also beyond ``max_checkpoints``).
     ``states``: candidate K; each must not exceed the number of fit observations.
     ``folds``: deal the runs into this many folds (``fold_runs``) instead of the split.
+    ``features_given``: the setting named its features; False for the default list, from
+    which the bias metrics are left out when some run's model has no biases (a given
+    list that names them is refused: trainmap.io.biases).
     """
     if normalize not in NORMALIZATIONS:
         raise SequenceError(f"hmm.normalize: {normalize!r} is not one of {NORMALIZATIONS}")
@@ -93,13 +108,30 @@ def prepare_sequences(
     if missing:
         raise SequenceError(f"trajectories: missing columns {missing}")
     runs = trajectories.sort_values(["seed", "step"], kind="stable")
+    try:
+        usable, bias_free = usable_features(runs, features, features_given)
+    except BiasFeatureError as error:
+        raise SequenceError(str(error)) from None
+    left_out = [f for f in features if f not in usable]
+    features = usable
+    _check_measured(runs, features, features_given)
     excluded = _diverged_runs(runs, features)
     kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
     kept = kept.groupby("seed", sort=True).head(max_checkpoints)
     _check_run_lengths(kept)
+    notes = [bias_note(bias_free, runs["seed"].nunique(), left_out)] if left_out else []
+    grids = step_grid_note(kept)
+    if grids:
+        log.warning("%s", grids)
+        notes.append(grids)
     included = sorted(kept["seed"].unique().tolist())
     if folds is not None:
-        return _prepare_folds(kept, features, normalize, included, folds, seed, excluded, states)
+        prepared = _prepare_folds(
+            kept, features, normalize, included, folds, seed, excluded, states
+        )
+        prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
+        prepared.notes = notes
+        return prepared
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
     z, constant = _zscore(kept, features, normalize)
@@ -112,6 +144,8 @@ def prepare_sequences(
     )
     table[features] = z
     prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
+    prepared.notes = notes
     if states:
         check_state_counts(states, int((table["split"] == "fit").sum()))
     return prepared
@@ -175,11 +209,28 @@ def _check_run_lengths(kept: pd.DataFrame) -> None:
     short = lengths[lengths < MIN_RUN_CHECKPOINTS]
     if len(short):
         runs = [_plain(r) for r in short.index[:5]]
+        rows = ", ".join(str(int(n)) for n in short.to_numpy()[:5])
         raise SequenceError(
             f"run(s) {runs} have fewer than {MIN_RUN_CHECKPOINTS} checkpoints "
-            f"({len(short)} in all): a run needs at least two for the HMM to see a "
-            "transition; remove them from the table or log more checkpoints"
+            f"({len(short)} in all; rows: {rows}): a run needs at least two for the HMM to "
+            "see a transition; log more checkpoints, or leave those runs out (their seed "
+            "folders of a runs directory, their rows of a table)"
         )
+
+
+def _check_measured(runs: pd.DataFrame, features: list[str], given: bool) -> None:
+    """Features NaN at every checkpoint of every run were never measured: each run would
+    be left out as diverged ("0 usable runs"); name them instead."""
+    values = runs[features].to_numpy(dtype=np.float64)
+    never = [f for f, nan in zip(features, np.isnan(values).all(axis=0), strict=True) if nan]
+    if not never:
+        return
+    which = "features" if given else "default features (the 14 weight metrics)"
+    raise SequenceError(
+        f"{which} {never} are NaN at every checkpoint of every run: nothing was measured. "
+        "Check that the runs log them (a Recorder whose weight selection matched "
+        "nothing?), or name the features the runs do log (features:)"
+    )
 
 
 def _check_validation_rows(kept: pd.DataFrame, val_runs: list, val_fraction: float) -> None:
@@ -220,7 +271,8 @@ def observations(table: pd.DataFrame, features: list[str], split: str | None = N
 
 
 def _diverged_runs(runs: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
-    """Runs with non-finite features (anywhere) or flagged ``diverged``, with a reason."""
+    """Runs with non-finite features (anywhere) or flagged ``diverged``, with a reason
+    that names the columns and the first step."""
     values = runs[features].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     flagged = runs["diverged"].to_numpy(bool) if "diverged" in runs else np.zeros(len(runs), bool)
@@ -235,12 +287,28 @@ def _diverged_runs(runs: pd.DataFrame, features: list[str]) -> list[dict[str, An
             names = [f for f, b in zip(features, run_bad.any(axis=0), strict=True) if b]
             reason = f"diverged: non-finite {', '.join(names)} from step {steps[rows][first]}"
         elif flagged[rows].any():
-            reason = "diverged: flagged in trajectories"
+            reason = _flag_reason(runs[rows], int(steps[rows][np.flatnonzero(flagged[rows])[0]]))
         else:
             continue
         log.warning("run %s excluded from the HMM: %s", run, reason)
         excluded.append({"seed": run, "reason": reason})
     return excluded
+
+
+def _flag_reason(run: pd.DataFrame, flagged_from: int) -> str:
+    """Why a run its ``diverged`` column marks is left out: the loss that turned non-finite
+    and the step (trainmap.io.divergence), from the flagged row or anywhere in the run (a
+    trained run is flagged at every row)."""
+    found = divergence(run, flagged_from) or divergence(run)
+    if found is not None:
+        return f"diverged: {found.text()}"
+    if not loss_columns(run.columns):
+        return f"diverged: its diverged column marks it from step {flagged_from} (no loss column)"
+    return (
+        f"diverged: its diverged column marks it from step {flagged_from}, but no loss "
+        "column turned non-finite after a finite value (a file of a Recorder before the "
+        "'not logged yet' rule, which also counted a nan placeholder: record it again)"
+    )
 
 
 def _zscore(

@@ -27,6 +27,7 @@ PROBE_FILE = "probe_losses.parquet"
 
 
 def probe_columns(n: int) -> list[str]:
-    """``probe_0 .. probe_<n-1>``, zero-padded so that the columns sort in example order."""
+    """``probe_<i>`` for i < n, zero-padded to the width of n-1 so that the columns sort in
+    example order: ``probe_00 .. probe_63`` for 64."""
     width = len(str(max(n - 1, 0)))
     return [f"probe_{i:0{width}d}" for i in range(n)]

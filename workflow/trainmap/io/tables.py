@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from trainmap.io.biases import bias_free_cells
+from trainmap.io.divergence import loss_columns
 from trainmap.io.files import read_parquet
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ def load_run_table(path: str | Path, features: list[str], convergence_column: st
 
     ``diverged`` (bool, constant within a run) is True for every row of a run that has a
     NaN or infinite value in any feature at any step; such runs are kept here and left
-    out (and reported) when sequences are prepared.
+    out (and reported) when sequences are prepared. The bias metrics of a run whose model
+    has no biases (NaN at every checkpoint, trainmap.io.biases) do not count.
     """
     path = Path(path)
     table, nulls = _read(path)
@@ -78,7 +81,7 @@ def load_run_table(path: str | Path, features: list[str], convergence_column: st
     for column in value_columns:
         out[column] = _numbers(table[column], path, column)
     _check_unique(out, path, run_column)
-    finite = np.isfinite(out[features].to_numpy()).all(axis=1)
+    finite = (np.isfinite(out[features].to_numpy()) | bias_free_cells(out, features)).all(axis=1)
     out["diverged"] = ~pd.Series(finite, index=out.index).groupby(out["seed"]).transform("all")
     return out.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
 
@@ -270,8 +273,10 @@ def load_recorded_runs(
     paths: list[str | Path], features: list[str], convergence_column: str
 ) -> pd.DataFrame:
     """Every recorded run, each checked as a ``source: table`` file (``load_run_table``),
-    its ``seed`` column equal to its folder's seed. A run is ``diverged`` when its own
-    file marks any row so (a non-finite loss) or a feature is non-finite."""
+    its ``seed`` column equal to its folder's seed. ``diverged`` is True for every row of
+    a run with a non-finite feature, and from the row its own file marks diverged on (the
+    Recorder's rule: a loss that was finite turned non-finite). The file's loss columns
+    come along (numeric ones), so that the HMM stage can name the loss and step."""
     runs = []
     for path in map(Path, paths):
         table = load_run_table(path, features, convergence_column)
@@ -280,12 +285,23 @@ def load_recorded_runs(
         if seed is not None and not (table["seed"] == seed).all():
             other = table.loc[table["seed"] != seed, "seed"].iloc[0]
             raise TableError(f"{path}: holds rows of seed {other}, but its folder is seed{seed}")
-        marked = read_table(path)
-        if "diverged" in marked.columns and marked["diverged"].fillna(False).astype(bool).any():
-            table["diverged"] = True
-        runs.append(table)
+        runs.append(_with_recorded_flags(table, read_table(path)))
     table = pd.concat(runs, ignore_index=True)
     return table.sort_values(["seed", "step"], kind="stable").reset_index(drop=True)
+
+
+def _with_recorded_flags(table: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one run, sorted by step) with the recorded file's per-row ``diverged``
+    flags and its numeric loss columns, matched by step."""
+    by_step = recorded.drop_duplicates("step").set_index("step")
+    steps = table["step"]
+    if "diverged" in by_step.columns:
+        flags = by_step["diverged"].astype("boolean").fillna(False).astype(bool)
+        table["diverged"] = table["diverged"] | steps.map(flags).fillna(False).astype(bool)
+    for column in loss_columns(by_step.columns):
+        if column not in table.columns and pd.api.types.is_numeric_dtype(by_step[column]):
+            table[column] = steps.map(by_step[column].astype("float64")).to_numpy()
+    return table
 
 
 # Fan-in of a setting's runs into one trajectories table (rule collect_trajectories).

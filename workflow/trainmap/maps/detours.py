@@ -3,11 +3,12 @@
 Decisions (documented for users in ``regression.json`` and the report captions):
 
 - **Convergence time** is the step of a run's first checkpoint whose convergence column
-  is strictly above the threshold, over the run's whole trajectory (not only the
-  checkpoints the HMM saw). A run that never crosses is **censored**: as the authors do,
-  its time is set to its last logged step (a lower bound on the truth); it is flagged
-  (``censored``), counted (``n_censored``) and listed, and the regression is not
-  interpreted when every run is censored.
+  is strictly above the threshold (``direction: below``: strictly below it, for a loss),
+  over the run's whole trajectory (not only the checkpoints the HMM saw). A run that
+  never crosses is **censored**: as the authors do, its time is set to its last logged
+  step (a lower bound on the truth); it is flagged (``censored``), counted
+  (``n_censored``) and listed, and the regression is not interpreted when every run is
+  censored.
 - **Regression**: ordinary least squares of convergence time on all K occupancy
   fractions with no separate intercept; the fractions sum to 1, so the constant is
   implicit (``hasconst=True``: R^2 is centred and the F-test compares with the
@@ -45,11 +46,14 @@ import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
 from trainmap.io.files import read_csv
+from trainmap.maps.convergence import direction, passed
 from trainmap.maps.evidence import route_evidence
 
 log = logging.getLogger(__name__)
 
-CENSORING_RULE = "censored runs (never above the threshold) are set to their last logged step"
+CENSORING_RULE = (
+    "censored runs (never past the threshold in its direction) are set to their last logged step"
+)
 OUTCOME = "convergence step minus its mean over runs (coefficient = delay vs the average run)"
 DETOUR_RULE = (
     "detour: positive coefficient, regression significant at alpha, visited by some converged "
@@ -81,17 +85,24 @@ def read_detour_table(path) -> pd.DataFrame:
     return table.fillna({"kind": ""})
 
 
-def convergence_times(trajectories: pd.DataFrame, column: str, threshold: float) -> pd.DataFrame:
-    """One row per run, indexed by seed: ``convergence_step``, ``censored``, ``last_step``.
+def convergence_times(
+    trajectories: pd.DataFrame, column: str, threshold: float, direction: str = "above"
+) -> pd.DataFrame:
+    """One row per run, indexed by seed: ``convergence_step``, ``censored``, ``last_step``,
+    ``measured``.
 
-    ``convergence_step`` is the first step whose ``column`` is > ``threshold``; censored
-    runs get ``last_step``. NaN values never count as crossing.
+    ``convergence_step`` is the first step whose ``column`` is > ``threshold`` (direction
+    ``above``) or < ``threshold`` (``below``, e.g. a loss); censored runs get
+    ``last_step``. NaN values never count as crossing (trainmap.maps.convergence).
     """
     if column not in trajectories.columns:
         raise ValueError(f"convergence column {column!r} is not in the trajectories table")
     table = trajectories.sort_values(["seed", "step"], kind="stable")
     last = table.groupby("seed")["step"].max()
-    first = table.loc[table[column] > threshold].groupby("seed")["step"].min()
+    rule = {"column": column, "threshold": threshold, "direction": direction}
+    first = (
+        table.loc[passed(table[column].to_numpy(dtype=float), rule)].groupby("seed")["step"].min()
+    )
     out = pd.DataFrame({"last_step": last})
     out["censored"] = ~out.index.isin(first.index)
     out["convergence_step"] = first.reindex(out.index).fillna(out["last_step"]).astype(int)
@@ -164,7 +175,7 @@ def _why_not_interpretable(design: np.ndarray, y: np.ndarray, censored: np.ndarr
     if n_runs == 0:
         return "no decoded runs"
     if censored.all():
-        return "no run converged: every run is censored (never above the threshold)"
+        return "no run converged: every run is censored (never past the threshold)"
     if n_params < 2:
         return "only one state is visited: occupancy cannot explain convergence time"
     if np.ptp(design, axis=0).max() == 0:
@@ -273,12 +284,15 @@ def analyze_detours(
     """Everything ``fit_detour_regression`` writes, for one setting.
 
     states: ``seed, step, state`` (Viterbi paths); trajectories: every run, including
-    those the HMM excluded; convergence: ``{column, threshold}``. Returns the per-state
+    those the HMM excluded; convergence: ``{column, threshold}`` and optionally
+    ``direction`` (``above``, the default, or ``below``). Returns the per-state
     table, the summary (with ``dissimilarity``, censored and excluded runs) and the per-run
     table (``seed, convergence_step, censored, last_step, in_regression`` and the occupancy
     fraction of each state as ``state<k>``).
     """
-    times = convergence_times(trajectories, convergence["column"], convergence["threshold"])
+    times = convergence_times(
+        trajectories, convergence["column"], convergence["threshold"], direction(convergence)
+    )
     unmeasured = unmeasured_runs(times, convergence["column"])
     occupancy = occupancy_fractions(states, n_states)
     occupancy = occupancy[~occupancy.index.isin(unmeasured)]

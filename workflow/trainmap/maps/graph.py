@@ -78,26 +78,36 @@ def edge_table(
     """The map's edges: transitions observed in some path, with their statistics.
 
     transmat: (n_states, n_states) learned transition matrix; convergence: per run, indexed
-    by seed, ``convergence_step`` and ``censored`` (trainmap.maps.detours.convergence_times).
+    by seed, ``convergence_step`` and ``censored`` (trainmap.maps.detours.convergence_times)
+    and optionally ``measured``: a run with no convergence value (``measured`` false) is
+    drawn like any other and counted in ``runs_unmeasured``, never in ``mean_convergence``.
     Returns ``source, target, probability, runs, occurrences, mean_convergence,
-    runs_censored``, sorted by source and target.
+    runs_censored, runs_unmeasured``, sorted by source and target.
     """
     pairs = transitions(states)
     missing = set(states["seed"]) - set(convergence.index)
     if missing:
         raise ValueError(f"runs without a convergence time: {sorted(missing)}")
-    taken = pairs.drop_duplicates(["seed", "source", "target"])
-    taken = taken.join(convergence[["convergence_step", "censored"]], on="seed")
+    times = convergence[["convergence_step", "censored"]].astype({"convergence_step": float})
+    measured = convergence.get("measured", pd.Series(True, index=convergence.index))
+    unmeasured = ~measured.astype(bool)
+    times = times.assign(
+        convergence_step=times["convergence_step"].where(~unmeasured),
+        censored=times["censored"].astype(bool) & ~unmeasured,
+        unmeasured=unmeasured,
+    )
+    taken = pairs.drop_duplicates(["seed", "source", "target"]).join(times, on="seed")
     edges = taken.groupby(["source", "target"]).agg(
         runs=("seed", "size"),
         mean_convergence=("convergence_step", "mean"),
         runs_censored=("censored", "sum"),
+        runs_unmeasured=("unmeasured", "sum"),
     )
     edges["occurrences"] = pairs.groupby(["source", "target"]).size()
     edges = edges.reset_index()
     edges["probability"] = transmat[edges["source"], edges["target"]]
     columns = ["source", "target", "probability", "runs", "occurrences"]
-    return edges[columns + ["mean_convergence", "runs_censored"]]
+    return edges[columns + ["mean_convergence", "runs_censored", "runs_unmeasured"]]
 
 
 def _paths(
@@ -259,6 +269,7 @@ def _edge_entry(
         "feature_changes": changes,
         "occurrences": int(row.occurrences),
         "runs_censored": int(row.runs_censored),
+        "runs_unmeasured": int(row.runs_unmeasured),
     }
 
 

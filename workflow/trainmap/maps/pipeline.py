@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from trainmap.config.settings import Setting
 from trainmap.hmm.decode import decode_states
 from trainmap.hmm.fit import fit_state_count, model_from_json
 from trainmap.hmm.kfold import fit_fold, refit_all_runs
@@ -24,22 +25,22 @@ from trainmap.maps.graph import build_map, mark_detours
 from trainmap.maps.support import attach_support, map_support
 
 
-def map_setting(
-    trajectories: pd.DataFrame,
-    features: list[str],
-    hmm: dict[str, Any],
-    stability: dict[str, Any],
-    convergence: dict[str, Any],
-    alpha: float,
-) -> dict[str, Any]:
+def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
     """Everything the workflow writes for one setting's HMM stage, as Python objects.
 
-    ``hmm``, ``stability``: a validated setting's blocks (trainmap.config.settings);
-    ``convergence``: ``{column, threshold}``. Returns ``selection``, ``model``
+    ``setting``: validated (trainmap.config.settings). Returns ``selection``, ``model``
     (selected.json), ``states``, ``detours``, ``regression``, ``support`` (None without
-    resamples) and ``map`` (map.json).
+    resamples), ``map`` (map.json) and ``refits`` (the resamples).
     """
-    table = prepare_sequences(trajectories, features, **sequence_options(hmm)).table
+    hmm, stability = setting.hmm, setting.stability
+    convergence, alpha = setting.convergence, setting.alpha
+    prepared = prepare_sequences(
+        trajectories,
+        setting.features,
+        **sequence_options(hmm),
+        features_given=setting.features_given,
+    )
+    table, features = prepared.table, prepared.features
     options = fit_options(hmm)
     fits = [_fit(table, features, k, hmm, options) for k in sorted(hmm["states"])]
     refits = [

@@ -9,21 +9,30 @@ parameters each metric group read.
   parameters as they are (``trainmap.metrics.weights.compute_metrics`` copies into float64): the
   model, its RNG streams and the optimizer are never touched, so training with and
   without a Recorder gives the same weights bit for bit.
-- Rows reach disk at the first ``log``, then whenever ``flush_every`` seconds have passed
+- Rows reach disk at every ``log`` during the first ``EARLY_WRITES_S`` seconds (a job
+  killed early keeps what it logged), then whenever ``flush_every`` seconds have passed
   since the last write, and at ``close()``; each write replaces the whole file atomically
   (temporary file + rename), so a killed process leaves a valid file with every row up to
   the last write.
+- One live writer per seed folder: a second Recorder of the same folder is refused while
+  the first one's process runs (``trainmap.record.lock``: a lock file with pid and host;
+  a stale one is taken over).
 - A Recorder opened where rows exist (a resumed job) keeps the rows before its first
   logged step and replaces the rest, so a job killed and resumed from its own checkpoint
-  ends with one row per step.
+  ends with one row per step. When that drops rows of later steps (a restart at step 0
+  over a finished run) it logs a warning with how many.
 - ``log(step, probe_losses=...)``: the model's loss on each example of a fixed probe set
   (the same examples, in the same order, at every call and for every seed): they go to
-  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_0..``), which
-  ``source: runs`` with ``probe:`` maps into function space (rule map_function_space).
-- ``diverged`` is True from the first row whose given loss (any scalar with ``loss`` in
-  its name) is NaN or infinite on, as a trained run marks a run that diverged.
+  ``probe_losses.parquet`` beside the metrics (``seed, step, probe_00..``, as
+  trainmap.io.columns.probe_columns names them), which ``source: runs`` with ``probe:``
+  maps into function space (rule map_function_space).
+- ``diverged`` is True from the first row at which a given loss (any scalar with ``loss``
+  in its name) that *was* finite is NaN or infinite (trainmap.io.divergence); a loss that
+  is non-finite before its first finite value is "not logged yet" (a ``nan`` placeholder
+  at step 0), not divergence. The first diverged row logs one warning.
 """
 
+import logging
 import math
 import numbers
 import time
@@ -37,9 +46,17 @@ from torch import nn
 
 from trainmap.errors import CorruptFileError, RecordError
 from trainmap.io.columns import METRIC_COLUMNS, PROBE_FILE, probe_columns
+from trainmap.io.divergence import DivergenceWatch, loss_columns
 from trainmap.io.files import read_parquet, write_json, write_parquet
 from trainmap.metrics.weights import compute_metrics
+from trainmap.record.lock import SeedLock
 from trainmap.record.selection import Selection, select_weights
+
+log = logging.getLogger(__name__)
+
+# Seconds after the Recorder is made during which every log() is written at once: a job
+# killed in its first minute (a bad config, a preempted node) keeps every row it logged.
+EARLY_WRITES_S = 60.0
 
 # Columns the Recorder writes itself; a scalar of that name would overwrite them.
 RESERVED = ("setting", "seed", "run", "step", "diverged", *METRIC_COLUMNS)
@@ -114,7 +131,8 @@ class Recorder:
     model: the ``torch.nn.Module`` being trained. family, matrices, biases: which weights
     the metrics read (``trainmap.record.selection.select_weights``; checked here, so a
     selection that matches nothing fails now, not after training). flush_every: seconds
-    between writes of the rows (0: at every ``log``).
+    between writes of the rows once the first ``EARLY_WRITES_S`` seconds (every ``log``
+    written) have passed (0: at every ``log``).
     """
 
     def __init__(
@@ -141,10 +159,18 @@ class Recorder:
         self._probe: list[tuple[int, np.ndarray]] = []  # (step, losses) of this process
         self._rows: list[dict[str, Any]] = []
         self._last_step: int | None = None
-        self._diverged = False
+        self._watch = DivergenceWatch()
+        self._placeholders: set[str] = set()  # losses seen non-finite before any finite value
         self._pending = False  # rows logged since the last write
-        self._last_write = time.monotonic()
+        self._started = self._last_write = time.monotonic()
         self.closed = False
+        self._lock = SeedLock.acquire(self.path.parent)  # last: nothing above can fail after
+        if not self.selection.names.get("biases"):
+            log.info(
+                "%s: the model has no biases: mean_b, median_b, var_b are NaN in every row "
+                "(not divergence; the workflow's default features leave them out)",
+                self.path,
+            )
 
     def _read_earlier_rows(self) -> pd.DataFrame | None:
         """Rows a previous process wrote for this seed (a resumed job), or None."""
@@ -191,25 +217,56 @@ class Recorder:
         if probe_losses is not None:
             losses = _losses(probe_losses, self._probe_width())
         if self._last_step is None and self._earlier is not None:
-            # The first step of a resumed run: the rows from it on are being redone.
-            self._earlier = self._earlier[self._earlier["step"] < step]
-            if len(self._earlier):
-                self._diverged = bool(self._earlier["diverged"].iloc[-1])
+            self._resume_at(step)
         if self._last_step is None and self._earlier_probe is not None:
             self._earlier_probe = self._earlier_probe[self._earlier_probe["step"] < step]
         if probe_losses is not None:
             self._probe.append((step, losses))
-        losses = [v for name, v in values.items() if "loss" in name]
-        self._diverged = self._diverged or not all(math.isfinite(v) for v in losses)
+        self._watch_losses(step, {name: values[name] for name in loss_columns(values)})
         metrics = compute_metrics(self.selection.groups(self.model))
-        row = {"seed": self.seed, "step": step, **values, **metrics, "diverged": self._diverged}
+        row = {"seed": self.seed, "step": step, **values, **metrics,
+               "diverged": self._watch.diverged}  # fmt: skip
         self._rows.append(row)
-        first = self._last_step is None
         self._last_step = step
         self._pending = True
-        if first or time.monotonic() - self._last_write >= self.flush_every:
+        now = time.monotonic()
+        early = now - self._started < EARLY_WRITES_S
+        if early or now - self._last_write >= self.flush_every:
             self.flush()
         return row
+
+    def _resume_at(self, step: int) -> None:
+        """The first step of a resumed run: the earlier rows from it on are being redone
+        (a warning when that drops rows of later steps); divergence carries over."""
+        earlier = self._earlier
+        dropped = earlier[earlier["step"] > step]
+        if len(dropped):
+            log.warning(
+                "%s: this run starts at step %d, before %d logged row(s) of steps %d..%d: "
+                "the rows from step %d on are replaced (a job resumed from an earlier "
+                "checkpoint logs them again; to keep an old run, record the new one into "
+                "another directory or seed)",
+                self.path, step, len(dropped), int(dropped["step"].min()),
+                int(dropped["step"].max()), step,
+            )  # fmt: skip
+        self._earlier = earlier[earlier["step"] < step]
+        self._watch = DivergenceWatch.resumed(self._earlier)
+
+    def _watch_losses(self, step: int, losses: dict[str, float]) -> None:
+        """Apply the divergence rule to this row's losses; say so once when it fires, and
+        once per loss that is non-finite before its first finite value."""
+        turned = self._watch.update(losses)
+        if turned:
+            log.warning(
+                "%s: %s turned non-finite at step %d after finite values: rows from step %d "
+                "are marked diverged (the HMM leaves this run out)",
+                self.path, ", ".join(turned), step, step,
+            )  # fmt: skip
+        waiting = {n for n, v in losses.items() if not math.isfinite(v)} - self._watch.seen
+        for name in sorted(waiting - self._placeholders):
+            log.info("%s: %s is non-finite at step %d before any finite value: read as not "
+                     "logged yet, not as divergence", self.path, name, step)  # fmt: skip
+        self._placeholders |= waiting
 
     def table(self) -> pd.DataFrame:
         """Every row of the run so far (earlier ones kept from a previous process too)."""
@@ -233,7 +290,7 @@ class Recorder:
         return None
 
     def probe_table(self) -> pd.DataFrame | None:
-        """``seed, step, probe_0..`` of every call that gave probe losses; None if none."""
+        """``seed, step, probe_00..`` of every call that gave probe losses; None if none."""
         parts = [] if self._earlier_probe is None else [self._earlier_probe]
         if self._probe:
             steps, rows = zip(*self._probe, strict=True)
@@ -249,6 +306,7 @@ class Recorder:
         beside them."""
         if not self._pending:
             return
+        self._lock.check()
         probe = self.probe_table()
         if probe is not None:
             write_parquet(probe, self.probe_path)
@@ -263,8 +321,11 @@ class Recorder:
     def close(self) -> None:
         """Write what is pending; later ``log`` calls are refused."""
         if not self.closed:
-            self.flush()
-            self.closed = True
+            try:
+                self.flush()
+            finally:
+                self.closed = True
+                self._lock.release()
 
     def __enter__(self) -> "Recorder":
         return self

@@ -13,8 +13,9 @@ own split per run) a probe example may be in some seed's training data: the prob
 fixed, the runs' data are not.
 
 probe_losses.parquet (wide): ``setting, seed, step`` and one float column per probe
-example, ``probe_000 .. probe_<n-1>`` (zero-padded), the task's loss on that example alone
-(masked LM: the mean over the example's chosen tokens, NaN where none is chosen).
+example, ``probe_<i>`` zero-padded to the width of n-1 (``probe_00 .. probe_63`` for 64),
+the task's loss on that example alone (masked LM: the mean over the example's chosen
+tokens, NaN where none is chosen).
 """
 
 import base64
