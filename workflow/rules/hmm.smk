@@ -80,6 +80,7 @@ rule fit_resample:
         "../../envs/analysis.yaml"
     threads: 1
     params:
+        setting="{setting}",
         resample=get_resample,
         hmm=get_resample_options,
         stability=get_stability,

@@ -25,6 +25,7 @@ def main(inputs, output: str, params, log: str) -> None:
         params.stability,
         convergence=params.convergence,
         alpha=params.alpha,
+        where=f"settings.{params.setting}",
     )
     write_json(result, output)
 

@@ -19,9 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainmap.config.settings import Setting
+from trainmap.errors import ConfigError
 from trainmap.function_space.features import pc_features
 from trainmap.hmm.adequacy import parameter_note
+from trainmap.hmm.options import sequence_options
 from trainmap.hmm.sequences import SequenceError, prepare_sequences
+from trainmap.hmm.split import check_resamples
 from trainmap.io.tables import (
     RUN_FILE,
     SEED_DIRECTORY,
@@ -30,8 +33,6 @@ from trainmap.io.tables import (
     load_recorded_runs,
     load_run_table,
 )
-
-SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
 
 
 class _Collect(logging.Handler):
@@ -84,15 +85,18 @@ def _prepare(setting: Setting, table, problems: list[str]) -> list[str]:
     """Prepare the sequences as the job will; a refusal becomes a problem. Returns the
     notes the map stage would add (parameters against fit rows)."""
     hmm = setting.hmm
-    options = {k: hmm[k] for k in SEQUENCE_OPTIONS}
-    if hmm.get("selection") == "kfold":
-        options["folds"] = hmm["folds"]
+    options = sequence_options(hmm)
     try:
         prepared = prepare_sequences(
             table, setting.features, features_given=setting.features_given, **options
         )
+        rows = prepared.table.groupby("seed").size().to_dict()
+        check_resamples(rows, setting.stability, hmm, f"settings.{setting.name}")
     except SequenceError as error:
         problems.append(f"settings.{setting.name}: {error}")
+        return []
+    except ConfigError as error:  # resamples the runs cannot give
+        problems.append(str(error))
         return []
     n_fit = int((prepared.table["split"] == "fit").sum())
     if options.get("folds"):  # each fold fits on the other folds' rows

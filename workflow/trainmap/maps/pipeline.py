@@ -20,8 +20,10 @@ from trainmap.hmm.resample import fit_resample
 from trainmap.hmm.selected import selected_model
 from trainmap.hmm.selection import select_state_count
 from trainmap.hmm.sequences import feature_columns, observations, prepare_sequences
+from trainmap.hmm.split import check_resamples
 from trainmap.maps.detours import analyze_detours
 from trainmap.maps.graph import build_map, mark_detours
+from trainmap.maps.notes import fit_notes, with_notes
 from trainmap.maps.support import attach_support, map_support
 
 
@@ -45,7 +47,14 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
     fits = [_fit(table, features, k, hmm, options) for k in sorted(hmm["states"])]
     refits = [
         resample_with_calls(
-            table, trajectories, r, hmm, stability, convergence=convergence, alpha=alpha
+            table,
+            trajectories,
+            r,
+            hmm,
+            stability,
+            convergence=convergence,
+            alpha=alpha,
+            where=f"settings.{setting.name}",
         )
         for r in range(1, stability["resamples"] + 1)
     ]
@@ -54,14 +63,13 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
     k = selection["n_states"]
     states = decode_states(model_from_json(model), table, features)
     detours, regression, runs = analyze_detours(states, trajectories, k, convergence, alpha)
+    # every decoded run; one without a convergence value is marked unmeasured
     training_map = build_map(
-        model_from_json(model),
-        features,
-        table,
-        states,
-        runs[runs["in_regression"]].set_index("seed"),
+        model_from_json(model), features, table, states, runs.set_index("seed")
     )
     training_map = mark_detours(training_map, detours)
+    notes = fit_notes(sorted(hmm["states"]), model, table, states)
+    training_map = with_notes(training_map, prepared.report(), regression, notes)
     support = None
     if refits:
         support = map_support(states, detours["kind"].tolist(), k, refits)
@@ -96,10 +104,14 @@ def resample_with_calls(
     *,
     convergence: dict[str, Any],
     alpha: float,
+    where: str = "settings",
 ) -> dict[str, Any]:
     """resample<r>.json: the resample's fits, pick and states (trainmap.hmm.resample) and
     its regression's call of each state (``kinds``; all empty without a convergence
-    column, as for a checkpoint series without evals)."""
+    column, as for a checkpoint series without evals). Raises ConfigError naming
+    ``<where>.stability...`` when the runs cannot give the resamples asked for (a table's
+    runs are only known here)."""
+    check_resamples(table.groupby("seed").size().to_dict(), stability, hmm, where)
     refit = fit_resample(
         table,
         feature_columns(table),
