@@ -5,17 +5,20 @@ of checkpoints in its last state is about 1 - convergence step / run length when
 state boundary falls near convergence, so one boundary alone gives an R^2 near 1 whatever
 the states mean. ``regression.json`` therefore reports, beside ``r2``:
 
+Both are fitted on the runs that converge (``n_converged``): a censored run's time is its
+run length, not a convergence time, and runs that never converge are the dead ends'
+business (METHOD.md section 6).
+
 - ``r2_last_state``: the R^2 of convergence time on that one fraction alone (the trivial
   baseline): when it is close to ``r2``, the occupancy regression says little more than
   "one state boundary tracks convergence";
 - **Decision: the route regression.** ``route_r2``, ``route_f_pvalue`` and
   ``route_r2_cv``: OLS of convergence time on which states a run passes through *before
   the state it converges in* (0/1 per state, with an intercept): the checkpoints before
-  the convergence checkpoint, leaving out the state the run is in when it converges;
-  censored runs, which never converge, count every state they visit. Nothing here can
-  measure time: every run on one linear path has the same route and the regression
-  explains nothing, while runs that converge later *because* they took a side state
-  differ in their route. ``route_r2_cv`` is its out-of-sample R^2 over ``ROUTE_FOLDS``
+  the convergence checkpoint, leaving out the state the run is in when it converges.
+  Nothing here can measure time: every run on one linear path has the same route and the
+  regression explains nothing, while runs that converge later *because* they took a side
+  state differ in their route. ``route_r2_cv`` is its out-of-sample R^2 over ``ROUTE_FOLDS``
   folds of runs (seeded, sorted runs; 1 - squared prediction error / squared deviation
   from the mean of all runs): above 0 only if the route predicts convergence time of
   runs it was not fitted on.
@@ -29,11 +32,13 @@ from trainmap.seeding import derive_seed
 
 ROUTE_FOLDS = 5
 ROUTE_RULE = (
-    "OLS of convergence time on which states a run passes through before the state it "
-    "converges in (0/1 per state, intercept); route_r2_cv: out-of-sample R^2 over "
-    f"{ROUTE_FOLDS} folds of runs"
+    "converged runs: OLS of convergence time on which states a run passes through before "
+    "the state it converges in (0/1 per state, intercept); route_r2_cv: out-of-sample "
+    f"R^2 over {ROUTE_FOLDS} folds of runs"
 )
-BASELINE_RULE = "R^2 of convergence time on the fraction of the run in its last state alone"
+BASELINE_RULE = (
+    "converged runs: R^2 of convergence time on the fraction of the run in its last state"
+)
 
 
 def last_state_fraction(states: pd.DataFrame) -> pd.Series:
@@ -52,13 +57,12 @@ def route_design(states: pd.DataFrame, times: pd.DataFrame, n_states: int) -> pd
     for seed, run in states.sort_values(["seed", "step"], kind="stable").groupby("seed"):
         path, steps = run["state"].to_numpy(), run["step"].to_numpy()
         visited = np.zeros(n_states)
-        if bool(times.at[seed, "censored"]):
+        if bool(times.at[seed, "censored"]):  # never converges: every state it visits
             visited[np.unique(path)] = 1
         else:
             at = int(np.searchsorted(steps, times.at[seed, "convergence_step"]))
             before = path[:at]
-            before = before[before != path[min(at, len(path) - 1)]]
-            visited[np.unique(before)] = 1
+            visited[np.unique(before[before != path[at]])] = 1
         rows[seed] = visited
     return pd.DataFrame.from_dict(rows, orient="index", columns=range(n_states))
 
@@ -101,12 +105,15 @@ def _cv_r2(design: np.ndarray, y: np.ndarray, seed: int) -> float | None:
 
 def route_evidence(states: pd.DataFrame, times: pd.DataFrame, n_states: int, seed: int = 0) -> dict:
     """``r2_last_state``, ``route_r2``, ``route_f_pvalue``, ``route_r2_cv`` (nulls where
-    nothing varies) and the rules, for the runs in ``states`` (all must be in ``times``)."""
-    runs = sorted(states["seed"].unique())
+    nothing varies) and the rules, over the converged runs in ``states`` (all must be in
+    ``times``)."""
+    runs = sorted(set(states["seed"]) & set(times.index[~times["censored"]]))
+    states = states[states["seed"].isin(runs)]
     y = times.loc[runs, "convergence_step"].to_numpy(dtype=float)
     design = route_design(states, times, n_states).loc[runs].to_numpy()
     design = _independent_columns(design)
     result = {
+        "n_converged": len(runs),
         "r2_last_state": _r2(y, last_state_fraction(states).loc[runs].to_numpy()),
         "route_r2": None,
         "route_f_pvalue": None,
