@@ -58,3 +58,9 @@ def test_censored_runs_and_shared_routes_leave_the_route_regression_undetermined
     assert result["route_r2_cv"] > 0.5  # the slow side state, taken by half the runs
     one_run = route_evidence(states[states["seed"] == 10], times, 5)
     assert one_run["route_r2"] is None and np.isfinite(one_run["r2_last_state"])
+
+
+def test_a_run_converging_after_the_hmms_checkpoints_keeps_its_whole_path():
+    states = pd.DataFrame({"seed": 0, "step": [0, 10, 20], "state": [0, 1, 1]})
+    times = pd.DataFrame({"convergence_step": [50], "censored": [False]}, index=[0])
+    assert route_design(states, times, 3).loc[0].tolist() == [1, 1, 0]

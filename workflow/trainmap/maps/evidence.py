@@ -62,7 +62,9 @@ def route_design(states: pd.DataFrame, times: pd.DataFrame, n_states: int) -> pd
         else:
             at = int(np.searchsorted(steps, times.at[seed, "convergence_step"]))
             before = path[:at]
-            visited[np.unique(before[before != path[at]])] = 1
+            if at < len(path):  # else it converges after the checkpoints the HMM saw
+                before = before[before != path[at]]
+            visited[np.unique(before)] = 1
         rows[seed] = visited
     return pd.DataFrame.from_dict(rows, orient="index", columns=range(n_states))
 
