@@ -12,7 +12,7 @@ weight files (no config.json) or to override the rule. Only names and shapes are
 
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,14 @@ BIAS_FREE_NOTE = (
 class TensorSelection:
     """family: the rule applied (``bert``, ``gpt2``, ``gpt_neox``, ``generic``, ``names``, or
     a task's name); entries: the tensors read and how (None for a task family: its model
-    reads the whole state dict); model_type, architecture: what config.json named."""
+    reads the whole state dict); model_type, architecture: what config.json named; shapes:
+    the checkpoint's name -> shape."""
 
     family: str
     entries: tuple[Entry, ...] | None
     model_type: str | None = None
     architecture: str | None = None
+    shapes: Mapping[str, Sequence[int]] = field(default_factory=dict, compare=False)
 
     @property
     def bias_free(self) -> bool:
@@ -56,7 +58,7 @@ class TensorSelection:
 
     def record(self) -> dict[str, Any]:
         """What weights.json holds: the rule and the tensor names each group read."""
-        names = selected_names(self.entries) if self.entries is not None else {}
+        names = selected_names(self.entries, self.shapes) if self.entries is not None else {}
         out = {"family": self.family, "model_type": self.model_type,
                "architecture": self.architecture, **names, "bias_free": self.bias_free}  # fmt: skip
         if self.bias_free:
@@ -113,7 +115,7 @@ def _rule_entries(path: Path, family: str, config: dict, shapes) -> TensorSelect
         except ValueError as error:
             raise CheckpointError(f"{path}: weights do not fit family {family!r}: {error}; "
                                   f"it holds {_listing(shapes)}") from None  # fmt: skip
-        return TensorSelection(family, tuple(entries), model_type)
+        return TensorSelection(family, tuple(entries), model_type, shapes=shapes)
     folder = path if path.is_dir() else path.parent
     if not (folder / "config.json").is_file():
         raise CheckpointError(
@@ -122,7 +124,7 @@ def _rule_entries(path: Path, family: str, config: dict, shapes) -> TensorSelect
         )
     model = meta_model(folder)
     entries = checkpoint_entries(model, shapes, str(path))
-    return TensorSelection("generic", tuple(entries), model_type, type(model).__name__)
+    return TensorSelection("generic", tuple(entries), model_type, type(model).__name__, shapes)
 
 
 def select_tensors(
@@ -147,8 +149,8 @@ def select_tensors(
     config = model_config(path)
     if matrices is not None:
         matrix_names = _by_patterns(shapes, matrices, "matrices", str(path))
-        selection = TensorSelection("names", tuple(named_entries(shapes, matrix_names)),
-                                    config.get("model_type"))  # fmt: skip
+        entries = tuple(named_entries(shapes, matrix_names))
+        selection = TensorSelection("names", entries, config.get("model_type"), shapes=shapes)
         bias_names = default_biases(shapes, matrix_names)
     else:
         selection = _rule_entries(path, family, config, shapes)
@@ -158,5 +160,4 @@ def select_tensors(
     if bias_names is None:
         return selection
     kept = [e for e in selection.entries if e.kind != "bias"]
-    entries = (*kept, *(Entry(name, "bias") for name in bias_names))
-    return TensorSelection(selection.family, entries, selection.model_type, selection.architecture)
+    return replace(selection, entries=(*kept, *(Entry(name, "bias") for name in bias_names)))

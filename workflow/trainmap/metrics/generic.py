@@ -29,6 +29,7 @@ the meta device (``trainmap.checkpoints.architecture``). What counts:
 """
 
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,14 +109,20 @@ def groups_of(entries: Sequence[Entry], tensors: Mapping[str, torch.Tensor]) -> 
     return groups
 
 
-def selected_names(entries: Sequence[Entry]) -> dict[str, list[str]]:
-    """The tensor names each metric group reads (stored with the run: weights.json)."""
+def selected_names(
+    entries: Sequence[Entry], shapes: Mapping[str, Sequence[int]]
+) -> dict[str, list[str]]:
+    """The tensor names each metric group reads (stored with the run: weights.json);
+    shapes: name -> shape (a 1 x 1 conv kernel only enters the pooled weights)."""
     names: dict[str, list[str]] = {"matrices": [], "kernels": [], "weights": [], "biases": []}
     for entry in entries:
         if entry.kind == "bias":
             names["biases"].append(entry.name)
             continue
-        names["kernels" if entry.kind == "kernel" else "matrices"].append(entry.name)
+        if entry.kind != "kernel":
+            names["matrices"].append(entry.name)
+        elif math.prod(shapes[entry.name][2:]) > 1:
+            names["kernels"].append(entry.name)
         names["weights"].append(entry.name)
     return names
 
