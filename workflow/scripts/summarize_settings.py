@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.summary import headline, summary_markdown
 from trainmap.io.atomic import atomic_path
+from trainmap.io.bias_free import with_note
 from trainmap.io.files import read_json
 from trainmap.io.logs import log_to_file
 from trainmap.maps.detours import read_detour_table
@@ -25,6 +26,8 @@ def main(inputs, output: str, params, log: str) -> None:
             strict=True,
         )
     }
+    for name in params.bias_free:
+        headlines[name]["note"] = with_note(headlines[name]["note"])
     results = Path(output).parent
     figures = {
         f"{pair['a']}--{pair['b']}": str(Path(path).relative_to(results))

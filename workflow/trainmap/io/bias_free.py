@@ -43,3 +43,16 @@ def default_features(bias_free: bool) -> list[str]:
 def refused_features(features: Sequence[str]) -> list[str]:
     """The features a bias-free model cannot give."""
     return [f for f in features if f in BIAS_COLUMNS]
+
+
+SUMMARY_NOTE = "bias-free model: mean_b, median_b, var_b NaN throughout, not features"
+
+
+def bias_free_settings(settings) -> list[str]:
+    """Names of the settings known to be bias-free (``Setting.bias_free``), sorted."""
+    return sorted(name for name, setting in settings.items() if setting.bias_free)
+
+
+def with_note(note: str) -> str:
+    """A summary row's note with the bias-free one added."""
+    return "; ".join(part for part in (note, SUMMARY_NOTE) if part)
