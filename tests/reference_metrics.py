@@ -16,6 +16,7 @@ from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.groups import DTYPE, SINGULAR_VALUE_FLOOR, WeightGroups
 from trainmap.metrics.groups import kernel_metrics as _kernel_metrics
 
+
 def _stack_by_shape(matrices: list[torch.Tensor]) -> list[torch.Tensor]:
     """Stack equal-shape matrices into one float64 batch each, returned tall: (b, m, n), m >= n.
 

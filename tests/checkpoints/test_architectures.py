@@ -155,6 +155,7 @@ def test_experts_saved_one_linear_each_count_as_the_models_3d_experts(saved):
     checkpoint_metrics(root / "mixtral", None, {}, CPU, report=report)
     read = report["selection"].record()["matrices"]
     assert "model.layers.0.block_sparse_moe.experts.3.w2.weight" in read
-    assert "model.layers.0.mlp.experts.gate_up_proj" in select_weights(models["mixtral"]).names[
-        "matrices"
-    ]
+    assert (
+        "model.layers.0.mlp.experts.gate_up_proj"
+        in select_weights(models["mixtral"]).names["matrices"]
+    )

@@ -110,7 +110,8 @@ def test_gram_path_matches_the_svd_on_cpu_and_in_torch():
     gen = torch.Generator().manual_seed(2)
     matrices = [torch.randn(96, 64, generator=gen).double().numpy() for _ in range(2)]
     matrices.append(torch.randn(40, 90, generator=gen).double().numpy())
-    for wd, (s_torch, gram_torch) in zip(matrices, _spectra_torch([torch.from_numpy(w) for w in matrices], CPU), strict=True):
+    on_device = _spectra_torch([torch.from_numpy(w) for w in matrices], CPU)
+    for wd, (s_torch, gram_torch) in zip(matrices, on_device, strict=True):
         s_cpu, gram_cpu = singular_values_cpu(wd)
         reference = np.linalg.svd(wd, compute_uv=False)
         assert gram_cpu and gram_torch
@@ -331,7 +332,8 @@ def test_gpt_neox_checkpoint_streamed_equals_the_oracle(tmp_path):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         GPTNeoXForCausalLM(config).half().save_pretrained(tmp_path)
-    want = reference_metrics(FAMILIES["gpt_neox"](read_weights(tmp_path), {"num_attention_heads": 4}))
+    groups = FAMILIES["gpt_neox"](read_weights(tmp_path), {"num_attention_heads": 4})
+    want = reference_metrics(groups)
     assert_within_tolerances(checkpoint_metrics(tmp_path, None, {}, CPU), want)
 
 

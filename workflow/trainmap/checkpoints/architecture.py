@@ -118,6 +118,7 @@ def checkpoint_entries(model: nn.Module, shapes: Shapes, where: str) -> list[Ent
             f"{where}: holds no tensor for {len(missing)} parameter(s) of the "
             f"{type(model).__name__} its config.json describes: {', '.join(missing[:SHOWN])}"
             f"{' ...' if len(missing) > SHOWN else ''}; it holds "
-            + ", ".join(list(shapes)[:SHOWN]) + (" ..." if len(shapes) > SHOWN else "")
+            + ", ".join(list(shapes)[:SHOWN])
+            + (" ..." if len(shapes) > SHOWN else "")
         )
     return [piece for pieces in found.values() for piece in pieces]

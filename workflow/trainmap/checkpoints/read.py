@@ -16,7 +16,6 @@ download and cache, ``HF_HOME``/``HF_HUB_CACHE``): only config.json and the weig
 import json
 import logging
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any

@@ -13,7 +13,6 @@ to the working directory.
 """
 
 import glob
-import json
 import re
 import string
 from dataclasses import dataclass, field

@@ -36,7 +36,6 @@ from trainmap.checkpoints.select import TensorSelection, select_tensors
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.fast import metrics_of_layers
 from trainmap.metrics.generic import Entry, groups_of
-
 from trainmap.metrics.weights import WeightGroups
 
 log = logging.getLogger(__name__)

@@ -61,10 +61,10 @@ from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.groups import SINGULAR_VALUE_FLOOR, WeightGroups, kernel_metrics
 from trainmap.metrics.lapack import gram_eigenvalues
 from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.sketched import sketched_spectrum
-from trainmap.metrics.groups import SINGULAR_VALUE_FLOOR, WeightGroups, kernel_metrics
 
 SPECTRA = ("exact", "sketched")  # metrics: {spectra: ...}; sketched is opt-in (estimates)
 UNIT_ROUNDOFF = 2.0**-53  # float64

@@ -275,4 +275,3 @@ def default_biases(shapes: Mapping[str, Sequence[int]], matrix_names: Sequence[s
     """With matrices named and no biases: the ``.bias`` of each chosen ``.weight``."""
     wanted = [n.removesuffix("weight") + "bias" for n in matrix_names if n.endswith("weight")]
     return [n for n in wanted if n in shapes]
-
