@@ -141,6 +141,21 @@ def _entries_rule(entries: list[Entry]) -> Callable[[nn.Module], WeightGroups]:
     return lambda model: groups_of(entries, _parameters(model))
 
 
+def _chosen_entries(model, family, matrix_names, bias_names) -> list[Entry] | None:
+    """The entries of the weights named (or of the family's rule), biases replaced where
+    named; None for a task model (its own weight_groups())."""
+    if matrix_names is not None:
+        entries = named_entries(_shapes(model), matrix_names)
+    elif family != "task":
+        entries = _family_entries(family, model)
+    else:
+        return None
+    if bias_names is not None:
+        entries = [e for e in entries if e.kind != "bias"]
+        entries += [Entry(name, "bias") for name in bias_names]
+    return entries
+
+
 def select_weights(
     model: nn.Module,
     family: str = "auto",
@@ -179,15 +194,7 @@ def select_weights(
         bias_names = None
     label = chosen if matrices is None else "names"
     try:
-        if matrix_names is not None:
-            entries = named_entries(_shapes(model), matrix_names)
-        elif chosen != "task":
-            entries = _family_entries(chosen, model)
-        else:
-            entries = None
-        if entries is not None and bias_names is not None:
-            entries = [e for e in entries if e.kind != "bias"]
-            entries += [Entry(name, "bias") for name in bias_names]
+        entries = _chosen_entries(model, chosen, matrix_names, bias_names)
         groups = _task_rule(bias_names) if entries is None else _entries_rule(entries)
         found = groups(model)
     except (ValueError, AttributeError, KeyError) as error:
