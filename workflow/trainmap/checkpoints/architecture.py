@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import transformers
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoModel
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
 
 from trainmap.checkpoints.read import CheckpointError
 from trainmap.metrics.generic import Entry, generic_entries
@@ -51,23 +51,25 @@ def meta_model(folder: Path) -> nn.Module:
     """The model ``folder/config.json`` describes, built on the meta device."""
     config_file = folder / "config.json"
     known_model_type(config_file)
-    return _build(str(folder), config_file.read_text())
+    try:
+        return _build(config_file.read_text())
+    except Exception as error:  # transformers raises many types for a config it cannot build
+        message = f"{config_file}: transformers cannot build the model: {error}"
+        raise CheckpointError(message) from error
 
 
 @functools.lru_cache(maxsize=4)
-def _build(folder: str, text: str) -> nn.Module:
-    """Cached per config.json text: a series' checkpoints share one architecture."""
-    where = Path(folder) / "config.json"
-    try:
-        config = AutoConfig.from_pretrained(folder)
-        classes = [getattr(transformers, name, None) for name in config.architectures or []]
-        model_class = next((c for c in classes if isinstance(c, type)), None)
-        with torch.device("meta"):
-            if model_class is not None:
-                return model_class(config)
-            return AutoModel.from_config(config)
-    except Exception as error:  # transformers raises many types for a config it cannot build
-        raise CheckpointError(f"{where}: transformers cannot build the model: {error}") from error
+def _build(text: str) -> nn.Module:
+    """Cached per config.json text: a series' checkpoints share one architecture (a
+    1B model's meta build takes a second)."""
+    data = json.loads(text)
+    config = CONFIG_MAPPING[data["model_type"]].from_dict(data)
+    classes = [getattr(transformers, name, None) for name in config.architectures or []]
+    model_class = next((c for c in classes if isinstance(c, type)), None)
+    with torch.device("meta"):
+        if model_class is not None:
+            return model_class(config)
+        return AutoModel.from_config(config)
 
 
 def _conversions(model: nn.Module) -> tuple[list, list]:

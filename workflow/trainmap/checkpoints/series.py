@@ -151,22 +151,27 @@ def check_local(path: str, where: str) -> None:
 
 
 def check_selection(
-    locations: list[str], model: str | None, patterns: dict[str, list[str]], where: str
+    locations: dict[int, list[str]], model: str | None, patterns: dict[str, list[str]], where: str
 ) -> bool:
-    """What the metrics will read of each local checkpoint, decided now from names and
+    """What the metrics will read of the local checkpoints, decided now from names and
     shapes (``trainmap.checkpoints.select``: file headers and config.json, no weights), so
     that a bad checkpoint fails before any job; returns whether the model is bias-free.
+    locations: seed -> its checkpoints. Every safetensors checkpoint is checked (a header
+    read); of ``.bin`` ones, which must be mapped to be listed, each seed's first.
     Imports torch and transformers: only settings with local checkpoints pay for them."""
     from trainmap.checkpoints.read import CheckpointError
     from trainmap.checkpoints.select import select_tensors
 
     records = {}
-    for location in locations:
-        try:
-            selection = select_tensors(Path(location), model, **patterns)
-        except CheckpointError as error:
-            raise ConfigError(f"{where}: {error}") from None
-        records[location] = selection.record()
+    for paths in locations.values():
+        for i, location in enumerate(paths):
+            if i and not _is_safetensors(Path(location)):
+                continue
+            try:
+                selection = select_tensors(Path(location), model, **patterns)
+            except CheckpointError as error:
+                raise ConfigError(f"{where}: {error}") from None
+            records[location] = selection.record()
     first, *others = records.items()
     for location, record in others:
         if record != first[1]:
@@ -176,6 +181,13 @@ def check_selection(
                 "architecture"
             )
     return bool(first[1]["bias_free"])
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file, or a save_pretrained directory whose weights are safetensors."""
+    if path.is_dir():
+        return (path / WEIGHT_FILES[0]).is_file() or (path / WEIGHT_FILES[1]).is_file()
+    return path.suffix == ".safetensors"
 
 
 def check_evals(path: str, needed: list[str], where: str) -> tuple[str, ...]:
@@ -252,11 +264,10 @@ def build_series(
         )
     bias_free = None
     if not hub:
-        locations = []
-        for seed in seeds:
-            for step in steps[seed]:
-                locations.append(pattern.format(seed=seed, step=step))
-                check_local(locations[-1], f"{where}.checkpoints")
+        locations = {s: [pattern.format(seed=s, step=t) for t in steps[s]] for s in seeds}
+        for paths in locations.values():
+            for path in paths:
+                check_local(path, f"{where}.checkpoints")
         if model not in HYPERPARAMETERS:
             bias_free = check_selection(locations, model, patterns, f"{where}.checkpoints")
     evals = entry.get("evals")
