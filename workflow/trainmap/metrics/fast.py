@@ -50,6 +50,7 @@ Non-finite weights give non-finite metrics where the reference gives them (NaN v
 differ); ``diverged`` only asks for finiteness.
 """
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy.linalg import blas
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics.groups import SINGULAR_VALUE_FLOOR, WeightGroups, kernel_metrics
@@ -283,6 +284,13 @@ def _row(values: list[float], s: np.ndarray | None) -> np.ndarray:
     return np.array([*values, *spectrum])
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once: ``threadpool_limits`` reads
+    /proc/self/maps at every call (3 ms, more than a small model's metrics)."""
+    return ThreadpoolController()
+
+
 def metrics_of_layers(
     layers: Callable[[], Iterable[WeightGroups]],
     device: torch.device | str = "cpu",
@@ -314,7 +322,7 @@ def metrics_of_layers(
     sums, counts = np.zeros(8), np.zeros(8)
     weights, biases = Pooled(), Pooled()
     n_matrices = fallbacks = 0
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+    with _blas().limit(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for groups in layers():
             in_weights = [id(t) for t in groups.weights]
             rows = _matrix_rows(
