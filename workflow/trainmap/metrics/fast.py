@@ -1,4 +1,4 @@
-"""A fast exact path for the 14 weight metrics of big checkpoints (checkpoint series).
+"""The 14 weight metrics of METHOD.md section 2, exact and fast, for models of any size.
 
 The one engine of every path (``trainmap.metrics.weights`` is its front door): the
 definitions of METHOD.md section 2, computed as follows.
