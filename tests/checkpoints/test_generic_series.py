@@ -159,3 +159,16 @@ def test_a_tiny_llama_series_maps_end_to_end(tmp_path):
     training_map = json.loads((results / "map.json").read_text())
     assert training_map["n_runs"] == 3 and training_map["states"]
     assert "bias-free" in (tmp_path / "results" / "summary.md").read_text()
+
+
+def test_a_model_with_no_matrix_for_the_rule_is_refused_not_an_all_nan_run(tmp_path):
+    """An architecture whose tensors hold no Linear (embeddings only): refused at
+    validation naming the file, never a series of NaN metrics dropped as diverged."""
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=16, intermediate_size=32, vocab_size=64,
+                                      num_hidden_layers=0, num_attention_heads=4)  # fmt: skip
+    for seed in (0, 1):
+        transformers.LlamaModel(config).save_pretrained(tmp_path / f"seed{seed}" / "step0")
+    with pytest.raises(ConfigError, match=rf"{tmp_path}/seed0/step0: rule 'generic' finds no"):
+        validate_config(setting(tmp_path), predict_split=False)

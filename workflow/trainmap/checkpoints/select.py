@@ -155,6 +155,9 @@ def select_tensors(
     else:
         selection = _rule_entries(path, family, config, shapes)
         bias_names = None
+    if not any(e.kind != "bias" for e in selection.entries):  # all-NaN matrix metrics
+        raise CheckpointError(f"{path}: rule {selection.family!r} finds no matrix; name them "
+                              f"with matrices: patterns. It holds {_listing(shapes)}")  # fmt: skip
     if biases is not None:
         bias_names = _by_patterns(shapes, biases, "biases", str(path))
     if bias_names is None:
