@@ -13,6 +13,7 @@ from test_architectures import build, oracle
 
 from trainmap.checkpoints.read import read_weights, seed_table
 from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics
+from trainmap.checkpoints.validate import check_checkpoint_settings
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.bias_free import BIAS_COLUMNS
@@ -43,6 +44,12 @@ def llama_series(tmp_path_factory):
     return root, write_llama_series(root, [0, 1], [0, 1])
 
 
+def validated(config: dict) -> dict:
+    """validate_config's settings (two runs: no HMM split here), the checkpoints checked as
+    the Snakefile and `trainmap check` check them."""
+    return check_checkpoint_settings(validate_config(config, predict_split=False))
+
+
 def setting(root, **extra) -> dict:
     entry = {"source": "checkpoints", "checkpoints": f"{root}/seed{{seed}}/step{{step}}"}
     return {"settings": {"llama": {**entry, "seeds": [0, 1], **extra}}}
@@ -52,7 +59,7 @@ def test_a_llama_series_validates_bias_free_with_default_features_less_the_bias_
     llama_series,
 ):
     root, expected = llama_series
-    s = validate_config(setting(root), predict_split=False)["llama"]
+    s = validated(setting(root))["llama"]
     assert s.bias_free and s.series.bias_free and s.series.model is None
     assert s.features == [c for c in METRIC_COLUMNS if c not in BIAS_COLUMNS]
     metrics, record = series_metrics(s.series.locations(1), False, None, {}, CPU)
@@ -67,7 +74,7 @@ def test_a_llama_series_validates_bias_free_with_default_features_less_the_bias_
 def test_features_naming_the_bias_metrics_of_a_bias_free_model_are_refused(llama_series):
     root, _ = llama_series
     with pytest.raises(ConfigError, match=r"llama\.features: \['var_b'\]: a bias-free model"):
-        validate_config(setting(root, features=["l1", "var_b"]), predict_split=False)
+        validated(setting(root, features=["l1", "var_b"]))
 
 
 @pytest.mark.parametrize(
@@ -84,7 +91,7 @@ def test_bad_patterns_and_families_are_refused_naming_the_checkpoint(llama_serie
     root, _ = llama_series
     where = rf"settings\.llama(\.checkpoints: {root}/seed0/step0)?: "
     with pytest.raises(ConfigError, match=rf"{where}.*{message}"):
-        validate_config(setting(root, **extra), predict_split=False)
+        validated(setting(root, **extra))
 
 
 def test_tensors_that_do_not_fit_the_config_are_refused_naming_file_and_tensor(tmp_path):
@@ -93,11 +100,11 @@ def test_tensors_that_do_not_fit_the_config_are_refused_naming_file_and_tensor(t
     config.write_text(json.dumps({**json.loads(config.read_text()), "intermediate_size": 48}))
     where = rf"{tmp_path}/seed1/step0: tensor model\.layers\.0\.mlp\.\w+_proj\.weight has shape"
     with pytest.raises(ConfigError, match=rf"{where} .* describes \(LlamaForCausalLM\) has"):
-        validate_config(setting(tmp_path), predict_split=False)
+        validated(setting(tmp_path))
     save_file({"model.layers.0.self_attn.q_proj.weight": torch.ones(16, 16)},
               tmp_path / "seed1" / "step0" / "model.safetensors")  # fmt: skip
     with pytest.raises(ConfigError, match=r"step0: holds no tensor for \d+ parameter"):
-        validate_config(setting(tmp_path), predict_split=False)
+        validated(setting(tmp_path))
 
 
 def test_name_patterns_read_a_bare_weights_file_and_override_the_rule(llama_series, tmp_path):
@@ -171,4 +178,19 @@ def test_a_model_with_no_matrix_for_the_rule_is_refused_not_an_all_nan_run(tmp_p
     for seed in (0, 1):
         transformers.LlamaModel(config).save_pretrained(tmp_path / f"seed{seed}" / "step0")
     with pytest.raises(ConfigError, match=rf"{tmp_path}/seed0/step0: rule 'generic' finds no"):
-        validate_config(setting(tmp_path), predict_split=False)
+        validated(setting(tmp_path))
+
+
+def test_trainmap_check_reports_a_bad_checkpoint_at_its_line(llama_series, tmp_path, capsys):
+    from trainmap.config.check import main
+
+    root, _ = llama_series
+    config = setting(root, matrices=["*.nothing"])
+    config["settings"]["llama"]["hmm"] = {"selection": "kfold", "folds": 2}
+    file = tmp_path / "cfg.yaml"
+    file.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main([str(file)]) == 1
+    out = capsys.readouterr()
+    assert f"cfg.yaml:4: settings.llama.checkpoints: {root}/seed0/step0: matrices:" in (
+        out.out + out.err
+    )

@@ -31,6 +31,7 @@ from trainmap.checkpoints.read import (
 )
 from trainmap.checkpoints.series import TRANSFORMER_FAMILIES, known_families
 from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics
+from trainmap.checkpoints.validate import check_checkpoint_settings
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
@@ -202,7 +203,7 @@ def test_unknown_model_type_in_config_json_is_refused_naming_the_file(tmp_path):
     config = checkpoint_config(checkpoints=f"{tmp_path}/s{{seed}}/t{{step}}")
     where = rf"checkpoints: {tmp_path}/s0/t0/config\.json: model_type 'no_such_model' is not"
     with pytest.raises(ConfigError, match=rf"{where} an architecture transformers .* knows"):
-        validate_config(config)
+        check_checkpoint_settings(validate_config(config, predict_split=False))
 
 
 def test_registry_agrees_with_the_config_names():

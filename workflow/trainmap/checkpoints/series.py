@@ -150,46 +150,6 @@ def check_local(path: str, where: str) -> None:
         raise ConfigError(f"{where}: checkpoint not found: {path}")
 
 
-def check_selection(
-    locations: dict[int, list[str]], model: str | None, patterns: dict[str, list[str]], where: str
-) -> bool:
-    """What the metrics will read of the local checkpoints, decided now from names and
-    shapes (``trainmap.checkpoints.select``: file headers and config.json, no weights), so
-    that a bad checkpoint fails before any job; returns whether the model is bias-free.
-    locations: seed -> its checkpoints. Every safetensors checkpoint is checked (a header
-    read); of ``.bin`` ones, which must be mapped to be listed, each seed's first.
-    Imports torch and transformers: only settings with local checkpoints pay for them."""
-    from trainmap.checkpoints.read import CheckpointError
-    from trainmap.checkpoints.select import select_tensors
-
-    records = {}
-    for paths in locations.values():
-        for i, location in enumerate(paths):
-            if i and not _is_safetensors(Path(location)):
-                continue
-            try:
-                selection = select_tensors(Path(location), model, **patterns)
-            except CheckpointError as error:
-                raise ConfigError(f"{where}: {error}") from None
-            records[location] = selection.record()
-    first, *others = records.items()
-    for location, record in others:
-        if record != first[1]:
-            raise ConfigError(
-                f"{where}: {location} holds other tensors for the metrics than {first[0]} "
-                f"(rule {record['family']!r} vs {first[1]['family']!r}); a series keeps one "
-                "architecture"
-            )
-    return bool(first[1]["bias_free"])
-
-
-def _is_safetensors(path: Path) -> bool:
-    """A safetensors file, or a save_pretrained directory whose weights are safetensors."""
-    if path.is_dir():
-        return (path / WEIGHT_FILES[0]).is_file() or (path / WEIGHT_FILES[1]).is_file()
-    return path.suffix == ".safetensors"
-
-
 def check_evals(path: str, needed: list[str], where: str) -> tuple[str, ...]:
     """The evals table's columns besides seed and step; ``needed`` columns must be there.
 
@@ -262,14 +222,10 @@ def build_series(
             f"{where}: {', '.join(patterns)} name tensors for a transformer or a bare weights "
             f"file; model {model!r} is a task, whose own model names them"
         )
-    bias_free = None
     if not hub:
-        locations = {s: [pattern.format(seed=s, step=t) for t in steps[s]] for s in seeds}
-        for paths in locations.values():
-            for path in paths:
-                check_local(path, f"{where}.checkpoints")
-        if model not in HYPERPARAMETERS:
-            bias_free = check_selection(locations, model, patterns, f"{where}.checkpoints")
+        for seed in seeds:
+            for step in steps[seed]:
+                check_local(pattern.format(seed=seed, step=step), f"{where}.checkpoints")
     evals = entry.get("evals")
     if evals is None and needed:
         raise ConfigError(
@@ -277,4 +233,4 @@ def build_series(
             f"({where}.evals) with those columns"
         )
     eval_columns = () if evals is None else check_evals(evals, needed, f"{where}.evals")
-    return CheckpointSeries(pattern, hub, steps, model, evals, eval_columns, patterns, bias_free)
+    return CheckpointSeries(pattern, hub, steps, model, evals, eval_columns, patterns)

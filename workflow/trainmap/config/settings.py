@@ -18,7 +18,6 @@ from trainmap.checkpoints.series import CheckpointSeries, build_series
 from trainmap.errors import ConfigError
 from trainmap.function_space.features import pc_features, pc_number
 from trainmap.hmm.split import check_predicted_split, trained_checkpoints
-from trainmap.io.bias_free import BIAS_COLUMNS, REASON, refused_features
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
 from trainmap.tasks.params import parse_params
@@ -74,8 +73,9 @@ class Setting:
     threads: int = 1  # source checkpoints: the metrics job's threads
     spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
     # The tensors the metrics read hold no bias (mean_b, median_b, var_b NaN throughout,
-    # left out of the default features); known when the settings are validated.
+    # left out of the default features): trainmap.checkpoints.validate finds it.
     bias_free: bool = False
+    features_given: bool = False  # features listed in the config, not the default
     # Function space (source train): {n, split, seed, components}, or empty (no probe).
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -199,6 +199,7 @@ def _build_setting(name: str, entry: dict, config: dict) -> Setting:
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
         "features": list(entry.get("features", METRIC_COLUMNS)),
+        "features_given": "features" in entry,
     }
     _check_folds(hmm, entry, where)
     if source in ("table", "runs") and source not in entry:
@@ -334,32 +335,15 @@ def _build_checkpoint_setting(entry: dict, common: dict, where: str) -> Setting:
     wanted = [*common["features"], *([convergence["column"]] if convergence else [])]
     needed = [c for c in dict.fromkeys(wanted) if c not in METRIC_COLUMNS]
     series = build_series(entry, seeds, needed, where)
-    if series.bias_free:
-        common = {**common, "features": _bias_free_features(entry, common["features"], where)}
     extra = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     return Setting(
         **common,
-        bias_free=bool(series.bias_free),
         seeds=seeds,
         params=_family_params(entry.get("model"), extra, where),
         series=series,
         threads=entry.get("threads", 1),
         spectra=entry.get("metrics", {}).get("spectra", "exact"),
     )
-
-
-def _bias_free_features(entry: dict, features: list[str], where: str) -> list[str]:
-    """A bias-free model's features: the default ones less mean_b, median_b and var_b; a
-    features list that names them is refused with the reason."""
-    if "features" not in entry:
-        return [f for f in features if f not in BIAS_COLUMNS]
-    named = refused_features(features)
-    if named:
-        raise ConfigError(
-            f"{where}.features: {named}: {REASON} (the checkpoints' weights.json will say "
-            "so); remove them"
-        )
-    return features
 
 
 def _family_params(model: str | None, extra: dict, where: str) -> dict[str, Any]:
