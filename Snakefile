@@ -5,13 +5,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from trainmap.config.settings import validate_config
-from trainmap.config.snakefile import workflow_config
+from trainmap.config.snakefile import workflow_config, workflow_settings
 
 # A `configfile:` directive would resolve against the working directory and would be
 # deep-merged with --configfile (mixing the default settings into the user's), so the
 # default config is only loaded when none is given (an empty --configfile is refused by
-# validate_config, never replaced by the default). The files are read again to refuse a
+# workflow_settings, never replaced by the default). The files are read again to refuse a
 # key given twice; --config values are typed as the schema expects.
 _checked = workflow_config(
     config,
@@ -21,7 +20,7 @@ _checked = workflow_config(
 )
 config.clear()
 config.update(_checked)
-SETTINGS = validate_config(config)
+SETTINGS = workflow_settings(config)
 
 
 include: "workflow/rules/common.smk"

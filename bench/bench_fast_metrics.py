@@ -1,4 +1,4 @@
-"""The fast exact checkpoint metrics (trainmap.checkpoints.stream) against today's path.
+"""The fast exact checkpoint metrics (trainmap.checkpoints.stream) against the former path.
 
 Run (one thread unless --threads):
   .venv/bin/python bench/bench_fast_metrics.py bert [--threads T] [--device cpu|cuda] [--repeat R]
@@ -9,8 +9,9 @@ Run (one thread unless --threads):
 
 ``bert`` writes a BertForMaskedLM of BERT-base shape (seeded random weights,
 ``save_pretrained``, safetensors) and measures, each in its own subprocess: a process that
-only imports torch (the RSS baseline), today's path (``trainmap.checkpoints.read.series_metrics``:
-whole state dict, float64 SVDs) and the new one (``series_metrics_fast``), one checkpoint
+only imports torch (the RSS baseline), the former path (whole state dict, float64 SVDs:
+``reference_metrics`` of tests/reference_metrics.py since issue 32, where it became the tests'
+oracle) and the new one (``trainmap.checkpoints.stream.series_metrics``), one checkpoint
 each, ``--repeat`` times alternately (medians reported): CPU seconds, wall seconds and peak
 RSS (VmHWM, see ``peak_rss_mib``), and the largest difference per metric against the
 tolerances of ``trainmap.metrics.fast.TOLERANCES``.
@@ -55,24 +56,35 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     out: dict = {}
     if args.how != "baseline":
-        from trainmap.checkpoints.read import series_metrics
-        from trainmap.checkpoints.stream import series_metrics_fast
+        from trainmap.checkpoints.stream import series_metrics
 
         rows, cpus, walls = [], [], []
         for step, path in enumerate(args.paths):
             wall, cpu = time.perf_counter(), time.process_time()
             if args.how == "old":
-                table = series_metrics({step: path}, False, None, {}, torch.device(args.device))
+                rows.append(former_metrics(Path(path)))
             else:
-                table = series_metrics_fast(
+                table, _ = series_metrics(
                     {step: path}, False, None, {}, torch.device(args.device), args.threads
                 )
+                rows.append(table.drop(columns="step").iloc[0].to_dict())
             cpus.append(time.process_time() - cpu)
             walls.append(time.perf_counter() - wall)
-            rows.append(table.drop(columns="step").iloc[0].to_dict())
         out.update(cpu=cpus, wall=walls, metrics=rows)
     out["maxrss_mb"] = peak_rss_mib()
     print(json.dumps(out))
+
+
+def former_metrics(path: Path) -> dict:
+    """The path before issue 19: the whole state dict, the family's rule, float64 SVDs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference_metrics import reference_metrics
+
+    from trainmap.checkpoints.read import model_config, read_weights
+    from trainmap.metrics.families import FAMILIES
+
+    config = model_config(path)
+    return reference_metrics(FAMILIES[config["model_type"]](read_weights(path), config))
 
 
 def peak_rss_mib() -> float:
@@ -157,7 +169,7 @@ def bert(args: argparse.Namespace, tmp: Path) -> None:
     old = summary(olds)
     print(f"BERT-base save_pretrained: {size:.0f} MiB {args.format}; baseline (import torch) "
           f"RSS {base:.0f} MiB; medians of {args.repeat} interleaved runs each")  # fmt: skip
-    for label, m in (("today (series_metrics)", old), ("new (series_metrics_fast)", new)):
+    for label, m in (("former (float64 SVDs)", old), ("new (series_metrics)", new)):
         above = m["maxrss_mb"] - base
         print(f"{label:26s} CPU {m['cpu']:6.2f} s ({m['runs']})  wall {m['wall']:6.2f} s  "
               f"peak RSS {m['maxrss_mb']:5.0f} MiB ({above:5.0f} above baseline, "

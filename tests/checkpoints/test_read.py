@@ -28,10 +28,10 @@ from trainmap.checkpoints.read import (
     read_evals,
     read_weights,
     seed_table,
-    series_metrics,
 )
 from trainmap.checkpoints.series import TRANSFORMER_FAMILIES, known_families
-from trainmap.checkpoints.stream import checkpoint_metrics
+from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics
+from trainmap.checkpoints.validate import check_checkpoint_settings
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
@@ -133,7 +133,8 @@ def test_bert_series_gives_the_in_process_metrics(bert_series):
     assert series.steps == {seed: STEPS for seed in SEEDS}  # found on disk
     assert series.model is None  # each checkpoint's config.json names it
     for seed in SEEDS:
-        metrics = series_metrics(series.locations(seed), False, None, {}, CPU)
+        metrics, record = series_metrics(series.locations(seed), False, None, {}, CPU)
+        assert record["family"] == "bert" and record["bias_free"] is False
         table = seed_table("series", seed, metrics, None)
         assert table["step"].tolist() == STEPS
         assert_metrics_equal(table, expected, seed)
@@ -150,7 +151,7 @@ def test_task_safetensors_series_gives_the_in_process_metrics(parity_series):
     assert setting.params["hidden"] == 8
     for seed in SEEDS:
         locations = setting.series.locations(seed)
-        metrics = series_metrics(locations, False, "sparse_parity", setting.params, CPU)
+        metrics, _ = series_metrics(locations, False, "sparse_parity", setting.params, CPU)
         assert_metrics_equal(metrics, expected, seed)
 
 
@@ -197,17 +198,17 @@ def test_unknown_model_type_in_config_json_is_refused_naming_the_file(tmp_path):
     for seed in SEEDS:
         folder = tmp_path / f"s{seed}" / "t0"
         folder.mkdir(parents=True)
-        (folder / "config.json").write_text('{"model_type": "roberta"}')
+        (folder / "config.json").write_text('{"model_type": "no_such_model"}')
         save_file({"w": torch.zeros(2, 2)}, folder / "model.safetensors")
     config = checkpoint_config(checkpoints=f"{tmp_path}/s{{seed}}/t{{step}}")
-    where = rf"model \(model_type of {tmp_path}/s0/t0/config\.json\): unknown model family"
-    with pytest.raises(ConfigError, match=rf"{where} 'roberta'; known families: bert, gpt2"):
-        validate_config(config)
+    where = rf"checkpoints: {tmp_path}/s0/t0/config\.json: model_type 'no_such_model' is not"
+    with pytest.raises(ConfigError, match=rf"{where} an architecture transformers .* knows"):
+        check_checkpoint_settings(validate_config(config, predict_split=False))
 
 
 def test_registry_agrees_with_the_config_names():
     assert set(FAMILIES) == set(TRANSFORMER_FAMILIES)
-    assert set(known_families()) == set(TRANSFORMER_FAMILIES) | set(HYPERPARAMETERS)
+    assert set(known_families()) == {"auto", "generic", *TRANSFORMER_FAMILIES, *HYPERPARAMETERS}
     assert set(TRANSFORMER_FAMILIES) <= set(FAMILIES)
 
 
@@ -343,9 +344,9 @@ def test_hub_series_is_read_from_the_cache_offline(bert_series, tmp_path):
         fake_hub_cache(cache, "org/bert-seed0", f"step{step}", snapshot, f"{i:040x}")
     code = (
         "import json, torch\n"
-        "from trainmap.checkpoints.read import series_metrics\n"
+        "from trainmap.checkpoints.stream import series_metrics\n"
         f"locations = {{s: f'org/bert-seed0@step{{s}}' for s in {STEPS}}}\n"
-        "table = series_metrics(locations, True, None, {}, torch.device('cpu'))\n"
+        "table, _ = series_metrics(locations, True, None, {}, torch.device('cpu'))\n"
         "print(json.dumps(table.to_dict('records')))\n"  # repr floats: exact round trip
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
@@ -372,7 +373,7 @@ def test_gpt2_groups_are_whole_q_k_v_attention_and_mlp_matrices():
         assert torch.equal(groups.matrices[i], c_attn[:, 16 * i : 16 * (i + 1)].T)
     assert [tuple(b.shape) for b in groups.biases] == [(64,), (16,), (64,), (16,)]
     assert torch.equal(groups.biases[0], tensors["transformer.h.0.mlp.c_fc.bias"])
-    assert groups.weights == groups.matrices
+    assert [tuple(w.shape) for w in groups.weights[:4]] == [(16, 48), (16, 16), (16, 64), (64, 16)]
 
 
 def test_gpt_neox_groups_split_the_fused_projection_into_q_k_v():

@@ -1,5 +1,6 @@
-"""The fast exact metrics of checkpoint series (trainmap.metrics.fast, trainmap.checkpoints.stream)
-against today's compute_metrics, within the per-metric tolerances of TOLERANCES."""
+"""The one metrics engine (trainmap.metrics.fast behind trainmap.metrics.weights, and
+trainmap.checkpoints.stream) against the float64 SVD oracle (tests/reference_metrics.py),
+within the per-metric tolerances of TOLERANCES."""
 
 import logging
 import math
@@ -7,18 +8,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference_metrics import reference_metrics
 from transformers import BertConfig, BertForMaskedLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
 from trainmap.checkpoints.pages import MappedFile
-from trainmap.checkpoints.read import CheckpointError, series_metrics
-from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics_fast
+from trainmap.checkpoints.read import CheckpointError, read_weights
+from trainmap.checkpoints.stream import checkpoint_metrics, series_metrics
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
 from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics import pooled as pooled_module
+from trainmap.metrics.families import FAMILIES, bert_encoder_groups
 from trainmap.metrics.fast import (
     _spectra_torch,
-    compute_metrics_fast,
     gram_is_precise,
     metrics_of_layers,
     out_of_tolerance,
@@ -81,7 +83,7 @@ def test_fast_equals_the_reference_on_every_shape_class(label):
     gen = torch.Generator().manual_seed(1)
     biases = [torch.randn(17, generator=gen), torch.randn(8, generator=gen) * 3]
     groups = WeightGroups(matrices=matrices, weights=matrices, biases=biases)
-    assert_within_tolerances(compute_metrics_fast(groups), compute_metrics(groups))
+    assert_within_tolerances(compute_metrics(groups), reference_metrics(groups))
 
 
 def test_the_floor_sends_a_straddling_matrix_to_the_svd_and_others_not():
@@ -108,7 +110,8 @@ def test_gram_path_matches_the_svd_on_cpu_and_in_torch():
     gen = torch.Generator().manual_seed(2)
     matrices = [torch.randn(96, 64, generator=gen).double().numpy() for _ in range(2)]
     matrices.append(torch.randn(40, 90, generator=gen).double().numpy())
-    for wd, (s_torch, gram_torch) in zip(matrices, _spectra_torch(matrices, CPU), strict=True):
+    on_device = _spectra_torch([torch.from_numpy(w) for w in matrices], CPU)
+    for wd, (s_torch, gram_torch) in zip(matrices, on_device, strict=True):
         s_cpu, gram_cpu = singular_values_cpu(wd)
         reference = np.linalg.svd(wd, compute_uv=False)
         assert gram_cpu and gram_torch
@@ -135,8 +138,8 @@ def exact_median(tensors: list[torch.Tensor]) -> float:
 def test_median_is_exact_over_tensors(values):
     tensors = [torch.tensor(v, dtype=torch.float32) for v in values]
     groups = WeightGroups([], weights=tensors, biases=tensors)
-    got = compute_metrics_fast(groups)
-    assert got["median_w"] == exact_median(tensors) == compute_metrics(groups)["median_w"]
+    got = compute_metrics(groups)
+    assert got["median_w"] == exact_median(tensors) == reference_metrics(groups)["median_w"]
 
 
 def pooled_median(arrays: list[np.ndarray]) -> tuple[float, int, Pooled]:
@@ -187,7 +190,7 @@ def test_median_when_the_sample_misses_takes_two_more_passes(caplog):
     want = np.median(np.concatenate(arrays).astype(np.float64))
     assert got == want and passes == 3 and "two more passes" in caplog.text
     tensors = [torch.from_numpy(a) for a in arrays]  # the same through metrics_of_layers
-    assert compute_metrics_fast(WeightGroups([], weights=tensors))["median_w"] == want
+    assert compute_metrics(WeightGroups([], weights=tensors))["median_w"] == want
 
 
 def test_median_when_the_samples_interval_holds_too_many_values(monkeypatch, caplog):
@@ -213,7 +216,7 @@ def test_pooled_statistics_of_many_tensors_and_dtypes():
     tensors += [torch.randn(333, generator=gen, dtype=torch.float64) + 5.0]  # offset: 2 passes
     tensors += [torch.randn(64, generator=gen).half()]
     groups = WeightGroups([], weights=tensors, biases=[torch.full((9,), 0.25)])
-    got, want = compute_metrics_fast(groups), compute_metrics(groups)
+    got, want = compute_metrics(groups), reference_metrics(groups)
     assert_within_tolerances(got, want)
     assert got["var_b"] == 0.0 and got["median_b"] == 0.25  # a constant bias, exactly
 
@@ -241,7 +244,7 @@ def test_non_finite_matrix_gives_non_finite_metrics_as_the_reference():
     w = torch.ones(4, 3)
     w[1, 2] = math.inf
     groups = WeightGroups([w, torch.eye(3)], weights=[w], biases=[torch.ones(2)])
-    got, want = compute_metrics_fast(groups), compute_metrics(groups)
+    got, want = compute_metrics(groups), reference_metrics(groups)
     for name in METRIC_COLUMNS:
         assert math.isfinite(got[name]) == math.isfinite(want[name]), name
 
@@ -251,7 +254,7 @@ def test_resnet_checkpoint_kernels_and_linear():
     model = task.make_model(task.params())
     groups = model.weight_groups()
     assert groups.kernels
-    assert_within_tolerances(compute_metrics_fast(groups), compute_metrics(groups))
+    assert_within_tolerances(compute_metrics(groups), reference_metrics(groups))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -263,13 +266,13 @@ def test_torch_backend_the_gpu_path_on_the_cpu(threads):
     groups = WeightGroups(matrices, weights=matrices, biases=[torch.linspace(-1, 2, 11)])
     report = {}
     got = metrics_of_layers(lambda: [groups], CPU, threads, report, backend="torch")
-    assert_within_tolerances(got, compute_metrics(groups))
+    assert_within_tolerances(got, reference_metrics(groups))
     assert report == {"matrices": 8, "svd_fallbacks": 1}
 
 
 def test_threads_give_the_same_values():
     groups = WeightGroups(sum(shape_classes().values(), []))
-    assert compute_metrics_fast(groups, threads=2) == compute_metrics_fast(groups)
+    assert compute_metrics(groups, threads=2) == compute_metrics(groups)
 
 
 @pytest.fixture(scope="module")
@@ -294,14 +297,15 @@ def bert_dir(tmp_path_factory):
     return root
 
 
-def test_bert_checkpoint_streamed_equals_today(bert_dir):
-    want = series_metrics({0: str(bert_dir / "single")}, False, None, {}, CPU)
+def test_bert_checkpoint_streamed_equals_the_oracle(bert_dir):
+    want = reference_metrics(bert_encoder_groups(read_weights(bert_dir / "single")))
     for where, model in (
         ("single", None), ("sharded", None), ("model.bin", "bert"), ("legacy.bin", "bert")
     ):  # fmt: skip
-        got = series_metrics_fast({0: str(bert_dir / where)}, False, model, {}, CPU)
-        assert list(got.columns) == list(want.columns)
-        assert_within_tolerances(got.iloc[0].to_dict(), want.iloc[0].to_dict())
+        got, record = series_metrics({0: str(bert_dir / where)}, False, model, {}, CPU)
+        assert list(got.columns) == ["step", *METRIC_COLUMNS]
+        assert_within_tolerances(got.iloc[0].to_dict(), want)
+        assert record["family"] == "bert" and len(record["matrices"]) == 18
 
 
 def test_a_mapped_bin_hands_back_each_layers_pages_after_use(bert_dir, monkeypatch):
@@ -320,7 +324,7 @@ def test_a_mapped_bin_hands_back_each_layers_pages_after_use(bert_dir, monkeypat
     assert all(dropped > 0 for _, dropped in released)
 
 
-def test_gpt_neox_checkpoint_streamed_equals_today(tmp_path):
+def test_gpt_neox_checkpoint_streamed_equals_the_oracle(tmp_path):
     config = GPTNeoXConfig(
         vocab_size=50, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=256,
@@ -328,7 +332,8 @@ def test_gpt_neox_checkpoint_streamed_equals_today(tmp_path):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         GPTNeoXForCausalLM(config).half().save_pretrained(tmp_path)
-    want = series_metrics({0: str(tmp_path)}, False, None, {}, CPU).iloc[0].to_dict()
+    groups = FAMILIES["gpt_neox"](read_weights(tmp_path), {"num_attention_heads": 4})
+    want = reference_metrics(groups)
     assert_within_tolerances(checkpoint_metrics(tmp_path, None, {}, CPU), want)
 
 
@@ -352,13 +357,13 @@ def test_sketched_spectra_are_estimates_near_the_exact_values():
     gen = torch.Generator().manual_seed(4)
     matrices = [torch.randn(300, 120, generator=gen), torch.randn(150, 150, generator=gen)]
     groups = WeightGroups(matrices, weights=matrices)
-    exact, sketched = compute_metrics_fast(groups), compute_metrics_fast(groups, spectra="sketched")
+    exact, sketched = compute_metrics(groups), compute_metrics(groups, spectra="sketched")
     for name in ("l1", "l2", "trace", "mean_w", "median_w", "var_w"):  # not estimated
         assert sketched[name] == exact[name]
     assert sketched["spectral"] == pytest.approx(exact["spectral"], rel=1e-3)
     assert sketched["mean_lambda"] == pytest.approx(exact["mean_lambda"], rel=2e-2)
     assert sketched["mean_lambda"] != exact["mean_lambda"]  # an estimate, not the value
-    assert compute_metrics_fast(groups, spectra="sketched") == sketched  # seeded
+    assert compute_metrics(groups, spectra="sketched") == sketched  # seeded
 
 
 def test_metrics_key_of_a_checkpoint_setting():

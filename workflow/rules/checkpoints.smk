@@ -9,6 +9,8 @@ rule compute_checkpoint_metrics:
         get_checkpoint_files,  # local checkpoints and evals: a change reruns the seed
     output:
         "results/{setting}/runs/seed{seed}/metrics.parquet",
+        # the rule applied and the tensors each metric group read, as recorded runs have
+        "results/{setting}/runs/seed{seed}/weights.json",
     log:
         "logs/{setting}/compute_checkpoint_metrics/seed{seed}.log",
     wildcard_constraints:

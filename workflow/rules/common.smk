@@ -105,6 +105,7 @@ def get_checkpoint_series(wildcards):
         "locations": series.locations(seed),
         "hub": series.hub,
         "model": series.model,
+        "patterns": series.patterns,
         "spectra": setting.spectra,
         "evals": series.evals,
     }

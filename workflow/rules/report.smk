@@ -9,6 +9,7 @@ from trainmap.figures.summary import (
     probed_settings,
     setting_paths,
 )
+from trainmap.io.biases import bias_free_settings
 
 COMPARISONS = comparison_pairs(SETTINGS)
 
@@ -112,6 +113,7 @@ rule summarize_settings:
     params:
         settings=sorted(SETTINGS),
         probed=probed_settings(SETTINGS),
+        bias_free=bias_free_settings(SETTINGS),
         pairs=COMPARISONS,
         code=script_code("summarize_settings.py"),
     script:

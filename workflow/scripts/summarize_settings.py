@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.summary import headline, setting_details, summary_markdown
 from trainmap.io.atomic import atomic_path
+from trainmap.io.biases import with_note
 from trainmap.io.files import read_json
 from trainmap.io.logs import log_to_file
 from trainmap.maps.detours import read_detour_table
@@ -26,6 +27,8 @@ def main(inputs, output: str, params, log: str) -> None:
         )
     }
     details = {name: setting_details(training_map) for name, training_map in maps.items()}
+    for name in params.bias_free:
+        headlines[name]["note"] = with_note(headlines[name]["note"])
     results = Path(output).parent
     figures = {
         f"{pair['a']}--{pair['b']}": str(Path(path).relative_to(results))

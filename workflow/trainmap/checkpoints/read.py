@@ -1,11 +1,10 @@
 """Metrics of checkpoint series that exist already (``source: checkpoints``).
 
 One seed's series -> one metrics table with the columns of a trained run (CONTRACT.md):
-for every checkpoint, its tensors are read (never unpickled: safetensors, or
-``torch.load(weights_only=True)`` for ``.bin`` files), its family's rule (``family_rule``:
-``trainmap.metrics.families``, or a task's own model) names the weight groups, and
-``trainmap.metrics.weights.compute_metrics`` computes the 14 metrics on the chosen device,
-batched per matrix shape. Losses and accuracies come from the setting's ``evals`` table,
+here the files of a checkpoint (never unpickled: safetensors, or
+``torch.load(weights_only=True)`` for ``.bin`` files), a task family's rule (its own model),
+the evals table and the seed's table; ``trainmap.checkpoints.stream`` computes the metrics
+layer by layer. Losses and accuracies come from the setting's ``evals`` table,
 joined by (seed, step); without one they are NaN. ``diverged`` marks a series with a non-
 finite weight metric at any checkpoint: losses are not computed here, and a NaN loss may
 only mean "not evaluated".
@@ -17,7 +16,6 @@ download and cache, ``HF_HOME``/``HF_HUB_CACHE``): only config.json and the weig
 import json
 import logging
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,11 @@ from safetensors.torch import load_file
 
 from trainmap.checkpoints.series import TRANSFORMER_FAMILIES, WEIGHT_FILES, known_families
 from trainmap.errors import ConfigError
+from trainmap.io.biases import checked_columns
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.io.tables import read_table
 from trainmap.metrics.families import FAMILIES, GroupRule, Tensors
-from trainmap.metrics.weights import WeightGroups, compute_metrics
+from trainmap.metrics.weights import WeightGroups
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 from trainmap.tasks.registry import get_task
 
@@ -190,46 +189,6 @@ def weight_groups(path: Path, model: str | None, params: Mapping[str, Any]) -> W
         raise CheckpointError(f"{path}: weights do not fit family {family!r}: {error}") from error
 
 
-def to_device(groups: WeightGroups, device: torch.device) -> WeightGroups:
-    """The same groups on ``device``; a tensor in several groups is copied once."""
-    moved: dict[int, torch.Tensor] = {}
-
-    def move(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [moved.setdefault(id(t), t.detach().to(device)) for t in tensors]
-
-    return WeightGroups(
-        move(groups.matrices), move(groups.kernels), move(groups.weights), move(groups.biases)
-    )
-
-
-def series_metrics(
-    locations: Mapping[int, str],
-    hub: bool,
-    model: str | None,
-    params: Mapping[str, Any],
-    device: torch.device,
-) -> pd.DataFrame:
-    """``step`` and the 14 metrics of every checkpoint of one seed, in step order.
-
-    locations: step -> Hub repository (hub) or local path. One checkpoint is in memory
-    at a time.
-    """
-    rows = []
-    start = time.perf_counter()
-    for done, (step, location) in enumerate(sorted(locations.items()), start=1):
-        tick = time.perf_counter()
-        path = hub_snapshot(location) if hub else Path(location)
-        groups = to_device(weight_groups(path, model, params), device)
-        rows.append({"step": step, **compute_metrics(groups)})
-        elapsed = time.perf_counter() - start
-        log.info(
-            "checkpoint %d/%d step %d (%s): %.2fs, %.1fs elapsed, ~%.1fs left",
-            done, len(locations), step, location, time.perf_counter() - tick, elapsed,
-            elapsed / done * (len(locations) - done),
-        )  # fmt: skip
-    return pd.DataFrame(rows, columns=["step", *METRIC_COLUMNS])
-
-
 def read_evals(path: str | Path, seed: int) -> pd.DataFrame:
     """The rows of ``seed`` in an evals table, indexed by step (unique)."""
     path = Path(path)
@@ -253,11 +212,14 @@ def seed_table(
     seed: int,
     metrics: pd.DataFrame,
     evals: pd.DataFrame | None,
+    bias_free: bool = False,
 ) -> pd.DataFrame:
     """One seed's metrics.parquet: CONTRACT columns, ``diverged``, then the evals' own
     columns (e.g. ``mlm_accuracy``) so that a convergence column can use them.
 
-    metrics: from series_metrics; evals: from read_evals (None: losses and accuracies NaN).
+    metrics: from ``trainmap.checkpoints.stream.series_metrics``; evals: from read_evals
+    (None: losses and accuracies NaN); bias_free: the series' model has no bias, so its NaN
+    mean_b, median_b, var_b are not divergence.
     """
     table = metrics.copy()
     evals = pd.DataFrame(index=pd.Index([], name="step")) if evals is None else evals
@@ -270,6 +232,7 @@ def seed_table(
     table.insert(0, "setting", setting)
     table.insert(1, "seed", seed)
     table = table[["setting", "seed", "step", *RUN_COLUMNS, *METRIC_COLUMNS]].copy()
-    table["diverged"] = not np.isfinite(table[METRIC_COLUMNS].to_numpy(dtype=float)).all()
+    checked = table[checked_columns(bias_free)].to_numpy(dtype=float)
+    table["diverged"] = not np.isfinite(checked).all()
     extras = [c for c in joined.columns if c not in RUN_COLUMNS]
     return pd.concat([table, joined[extras]], axis=1)

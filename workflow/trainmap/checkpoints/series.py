@@ -13,10 +13,9 @@ to the working directory.
 """
 
 import glob
-import json
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,10 @@ from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 # save_pretrained directory's config.json names its family. Every registered task's name
 # is a family too (its model rebuilt from the task hyperparameters in the setting).
 TRANSFORMER_FAMILIES = ("bert", "gpt2", "gpt_neox")
+# ``model:`` also takes ``auto`` (the default: config.json's model_type names a family above,
+# else the generic rule on the architecture transformers builds from config.json) and
+# ``generic`` (the generic rule whatever the model_type).
+RULE_NAMES = ("auto", "generic")
 # Weight files of a save_pretrained directory, in order of preference (safetensors first:
 # they are read without unpickling; .bin files with torch.load(weights_only=True)).
 WEIGHT_FILES = (
@@ -47,9 +50,11 @@ class CheckpointSeries:
     """Where a setting's checkpoints are.
 
     pattern: the ``hub:`` or ``checkpoints:`` value; hub: which of the two it is;
-    steps: seed -> its sorted steps; model: the family named in the config (None: each
-    checkpoint's config.json names it); evals: path of the evaluations table, or None;
-    eval_columns: the evals columns besides seed and step.
+    steps: seed -> its sorted steps; model: the family named in the config (None: auto);
+    evals: path of the evaluations table, or None; eval_columns: the evals columns besides
+    seed and step; patterns: ``matrices`` and ``biases`` name patterns given (absent keys
+    left out); bias_free: whether the tensors the metrics read hold no bias (None: not
+    known before the checkpoints are fetched, a Hub series).
     """
 
     pattern: str
@@ -58,6 +63,8 @@ class CheckpointSeries:
     model: str | None = None
     evals: str | None = None
     eval_columns: tuple[str, ...] = ()
+    patterns: dict[str, list[str]] = field(default_factory=dict)
+    bias_free: bool | None = None
 
     def location(self, seed: int, step: int) -> str:
         return self.pattern.format(seed=seed, step=step)
@@ -68,7 +75,7 @@ class CheckpointSeries:
 
 
 def known_families() -> list[str]:
-    return [*TRANSFORMER_FAMILIES, *sorted(HYPERPARAMETERS)]
+    return [*RULE_NAMES, *TRANSFORMER_FAMILIES, *sorted(HYPERPARAMETERS)]
 
 
 def check_family(name: str, where: str) -> None:
@@ -143,17 +150,6 @@ def check_local(path: str, where: str) -> None:
         raise ConfigError(f"{where}: checkpoint not found: {path}")
 
 
-def config_model_type(path: str) -> str | None:
-    """``model_type`` of a save_pretrained directory's config.json; None for a bare file."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        return json.loads(config.read_text()).get("model_type")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{config}: cannot read the model config: {error}") from None
-
-
 def check_evals(path: str, needed: list[str], where: str) -> tuple[str, ...]:
     """The evals table's columns besides seed and step; ``needed`` columns must be there.
 
@@ -217,21 +213,19 @@ def build_series(
         steps = {seed: sorted(entry["steps"]) for seed in seeds}
     else:
         steps = {seed: discover_steps(pattern, seed, f"{where}.checkpoints") for seed in seeds}
-    model = entry.get("model")
-    if model is not None:
-        check_family(model, f"{where}.model")
+    model = entry.get("model", "auto")
+    check_family(model, f"{where}.model")
+    model = None if model == "auto" else model
+    patterns = {key: entry[key] for key in ("matrices", "biases") if key in entry}
+    if patterns and model in HYPERPARAMETERS:
+        raise ConfigError(
+            f"{where}: {', '.join(patterns)} name tensors for a transformer or a bare weights "
+            f"file; model {model!r} is a task, whose own model names them"
+        )
     if not hub:
         for seed in seeds:
             for step in steps[seed]:
                 check_local(pattern.format(seed=seed, step=step), f"{where}.checkpoints")
-        first = pattern.format(seed=seeds[0], step=steps[seeds[0]][0])
-        if model is None:
-            model_type = config_model_type(first)
-            if model_type is None:
-                raise ConfigError(
-                    f"{where}.model: required: {first} has no config.json naming its family"
-                )
-            check_family(model_type, f"{where}.model (model_type of {first}/config.json)")
     evals = entry.get("evals")
     if evals is None and needed:
         raise ConfigError(
@@ -239,4 +233,4 @@ def build_series(
             f"({where}.evals) with those columns"
         )
     eval_columns = () if evals is None else check_evals(evals, needed, f"{where}.evals")
-    return CheckpointSeries(pattern, hub, steps, model, evals, eval_columns)
+    return CheckpointSeries(pattern, hub, steps, model, evals, eval_columns, patterns)

@@ -1,16 +1,16 @@
-"""Checkpoint series read layer by layer into the fast exact metrics (issue 19).
+"""Checkpoint series read layer by layer into the one metrics engine (issues 19, 32).
 
-``trainmap.checkpoints.read.series_metrics`` reads a whole state dict and computes float64
-metrics over all of it at once (3.0 GB peak for one BERT-base checkpoint). Here a
-transformer checkpoint (families ``bert``, ``gpt2``, ``gpt_neox``) is read one layer at a
-time: safetensors through ``safe_open`` (memory-mapped, only the tensors the family's rule
-reads; embeddings and heads are never loaded), ``.bin`` files through
-``torch.load(mmap=True, weights_only=True)`` (each layer's pages handed back once it is
-done: ``trainmap.checkpoints.pages``; torch < 1.6's format cannot be mapped and is read
-whole), and each layer's tensors go through the same
-family rule (``trainmap.metrics.families``) into ``trainmap.metrics.fast.metrics_of_layers``.
-Task families (a registered task's model) need the whole state dict to load their model
-strictly; their checkpoints are small and are read whole, as before.
+What a checkpoint's metrics read is decided from its tensor names and shapes alone
+(``trainmap.checkpoints.select``: a family's rule, the generic rule on the architecture of
+its config.json, or name patterns); then it is read one layer at a time (the tensors up to
+the first numbered module, e.g. ``model.layers.3``): safetensors through ``safe_open``
+(memory-mapped, only the tensors the rule reads; embeddings and heads are never loaded),
+``.bin`` files through ``torch.load(mmap=True, weights_only=True)`` (each layer's pages
+handed back once it is done: ``trainmap.checkpoints.pages``; torch < 1.6's format cannot be
+mapped and is read whole), and each layer's tensors go into
+``trainmap.metrics.fast.metrics_of_layers``. Task families (a registered task's model) need
+the whole state dict to load their model strictly; their checkpoints are small and are read
+whole.
 """
 
 import logging
@@ -27,16 +27,15 @@ from safetensors import safe_open
 from trainmap.checkpoints.pages import MappedFile
 from trainmap.checkpoints.read import (
     CheckpointError,
-    family_rule,
     hub_snapshot,
-    model_config,
     unreadable,
     weight_files,
     weight_groups,
 )
+from trainmap.checkpoints.select import TensorSelection, select_tensors
 from trainmap.io.columns import METRIC_COLUMNS
-from trainmap.metrics.families import LAYER_PATTERNS, layer_of
-from trainmap.metrics.fast import compute_metrics_fast, metrics_of_layers
+from trainmap.metrics.fast import metrics_of_layers
+from trainmap.metrics.generic import Entry, groups_of
 from trainmap.metrics.weights import WeightGroups
 
 log = logging.getLogger(__name__)
@@ -91,39 +90,40 @@ class _Reader:
             self.mapped.release(tensors)
 
 
-def layer_parts(
-    path: Path, family: str, config: Mapping[str, Any]
-) -> Callable[[], Iterator[WeightGroups]]:
-    """A callable yielding the checkpoint's WeightGroups one layer at a time (the family
-    rule applied to that layer's tensors); each call reads the files again."""
+def layer_key(name: str) -> str:
+    """The layer a tensor belongs to: its name up to the first numbered module
+    (``model.layers.3`` of ``model.layers.3.mlp.up_proj.weight``); "" for the others."""
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part.isdigit():
+            return ".".join(parts[: i + 1])
+    return ""
+
+
+def layer_parts(path: Path, entries: tuple[Entry, ...]) -> Callable[[], Iterator[WeightGroups]]:
+    """A callable yielding the checkpoint's WeightGroups one layer at a time (``entries``
+    applied to that layer's tensors, layers in the entries' order); each call reads the
+    files again."""
     readers = [_Reader(file) for file in weight_files(path)]
-    layers: dict[int, list[tuple[_Reader, str]]] = {}
-    for reader in readers:
-        for name in reader.names:
-            layer = layer_of(family, name)
-            if layer is not None:
-                layers.setdefault(layer, []).append((reader, name))
-    if not layers:
-        raise CheckpointError(
-            f"{path}: weights do not fit family {family!r}: no tensor is named like its "
-            f"layers ({', '.join(p.pattern for p in LAYER_PATTERNS[family])})"
-        )
-    rule = family_rule(family)
+    holder = {name: reader for reader in readers for name in reader.names}
+    layers: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if entry.name not in holder:
+            raise CheckpointError(f"{path}: no tensor {entry.name} in its weight files")
+        layers.setdefault(layer_key(entry.name), []).append(entry)
 
     def parts() -> Iterator[WeightGroups]:
-        for layer in sorted(layers):
+        for layer in layers.values():
             read = {}  # reader -> that file's tensors of this layer
             for reader in readers:
-                names = [name for r, name in layers[layer] if r is reader]
+                names = [e.name for e in layer if holder[e.name] is reader]
                 if names:
                     read[reader] = reader.read(names)
             tensors = {name: t for part in read.values() for name, t in part.items()}
             try:
-                groups = rule(tensors, config)
-            except (ValueError, RuntimeError, KeyError, TypeError) as error:
-                raise CheckpointError(
-                    f"{path}: layer {layer}: weights do not fit family {family!r}: {error}"
-                ) from error
+                groups = groups_of(layer, tensors)
+            except (ValueError, RuntimeError) as error:
+                raise CheckpointError(f"{path}: {layer[0].name} ...: {error}") from error
             yield groups
             # the caller has done with the layer: its pages of a mapped .bin go back (else
             # the whole file ends up resident, pass after pass)
@@ -140,26 +140,29 @@ def checkpoint_metrics(
     params: Mapping[str, Any],
     device: torch.device,
     threads: int = 1,
-    report: dict[str, int] | None = None,
+    report: dict[str, Any] | None = None,
     spectra: str = "exact",
+    selection: TensorSelection | None = None,
 ) -> dict[str, float]:
-    """The 14 metrics of the checkpoint at ``path`` by the fast exact path.
+    """The 14 metrics of the checkpoint at ``path``.
 
-    model: the setting's family (None: config.json's model_type); params: the task
-    hyperparameters when the family is a task. Transformer families stream layer by layer.
-    spectra: ``exact`` or the opt-in ``sketched`` estimates (trainmap.metrics.sketched).
+    model: the setting's family (None: ``auto``); params: the task hyperparameters when
+    the family is a task; selection: what to read (default ``select_tensors(path, model)``).
+    Everything but a task family streams layer by layer. report: if given, gets the
+    engine's counts and ``selection``. spectra: ``exact`` or the opt-in ``sketched``
+    estimates (trainmap.metrics.sketched).
     """
-    config = model_config(path)
-    family = model if model is not None else config.get("model_type")
-    if family in LAYER_PATTERNS:
-        family_rule(family, f"{path}: model")
-        parts = layer_parts(path, family, config)
-        return metrics_of_layers(parts, device, threads, report, spectra=spectra)
-    groups = weight_groups(path, model, params)  # a task family, or an unknown one (refused)
-    return compute_metrics_fast(groups, device, threads, spectra)
+    selection = selection or select_tensors(path, model)
+    if report is not None:
+        report["selection"] = selection
+    if selection.entries is None:  # a task family: its model reads the whole state dict
+        groups = weight_groups(path, model, params)
+        return metrics_of_layers(lambda: [groups], device, threads, report, spectra=spectra)
+    parts = layer_parts(path, selection.entries)
+    return metrics_of_layers(parts, device, threads, report, spectra=spectra)
 
 
-def series_metrics_fast(
+def series_metrics(
     locations: Mapping[int, str],
     hub: bool,
     model: str | None,
@@ -167,22 +170,32 @@ def series_metrics_fast(
     device: torch.device,
     threads: int = 1,
     spectra: str = "exact",
-) -> pd.DataFrame:
-    """``trainmap.checkpoints.read.series_metrics`` by the fast exact path: ``step`` and the 14
-    metrics of every checkpoint of one seed, in step order, one checkpoint (of a
-    transformer family: one layer) in memory at a time."""
-    rows = []
+    patterns: Mapping[str, list[str] | None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``step`` and the 14 metrics of every checkpoint of one seed, in step order, one
+    checkpoint (one layer, but for task families) in memory at a time; and the seed's
+    selection record (``TensorSelection.record``: weights.json). patterns: ``matrices`` and
+    ``biases`` name patterns, if the setting gives them. Every checkpoint of the seed must
+    select the same tensors."""
+    rows, record = [], None
     start = time.perf_counter()
     for done, (step, location) in enumerate(sorted(locations.items()), start=1):
         tick, cpu = time.perf_counter(), time.process_time()
         path = hub_snapshot(location) if hub else Path(location)
-        report: dict[str, int] = {}
-        rows.append(
-            {
-                "step": step,
-                **checkpoint_metrics(path, model, params, device, threads, report, spectra),
-            }
-        )
+        selection = select_tensors(path, model, **(patterns or {}))
+        if record is None:
+            record = selection.record()
+            if selection.bias_free:
+                log.info("%s: %s", location, selection.record()["note"])
+        elif selection.record() != record:
+            raise CheckpointError(
+                f"{location}: its tensors are not those of the series' first checkpoint "
+                f"({sorted(locations.items())[0][1]}): {selection.record()} vs {record}"
+            )
+        report: dict[str, Any] = {}
+        metrics = checkpoint_metrics(path, model, params, device, threads, report, spectra,
+                                     selection)  # fmt: skip
+        rows.append({"step": step, **metrics})
         elapsed = time.perf_counter() - start
         log.info(
             "checkpoint %d/%d step %d (%s): %.2fs (%.2f CPU-s), %s matrices, %s by SVD; "
@@ -192,4 +205,4 @@ def series_metrics_fast(
             report.get("svd_fallbacks", "?"), elapsed,
             elapsed / done * (len(locations) - done),
         )  # fmt: skip
-    return pd.DataFrame(rows, columns=["step", *METRIC_COLUMNS])
+    return pd.DataFrame(rows, columns=["step", *METRIC_COLUMNS]), record or {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from trainmap.config.data_check import data_problems
 from trainmap.config.loader import Located, load_located
 from trainmap.config.settings import EMPTY_CONFIG, Setting, schema_problems, validate_config
+from trainmap.config.snakefile import workflow_settings
 from trainmap.errors import ConfigError
 from trainmap.io.stale import orphan_resume_states
 
@@ -43,7 +44,7 @@ def _setting_problems(name: str, config: dict) -> tuple[list[str], Setting | Non
     problems: list[str] = []
     while len(problems) < MAX_PROBLEMS_PER_SETTING:
         try:
-            settings = validate_config({**config, "settings": {name: entry}})
+            settings = workflow_settings({**config, "settings": {name: entry}})
             return problems, settings[name]
         except ConfigError as error:
             message = str(error).removeprefix("invalid config:\n  ")

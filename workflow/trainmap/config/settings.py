@@ -31,7 +31,10 @@ SOURCE_KEYS = {
     "table": {"table"},
     "runs": {"runs", "probe"},  # a directory of runs recorded with trainmap.record
     # `model` names the checkpoints' family; a task hyperparameter of that name would clash.
-    "checkpoints": {"seeds", "hub", "checkpoints", "steps", "model", "evals", "threads", "metrics"},
+    "checkpoints": {
+        *("seeds", "hub", "checkpoints", "steps", "model", "evals", "threads", "metrics"),
+        *("matrices", "biases"),
+    },
 }
 SETTING_KEYS = COMMON_KEYS.union(*SOURCE_KEYS.values())
 # Columns that identify a row: never a feature (they would overwrite the ids).
@@ -70,6 +73,10 @@ class Setting:
     series: CheckpointSeries | None = None
     threads: int = 1  # source checkpoints: the metrics job's threads
     spectra: str = "exact"  # source checkpoints: metrics: {spectra: exact | sketched}
+    # The tensors the metrics read hold no bias (mean_b, median_b, var_b NaN throughout,
+    # left out of the default features): trainmap.checkpoints.validate finds it.
+    bias_free: bool = False
+    features_given: bool = False  # features listed in the config, not the default
     # Function space (source train): {n, split, seed, components}, or empty (no probe).
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The config named `features` (False: the default 14 metrics, from which the bias

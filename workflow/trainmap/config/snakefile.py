@@ -1,4 +1,4 @@
-"""What the Snakefile does with the config Snakemake gives it, before validating it.
+"""What the Snakefile does with the config Snakemake gives it: read, type, validate.
 
 Snakemake has already read the ``--configfile`` files (PyYAML: the last of two equal keys
 wins silently) and merged ``--config`` into them. Here the files are read again with the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from trainmap.config.loader import load_located
 from trainmap.config.overrides import apply_overrides
-from trainmap.config.settings import SCHEMA_PATH, load_yaml
+from trainmap.config.settings import SCHEMA_PATH, Setting, load_yaml, validate_config
 
 
 def workflow_config(
@@ -30,3 +30,15 @@ def workflow_config(
     if overrides:
         return apply_overrides(config, overrides, load_yaml(SCHEMA_PATH))
     return copy.deepcopy(config)
+
+
+def workflow_settings(config: dict) -> dict[str, Setting]:
+    """The validated settings (``validate_config``), local checkpoint series also checked
+    from their files' names and shapes (``trainmap.checkpoints.validate``)."""
+    settings = validate_config(config)
+    if not any(s.source == "checkpoints" for s in settings.values()):
+        return settings
+    # torch and transformers load only for a config with checkpoint series (~5-10 s)
+    from trainmap.checkpoints.validate import check_checkpoint_settings
+
+    return check_checkpoint_settings(settings)

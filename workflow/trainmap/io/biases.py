@@ -10,17 +10,27 @@ divergence. The rule, for recorded runs, tables, trained runs and checkpoint ser
 - a feature list that names them is refused, with the reason.
 
 A run counts as bias-free when every bias column it has is NaN (not infinite: an
-infinite value is a bias that blew up) at every one of its checkpoints.
+infinite value is a bias that blew up) at every one of its checkpoints. Where the model
+says so before any run is read (a checkpoint series' config.json, ``Setting.bias_free``),
+config validation applies the rule at once (``default_features``, ``refused_features``).
 """
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from trainmap.io.columns import METRIC_COLUMNS
+
 log = logging.getLogger(__name__)
 
 BIAS_COLUMNS = ("mean_b", "median_b", "var_b")
+REASON = (
+    "a bias-free model (no bias among the tensors the metrics read) has no mean_b, median_b "
+    "or var_b: they are NaN at every checkpoint"
+)
+SUMMARY_NOTE = "bias-free model: mean_b, median_b, var_b NaN throughout, not features"
 
 
 class BiasFeatureError(ValueError):
@@ -96,3 +106,37 @@ def _listed(runs: list, limit: int = 8) -> str:
 
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+
+def bias_free_columns(table: pd.DataFrame) -> list[str]:
+    """The bias columns of ``table`` that are NaN in every row: all three where the rows
+    come from a bias-free model, else none (a NaN in some rows only is divergence)."""
+    present = [c for c in BIAS_COLUMNS if c in table.columns]
+    if len(table) and present and table[present].isna().all().all():
+        return present
+    return []
+
+
+def checked_columns(bias_free: bool) -> list[str]:
+    """The metric columns whose non-finite values mark a run diverged."""
+    return [c for c in METRIC_COLUMNS if not (bias_free and c in BIAS_COLUMNS)]
+
+
+def default_features(bias_free: bool) -> list[str]:
+    """The default features: the 14 metrics, less the bias ones for a bias-free model."""
+    return checked_columns(bias_free)
+
+
+def refused_features(features: Sequence[str]) -> list[str]:
+    """The features a bias-free model cannot give."""
+    return [f for f in features if f in BIAS_COLUMNS]
+
+
+def bias_free_settings(settings) -> list[str]:
+    """Names of the settings known to be bias-free (``Setting.bias_free``), sorted."""
+    return sorted(name for name, setting in settings.items() if setting.bias_free)
+
+
+def with_note(note: str) -> str:
+    """A summary row's note with the bias-free one added."""
+    return "; ".join(part for part in (note, SUMMARY_NOTE) if part)

@@ -1,8 +1,9 @@
 """Which tensors of a model family's weights the metrics read (METHOD.md section 2).
 
-Functions here work on a plain ``name -> tensor`` mapping (a ``state_dict()``, a
-``named_parameters()`` dict, or the tensors of a checkpoint file), so that a model trained
-in-process and the same weights read back from disk give the same metrics.
+A family's rule is decided from tensor names and shapes alone (``family_entries``: a list of
+``trainmap.metrics.generic.Entry``), so that a model trained in-process (its
+``named_parameters()``) and the same weights read back from disk, whole or one layer at a
+time, give the same metrics.
 
 The registry ``FAMILIES`` maps a family name to its rule ``groups(tensors, config)``;
 ``config`` is the checkpoint's config.json. The transformer families follow METHOD.md's BERT rule,
@@ -28,12 +29,13 @@ the caller, ``trainmap.checkpoints.read.family_rule``.
 """
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from trainmap.metrics.weights import WeightGroups
+from trainmap.metrics.generic import Entry, groups_of
+from trainmap.metrics.groups import WeightGroups
 
 Tensors = Mapping[str, torch.Tensor]
 GroupRule = Callable[[Tensors, Mapping[str, Any]], WeightGroups]
@@ -72,46 +74,72 @@ NEOX_MATRIX = _pattern("layers", NEOX_ROLES, "weight")
 NEOX_BIAS = _pattern("layers", NEOX_ROLES[-2:], "bias")
 
 
-def _named_layers(
-    tensors: Tensors, pattern: re.Pattern, roles: tuple[str, ...]
-) -> list[tuple[str, torch.Tensor]]:
-    """(role, tensor) of the names that match, in (layer, position in ``roles``) order."""
+Shapes = Mapping[str, Sequence[int]]
+
+
+def _named_layers(names, pattern: re.Pattern, roles: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(role, name) of the names that match, in (layer, position in ``roles``) order."""
     found = []
-    for name, tensor in tensors.items():
+    for name in names:
         match = pattern.search(name)
         if match:
-            found.append((int(match.group(1)), roles.index(match.group(2)), match.group(2), tensor))
-    return [(role, tensor) for _, _, role, tensor in sorted(found, key=lambda item: item[:2])]
+            found.append((int(match.group(1)), roles.index(match.group(2)), match.group(2), name))
+    return [(role, name) for _, _, role, name in sorted(found, key=lambda item: item[:2])]
 
 
-# Per transformer family: the patterns of the names its rule reads (matrices, biases); group 1
-# of a match is the layer index. trainmap.checkpoints.stream reads a checkpoint layer by layer.
-LAYER_PATTERNS: dict[str, tuple[re.Pattern, ...]] = {
-    "bert": (BERT_MATRIX, BERT_BIAS),
-    "gpt2": (GPT2_MATRIX, GPT2_BIAS),
-    "gpt_neox": (NEOX_MATRIX, NEOX_BIAS),
-}
+def _neox_heads(config: Mapping[str, Any]) -> int:
+    n_heads = config.get("num_attention_heads")
+    if not isinstance(n_heads, int) or n_heads < 1:
+        raise ValueError(
+            "gpt_neox needs num_attention_heads (config.json) to split query_key_value; "
+            f"got {n_heads!r}"
+        )
+    return n_heads
 
 
-def layer_of(family: str, name: str) -> int | None:
-    """The layer index of tensor ``name`` if ``family``'s rule reads it, else None."""
-    for pattern in LAYER_PATTERNS[family]:
-        match = pattern.search(name)
-        if match:
-            return int(match.group(1))
-    return None
+def _matrix_entry(family: str, role: str, name: str, shape: Sequence[int], config) -> Entry:
+    if family == "gpt2":  # Conv1D stores (in, out); c_attn's columns are [Q | K | V]
+        if role == "attn.c_attn":
+            return Entry(name, "fused", (shape[1] // 3,) * 3, transposed=True)
+        return Entry(name, "linear", transposed=True)
+    if family == "gpt_neox" and role == "attention.query_key_value":
+        return Entry(name, "heads", (_neox_heads(config),))
+    return Entry(name, "linear")
 
 
-def _layer_sorted(
-    tensors: Tensors, pattern: re.Pattern, roles: tuple[str, ...]
-) -> list[torch.Tensor]:
-    return [tensor for _, tensor in _named_layers(tensors, pattern, roles)]
+# family -> (matrix pattern, bias pattern, roles, what a missing match means)
+RULES = {
+    "bert": (BERT_MATRIX, BERT_BIAS, BERT_ROLES,
+             "BERT encoder matrices (encoder.layer.<i>....weight)"),
+    "gpt2": (GPT2_MATRIX, GPT2_BIAS, GPT2_ROLES,
+             "GPT-2 block matrices (h.<i>.attn.c_attn.weight, ...)"),
+    "gpt_neox": (NEOX_MATRIX, NEOX_BIAS, NEOX_ROLES,
+                 "GPT-NeoX layer matrices (layers.<i>.attention...., ...)"),
+}  # fmt: skip
 
 
-def _groups(matrices: list[torch.Tensor], biases: list[torch.Tensor], what: str) -> WeightGroups:
+def family_entries(family: str, shapes: Shapes, config: Mapping[str, Any]) -> list[Entry]:
+    """What ``family``'s rule reads of the tensors named in ``shapes``, layer by layer:
+    per layer its matrices in METHOD.md's role order, then its biases (the MLP's two).
+    Raises ValueError where nothing fits the family."""
+    matrix_pattern, bias_pattern, roles, what = RULES[family]
+    matrices = _named_layers(shapes, matrix_pattern, roles)
     if not matrices:
         raise ValueError(f"no {what} found")
-    return WeightGroups(matrices=matrices, weights=matrices, biases=biases)
+    biases = _named_layers(shapes, bias_pattern, roles)
+    entries = [_matrix_entry(family, role, name, shapes[name], config) for role, name in matrices]
+    entries += [Entry(name, "bias") for _, name in biases]
+    layer = {e.name: int((matrix_pattern.search(e.name) or bias_pattern.search(e.name))[1])
+             for e in entries}  # fmt: skip
+    return sorted(entries, key=lambda e: layer[e.name])  # stable: roles kept within a layer
+
+
+def _rule(family: str) -> GroupRule:
+    def groups(tensors: Tensors, config: Mapping[str, Any]) -> WeightGroups:
+        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+        return groups_of(family_entries(family, shapes, config), tensors)
+
+    return groups
 
 
 def bert_encoder_groups(tensors: Tensors) -> WeightGroups:
@@ -119,56 +147,21 @@ def bert_encoder_groups(tensors: Tensors) -> WeightGroups:
     intermediate and output matrices; biases = the intermediate and output biases.
     Embeddings, pooler, MLM head and LayerNorms are excluded.
     """
-    matrices = _layer_sorted(tensors, BERT_MATRIX, BERT_ROLES)
-    if not matrices:
-        raise ValueError("no BERT encoder matrices (encoder.layer.<i>....weight) found")
-    return WeightGroups(
-        matrices=matrices, weights=matrices, biases=_layer_sorted(tensors, BERT_BIAS, BERT_ROLES)
-    )
+    return _rule("bert")(tensors, {})
 
 
 def gpt2_groups(tensors: Tensors) -> WeightGroups:
     """GPT-2 decoder: per block Q, K, V (thirds of c_attn), attention c_proj, MLP c_fc and
     c_proj, each transposed to (out, in); biases = the MLP biases (c_fc, c_proj)."""
-    matrices = []
-    for role, weight in _named_layers(tensors, GPT2_MATRIX, GPT2_ROLES):
-        if role == "attn.c_attn":  # (d, 3d): columns [Q | K | V]
-            matrices += [part.T for part in weight.chunk(3, dim=1)]
-        else:
-            matrices.append(weight.T)
-    biases = _layer_sorted(tensors, GPT2_BIAS, GPT2_ROLES)
-    return _groups(matrices, biases, "GPT-2 block matrices (h.<i>.attn.c_attn.weight, ...)")
+    return _rule("gpt2")(tensors, {})
 
 
 def gpt_neox_groups(tensors: Tensors, n_heads: int) -> WeightGroups:
     """GPT-NeoX decoder: per layer whole Q, K, V regrouped from query_key_value, the
     attention dense, MLP dense_h_to_4h and dense_4h_to_h; biases = the two MLP biases."""
-    matrices = []
-    for role, weight in _named_layers(tensors, NEOX_MATRIX, NEOX_ROLES):
-        if role == "attention.query_key_value":  # rows: (heads, [q, k, v], head_size)
-            d_in = weight.shape[1]
-            per_head = weight.reshape(n_heads, 3, -1, d_in)
-            matrices += [per_head[:, i].reshape(-1, d_in) for i in range(3)]
-        else:
-            matrices.append(weight)
-    biases = _layer_sorted(tensors, NEOX_BIAS, NEOX_ROLES)
-    return _groups(matrices, biases, "GPT-NeoX layer matrices (layers.<i>.attention...., ...)")
-
-
-def _neox_rule(tensors: Tensors, config: Mapping[str, Any]) -> WeightGroups:
-    n_heads = config.get("num_attention_heads")
-    if not isinstance(n_heads, int) or n_heads < 1:
-        raise ValueError(
-            "gpt_neox needs num_attention_heads (config.json) to split query_key_value; "
-            f"got {n_heads!r}"
-        )
-    return gpt_neox_groups(tensors, n_heads)
+    return _rule("gpt_neox")(tensors, {"num_attention_heads": n_heads})
 
 
 # Family name -> its rule. Task families (a built-in task's own model) are looked up by
 # the caller, which knows the task registry (``trainmap.checkpoints.read.family_rule``).
-FAMILIES: dict[str, GroupRule] = {
-    "bert": lambda tensors, _config: bert_encoder_groups(tensors),
-    "gpt2": lambda tensors, _config: gpt2_groups(tensors),
-    "gpt_neox": _neox_rule,
-}
+FAMILIES: dict[str, GroupRule] = {family: _rule(family) for family in RULES}

@@ -1,8 +1,7 @@
-"""A fast exact path for the 14 weight metrics of big checkpoints (checkpoint series).
+"""The 14 weight metrics of METHOD.md section 2, exact and fast, for models of any size.
 
-Same definitions as ``trainmap.metrics.weights.compute_metrics`` (METHOD.md section 2),
-which stays the path of trained runs (their metrics.parquet files do not change). What
-differs:
+The one engine of every path (``trainmap.metrics.weights`` is its front door): the
+definitions of METHOD.md section 2, computed as follows.
 
 - Singular values come from the eigenvalues of the smaller Gram matrix (``W^T W`` or
   ``W W^T``, p x p with p = min(m, n)) in float64: ``sigma_i = sqrt(lambda_i)``. On the CPU
@@ -39,7 +38,8 @@ differs:
 - A model can arrive layer by layer (``metrics_of_layers``), so a checkpoint never has to
   be in memory whole (``trainmap.checkpoints.stream`` reads it so).
 
-Tolerances against ``compute_metrics`` (``TOLERANCES``, tested): l1, l2, code_sparsity,
+Tolerances against a float64 SVD computation of the same definitions (the former
+``compute_metrics``, tests/reference_metrics.py; ``TOLERANCES``, tested): l1, l2, code_sparsity,
 trace, spectral, computational_sparsity, mean_lambda, variance_lambda, var_w, var_b: 1e-9
 relative (the per-matrix ones are guarded by the check above; sums differ only in
 summation order, ~1e-15). median_w, median_b: equal (the same two order statistics, averaged
@@ -50,6 +50,7 @@ Non-finite weights give non-finite metrics where the reference gives them (NaN v
 differ); ``diverged`` only asks for finiteness.
 """
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,18 +59,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy.linalg import blas
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.metrics.groups import SINGULAR_VALUE_FLOOR, WeightGroups, kernel_metrics
 from trainmap.metrics.lapack import gram_eigenvalues
 from trainmap.metrics.pooled import Pooled
 from trainmap.metrics.sketched import sketched_spectrum
-from trainmap.metrics.weights import SINGULAR_VALUE_FLOOR, WeightGroups, _kernel_metrics
 
 SPECTRA = ("exact", "sketched")  # metrics: {spectra: ...}; sketched is opt-in (estimates)
 UNIT_ROUNDOFF = 2.0**-53  # float64
 RTOL = 1e-9
-# metric -> (relative tolerance, tolerance relative to the pooled values' RMS) vs compute_metrics
+# metric -> (relative tolerance, tolerance relative to the pooled values' RMS) vs the float64
+# SVD reference
 TOLERANCES = {name: (RTOL, 0.0) for name in METRIC_COLUMNS}
 TOLERANCES.update({"median_w": (0.0, 0.0), "median_b": (0.0, 0.0)})
 TOLERANCES.update({"mean_w": (RTOL, 1e-12), "mean_b": (RTOL, 1e-12)})
@@ -77,7 +79,7 @@ TOLERANCES.update({"mean_w": (RTOL, 1e-12), "mean_b": (RTOL, 1e-12)})
 
 def out_of_tolerance(got: dict[str, float], want: dict[str, float]) -> list[str]:
     """One message per metric of ``got`` outside its TOLERANCES around ``want`` (e.g.
-    compute_metrics' values); empty when every metric is within. NaN matches only NaN."""
+    a float64 oracle's values); empty when every metric is within. NaN matches only NaN."""
     messages = []
     for name, (rtol, rms_tol) in TOLERANCES.items():
         a, b = got[name], want[name]
@@ -211,19 +213,20 @@ def _spectra_cpu(host: _Host) -> tuple[np.ndarray | None, bool]:
 
 
 def _spectra_torch(
-    matrices: list[np.ndarray], device: torch.device
+    matrices: list[torch.Tensor], device: torch.device
 ) -> list[tuple[np.ndarray, bool]]:
-    """singular_values_cpu's result for each matrix, computed on ``device`` in torch.
+    """singular_values_cpu's result for each matrix, computed on ``device`` in torch from
+    the tensors as they are (a model's on its own GPU: no copy there and back).
 
     One Gram product and one batched ``eigvalsh`` per shape (wide stacks transposed to
     tall), the precision check on the host, ``svdvals`` for the matrices it refuses.
     """
     out: list[tuple[np.ndarray, bool] | None] = [None] * len(matrices)
     by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, wd in enumerate(matrices):
-        by_shape.setdefault(wd.shape, []).append(i)
+    for i, w in enumerate(matrices):
+        by_shape.setdefault(tuple(w.shape), []).append(i)
     for (m, n), indices in by_shape.items():
-        x = torch.stack([torch.from_numpy(matrices[i]) for i in indices]).to(device)
+        x = torch.stack([matrices[i].detach() for i in indices]).to(device, torch.float64)
         x = x.mT if m < n else x  # tall: (b, k, p)
         lam = torch.linalg.eigvalsh(x.mT @ x)  # ascending, (b, p)
         fro2 = torch.linalg.vector_norm(x, dim=(-2, -1)).square()
@@ -259,7 +262,8 @@ def _matrix_rows(
         return
     if backend == "torch":
         hosts = list(hosts)
-        spectra = iter(_spectra_torch([h.wd for h in hosts if h.finite], device))
+        finite = [w for w, h in zip(matrices, hosts, strict=True) if h.finite]
+        spectra = iter(_spectra_torch(finite, device))
         for host in hosts:
             s, gram = next(spectra) if host.finite else (None, True)
             yield _row(host.values, s), host, gram
@@ -280,6 +284,13 @@ def _row(values: list[float], s: np.ndarray | None) -> np.ndarray:
     return np.array([*values, *spectrum])
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once: ``threadpool_limits`` reads
+    /proc/self/maps at every call (3 ms, more than a small model's metrics)."""
+    return ThreadpoolController()
+
+
 def metrics_of_layers(
     layers: Callable[[], Iterable[WeightGroups]],
     device: torch.device | str = "cpu",
@@ -288,7 +299,7 @@ def metrics_of_layers(
     backend: str | None = None,
     spectra: str = "exact",
 ) -> dict[str, float]:
-    """The 14 metrics (as ``compute_metrics``) of a model whose weight groups arrive in parts.
+    """The 14 metrics of a model whose weight groups arrive in parts.
 
     layers: called once, twice (the median's second pass) or, rarely, four times; each
     call yields the model's WeightGroups in parts (e.g. one transformer layer each; the
@@ -311,7 +322,7 @@ def metrics_of_layers(
     sums, counts = np.zeros(8), np.zeros(8)
     weights, biases = Pooled(), Pooled()
     n_matrices = fallbacks = 0
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+    with _blas().limit(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for groups in layers():
             in_weights = [id(t) for t in groups.weights]
             rows = _matrix_rows(
@@ -330,7 +341,7 @@ def metrics_of_layers(
                         weights.add(host.wd, _as_numpy(w), host.fro2)
                     pooled_done.add(id(w))
             for kernel in groups.kernels:
-                values, counted = (v[:, 0].numpy() for v in _kernel_metrics(kernel.cpu()))
+                values, counted = (v[:, 0].numpy() for v in kernel_metrics(kernel.cpu()))
                 sums += values
                 counts += counted
             for t in groups.weights:
@@ -352,15 +363,3 @@ def metrics_of_layers(
         means = sums / counts  # nothing counted: 0/0 -> NaN
     row = [*means.tolist(), *weights.result(), *biases.result()]
     return dict(zip(METRIC_COLUMNS, row, strict=True))
-
-
-def compute_metrics_fast(
-    groups: WeightGroups,
-    device: torch.device | str = "cpu",
-    threads: int = 1,
-    spectra: str = "exact",
-) -> dict[str, float]:
-    """``compute_metrics`` of one model's WeightGroups by the fast path (module doc)."""
-    if not [*groups.matrices, *groups.kernels, *groups.weights, *groups.biases]:
-        raise ValueError("WeightGroups holds no tensors")
-    return metrics_of_layers(lambda: [groups], device, threads, spectra=spectra)

@@ -13,18 +13,15 @@ Families (``family="auto"`` picks the first that fits):
 - ``resnet``: a torchvision ResNet, by the generic rule below, which gives METHOD.md's
   ResNet rule: the final Linear layer is the only matrix, conv kernels give l1, l2 and
   code_sparsity per kernel slice, BatchNorm is excluded.
-- ``generic``: every 2-D weight of a ``nn.Linear`` (and of a layer that acts as one:
-  transformers' ``Conv1D``, ``nn.MultiheadAttention``'s input projection, split into Q,
-  K and V) is a matrix; ``nn.Conv1d``/``nn.Conv2d`` kernels with a spatial size above
-  1 x 1 are conv kernels (1 x 1 kernels only enter the pooled weights); embeddings,
-  positional tables, normalisation layers and any Linear that shares its weight with an
-  embedding (a tied output head) are left out, because only those layer types are read;
-  biases are the biases of the layers read.
+- ``generic``: ``trainmap.metrics.generic`` (the rule checkpoint series of any
+  transformers architecture get too): every Linear (or layer that acts as one) a matrix,
+  mixture-of-experts experts one matrix per expert and projection, conv kernels per slice;
+  embeddings, normalisation layers and the language-model head (what
+  ``get_output_embeddings()`` returns), tied or not, left out; biases of the layers read.
 ``matrices=`` / ``biases=`` take parameter names or glob patterns (``fnmatch``: ``*``,
 ``?``, ``[...]``) instead: see ``select_weights``.
 """
 
-import fnmatch
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,8 +31,17 @@ from torch import nn
 
 from trainmap.checkpoints.series import TRANSFORMER_FAMILIES
 from trainmap.errors import RecordError
-from trainmap.metrics.families import FAMILIES
-from trainmap.metrics.weights import WeightGroups
+from trainmap.metrics.families import family_entries
+from trainmap.metrics.generic import (
+    Entry,
+    default_biases,
+    generic_entries,
+    groups_of,
+    match_names,
+    named_entries,
+    selected_names,
+)
+from trainmap.metrics.groups import WeightGroups
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS
 
 FAMILY_NAMES = ("auto", "task", *TRANSFORMER_FAMILIES, "resnet", "generic")
@@ -76,119 +82,37 @@ def detect_family(model: nn.Module) -> str:
     return "generic"
 
 
-def _is_conv1d_linear(module: nn.Module) -> bool:
-    """transformers' Conv1D (GPT-2): a Linear with its weight stored (in, out)."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+def _parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """name -> parameter, every alias of a shared parameter included."""
+    return dict(model.named_parameters(remove_duplicate=False))
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
 
 
 def generic_groups(model: nn.Module) -> WeightGroups:
-    """The generic rule of METHOD.md section 2 (module docstring)."""
-    embedded = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Embedding)}
-    groups = WeightGroups(matrices=[])
-    for module in model.modules():  # each module once, shared ones included
-        if isinstance(module, nn.Linear) or _is_conv1d_linear(module):
-            if module.weight.data_ptr() in embedded:  # an output head tied to an embedding
-                continue
-            groups.matrices.append(module.weight)
-            groups.weights.append(module.weight)
-        elif isinstance(module, nn.MultiheadAttention):
-            if module.in_proj_weight is not None:  # (3 d, d): rows [Q; K; V]
-                parts = list(module.in_proj_weight.chunk(3, dim=0))
-            else:
-                parts = [module.q_proj_weight, module.k_proj_weight, module.v_proj_weight]
-            groups.matrices += parts
-            groups.weights += parts
-            if module.in_proj_bias is not None:
-                groups.biases.append(module.in_proj_bias)
-            continue  # its out_proj is a nn.Linear, read on its own
-        elif isinstance(module, nn.Conv1d | nn.Conv2d):
-            kernel = module.weight if module.weight.ndim == 4 else module.weight[:, :, None]
-            if kernel.shape[-2] * kernel.shape[-1] > 1:
-                groups.kernels.append(kernel)
-            groups.weights.append(module.weight)
-        else:
-            continue
-        if module.bias is not None:
-            groups.biases.append(module.bias)
-    return groups
+    """The generic rule of METHOD.md section 2 (``trainmap.metrics.generic``)."""
+    return groups_of(generic_entries(model), _parameters(model))
 
 
-def _family_groups(family: str) -> Callable[[nn.Module], WeightGroups]:
-    if family == "task":
-        return lambda model: model.weight_groups()
+def _family_entries(family: str, model: nn.Module) -> list[Entry]:
+    """The entries of a rule decided from names, shapes and module types (not ``task``)."""
     if family in ("generic", "resnet"):
-        return generic_groups
-    rule = FAMILIES[family]
-
-    def transformer_groups(model: nn.Module) -> WeightGroups:
-        config = model.config.to_dict() if hasattr(model, "config") else {}
-        return rule(dict(model.named_parameters()), config)
-
-    return transformer_groups
-
-
-def _is_matrix(p: torch.Tensor) -> bool:
-    return p.ndim in (2, 3, 4)  # a matrix, or a Conv1d / Conv2d kernel
+        return generic_entries(model)
+    config = model.config.to_dict() if hasattr(model, "config") else {}
+    return family_entries(family, _shapes(model), config)
 
 
 def _match(model: nn.Module, patterns: Sequence[str], what: str) -> list[str]:
-    """Parameter names matching any of ``patterns``, in the model's order; every pattern
-    must match at least one name. For matrices=, a pattern's 0-D/1-D matches (biases,
-    norm weights) are passed over, and a pattern with no matrix among them is an error."""
-    if isinstance(patterns, str):
-        raise RecordError(f"{what}= takes a list of names or patterns, got the string "
-                          f"{patterns!r}; write [{patterns!r}]")  # fmt: skip
-    params = dict(model.named_parameters())
-    chosen = set()
-    for pattern in patterns:
-        found = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
-        if not found:
-            raise RecordError(
-                f"{what}=: {pattern!r} matches no parameter of the model; its parameters: "
-                + parameter_list(model)
-            )
-        if what == "matrices":
-            if not any(_is_matrix(params[n]) for n in found):
-                shapes = ", ".join(f"{n} {tuple(params[n].shape)}" for n in found[:5])
-                raise RecordError(
-                    f"matrices=: {pattern!r} matches no matrix (2-D) or conv kernel (3-D, "
-                    f"4-D), only {shapes}; pass biases as biases=. The model's parameters: "
-                    + parameter_list(model)
-                )
-            found = [n for n in found if _is_matrix(params[n])]
-        chosen.update(found)
-    return [n for n in params if n in chosen]
-
-
-def _named_groups(matrix_names, bias_names, base):
-    """A rule reading parameters by name: 2-D ones are matrices, 3-D/4-D conv kernels."""
-
-    def groups(model: nn.Module) -> WeightGroups:
-        params = dict(model.named_parameters())
-        if matrix_names is None:
-            out = base(model)
-        else:
-            out = WeightGroups(matrices=[])
-            for name in matrix_names:
-                w = params[name]
-                kernel = w if w.ndim == 4 else w[:, :, None] if w.ndim == 3 else None
-                if w.ndim == 2:
-                    out.matrices.append(w)
-                elif kernel.shape[-2] * kernel.shape[-1] > 1:  # 1 x 1 kernels: pooled only
-                    out.kernels.append(kernel)
-                out.weights.append(w)
-        if bias_names is not None:
-            out.biases = [params[name] for name in bias_names]
-        return out
-
-    return groups
-
-
-def _default_biases(model: nn.Module, matrix_names: list[str]) -> list[str]:
-    """With matrices= and no biases=: the biases of the layers whose weights were chosen."""
-    params = dict(model.named_parameters())
-    wanted = [n.removesuffix("weight") + "bias" for n in matrix_names if n.endswith("weight")]
-    return [n for n in wanted if n in params]
+    """Parameter names matching any of ``patterns`` (``trainmap.metrics.generic.match_names``),
+    as RecordError with the model's parameters listed."""
+    try:
+        return match_names(_shapes(model), patterns, what)
+    except ValueError as error:
+        message = str(error).replace("matches nothing", "matches no parameter of the model")
+        raise RecordError(f"{message.replace(what, what + '=', 1)}. The model's parameters: "
+                          + parameter_list(model)) from None  # fmt: skip
 
 
 def _storage_names(model: nn.Module, tensors: list[torch.Tensor]) -> list[str]:
@@ -198,6 +122,38 @@ def _storage_names(model: nn.Module, tensors: list[torch.Tensor]) -> list[str]:
         by_storage.setdefault(p.untyped_storage().data_ptr(), name)
     names = [by_storage.get(t.untyped_storage().data_ptr(), "?") for t in tensors]
     return list(dict.fromkeys(names))
+
+
+def _task_rule(bias_names: list[str] | None) -> Callable[[nn.Module], WeightGroups]:
+    """A task model's own weight_groups(), its biases replaced where biases= names them."""
+
+    def groups(model: nn.Module) -> WeightGroups:
+        out = model.weight_groups()
+        if bias_names is not None:
+            params = _parameters(model)
+            out.biases = [params[name] for name in bias_names]
+        return out
+
+    return groups
+
+
+def _entries_rule(entries: list[Entry]) -> Callable[[nn.Module], WeightGroups]:
+    return lambda model: groups_of(entries, _parameters(model))
+
+
+def _chosen_entries(model, family, matrix_names, bias_names) -> list[Entry] | None:
+    """The entries of the weights named (or of the family's rule), biases replaced where
+    named; None for a task model (its own weight_groups())."""
+    if matrix_names is not None:
+        entries = named_entries(_shapes(model), matrix_names)
+    elif family != "task":
+        entries = _family_entries(family, model)
+    else:
+        return None
+    if bias_names is not None:
+        entries = [e for e in entries if e.kind != "bias"]
+        entries += [Entry(name, "bias") for name in bias_names]
+    return entries
 
 
 def select_weights(
@@ -229,20 +185,17 @@ def select_weights(
             f"family={family!r} needs a model with weight_groups() (a built-in task's "
             f"model); {type(model).__name__} has none: use family='auto' or matrices="
         )
-    family_groups = _family_groups(chosen)
     matrix_names = None if matrices is None else _match(model, matrices, "matrices")
     if biases is not None:
         bias_names = _match(model, biases, "biases")
     elif matrix_names is not None:
-        bias_names = _default_biases(model, matrix_names)
+        bias_names = default_biases(_shapes(model), matrix_names)
     else:
         bias_names = None
-    if matrix_names is None and bias_names is None:
-        groups = family_groups
-    else:  # the family still gives the matrices when only biases= is passed
-        groups = _named_groups(matrix_names, bias_names, family_groups)
     label = chosen if matrices is None else "names"
     try:
+        entries = _chosen_entries(model, chosen, matrix_names, bias_names)
+        groups = _task_rule(bias_names) if entries is None else _entries_rule(entries)
         found = groups(model)
     except (ValueError, AttributeError, KeyError) as error:
         raise RecordError(
@@ -254,8 +207,9 @@ def select_weights(
             f"family {label!r} finds no weight matrix in {type(model).__name__}; pass "
             f"matrices= with names or patterns. The model's parameters: " + parameter_list(model)
         )
-    names = {
-        key: _storage_names(model, getattr(found, key))
-        for key in ("matrices", "kernels", "weights", "biases")
-    }
+    if entries is not None:
+        names = selected_names(entries, _shapes(model))
+    else:
+        names = {key: _storage_names(model, getattr(found, key))
+                 for key in ("matrices", "kernels", "weights", "biases")}  # fmt: skip
     return Selection(family=label, groups=groups, names=names)

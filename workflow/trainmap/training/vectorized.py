@@ -187,7 +187,7 @@ def checkpoint_group(task: Task, data: StackedSplits, state: GroupState, kernels
         task, model, params, kernels, data.eval_x, data.eval_y, chunk
     )
     scores = torch.stack([train_loss, eval_loss, train_acc, eval_acc], dim=1).tolist()
-    metrics = compute_metrics_stacked([m.weight_groups() for m in state.models], kernels)
+    metrics = compute_metrics_stacked([m.weight_groups() for m in state.models])
     diverged = []
     for i, seed in enumerate(state.seeds):
         row = {"step": state.step, "epoch": state.epoch}
