@@ -44,7 +44,7 @@ def test_defaults_are_filled_and_overrides_merged():
     setting = validate_config(config)["parity"]
     assert setting.hmm["covariance"] == "diag"  # the setting's override
     assert setting.hmm["restarts"] == 3  # the top-level value
-    assert setting.hmm["n_iter"] == 32  # the schema default
+    assert setting.hmm["n_iter"] == 300  # the schema default
     assert setting.hmm["covariance_guard"] == "singular"  # hmmlearn's EM unless singular
     assert setting.params["lr"] == 0.05 and setting.params["batch_size"] == 32
     assert setting.alpha == 0.001

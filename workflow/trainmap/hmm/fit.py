@@ -222,6 +222,8 @@ def fit_state_count(
                 min_covar=min_covar,
                 covariance_guard=covariance_guard,
             )
+            # Scored and decoded in log space, as a model rebuilt from its JSON is.
+            model.implementation = "log"
             model, order = number_by_first_reach(model, *everything)
             guarded = report["guard"]["states"]
             report["guard"]["states"] = sorted(order.index(k) for k in guarded)
