@@ -131,6 +131,19 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
     for state in training_map["states"]:
         assert {"id", "top_features", "runs_visiting", "kind"} <= set(state)
         assert state["kind"] in ("", "detour", "dead_end")
+    selected = json.loads((tiny_run / f"results/{setting}/hmm/selected.json").read_text())
+    assert selected["n_states"] == training_map["n_states"]
+    assert selected["fitted_on"] == "all runs"
+    resampled = setting == "parity"  # tiny.yaml: stability: {resamples: 2} for parity only
+    assert (tiny_run / f"results/{setting}/support.json").exists() == resampled
+    if resampled:
+        assert training_map["support"]["resamples"] == 2
+        assert all(0 <= s["support"] <= 1 for s in training_map["states"])
+        assert all(0 <= e["support"] <= 1 for e in training_map["edges"])
+        selection = json.loads((tiny_run / f"results/{setting}/hmm/selection.json").read_text())
+        assert len(selection["resamples"]["picks"]) == 2
+    else:
+        assert "support" not in training_map
     assert (tiny_run / "results/summary.md").read_text().count(setting) >= 1
     trajectories = pd.read_parquet(tiny_run / f"results/{setting}/trajectories.parquet")
     assert list(trajectories.columns) == RUN_COLUMNS
