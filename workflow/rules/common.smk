@@ -252,7 +252,8 @@ def get_refit(wildcards):
 def get_resample_options(wildcards):
     """The hmm options a resample uses: the fits', the candidates and the split size."""
     hmm = get_hmm_options(wildcards)
-    return {**fit_options(hmm), "states": hmm["states"], "val_fraction": hmm["val_fraction"]}
+    keys = ("states", "val_fraction", "max_checkpoints")
+    return {**fit_options(hmm), **{key: hmm[key] for key in keys}}
 
 
 def get_stability(wildcards):
