@@ -37,8 +37,8 @@ test: lint
 
 # The checks CI runs before the tests: run them before a commit.
 lint: $(VENV)/.test
-	$(BIN)/ruff check workflow tests bench examples
-	$(BIN)/ruff format --check workflow tests bench examples
+	$(BIN)/ruff check workflow tests bench examples setup.py requirements
+	$(BIN)/ruff format --check workflow tests bench examples setup.py requirements
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
