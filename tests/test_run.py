@@ -167,9 +167,10 @@ def test_results_of_another_config_are_refused(tmp_path, monkeypatch, capsys, st
     monkeypatch.chdir(tmp_path)
     runs = record_runs(tmp_path / "runs", seeds=4, steps=24, every=2)
     first = write(tmp_path / "first.yaml", runs_config(runs))
+    (tmp_path / "results" / "mine").mkdir(parents=True)  # as if Snakemake had made it
     assert run.main(["first.yaml", "--cores", "1"]) == 0
     assert started[0][-2:] == ["--configfile", str(first)]
-    (tmp_path / "results" / "mine").mkdir()  # what the run would have made
+    assert (tmp_path / run.RECORD).is_file()  # results are there: they are first.yaml's
     # the same file, edited: Snakemake reruns what changed
     write(first, {**runs_config(runs), "hmm": {**HMM, "n_iter": 9}})
     assert run.main(["first.yaml", "--cores", "1"]) == 0
@@ -186,6 +187,9 @@ def test_results_of_another_config_are_refused(tmp_path, monkeypatch, capsys, st
     (tmp_path / "results" / ".trainmap-run.json").unlink()
     assert run.main([str(other), "--cores", "1"]) == 1
     assert f"results of settings that {other} does not define (mine)" in capsys.readouterr().err
+    (tmp_path / run.RECORD).write_text("{not json")
+    assert run.main(["first.yaml"]) == 1
+    assert "results/.trainmap-run.json: not a record of trainmap run" in capsys.readouterr().err
 
 
 @pytest.mark.slow

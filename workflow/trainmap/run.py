@@ -7,15 +7,15 @@ CONFIG it runs the default config (the demo). ``--profile`` names one of the pac
 profiles (``workstation``, the default, or ``slurm``) or a profile folder of one's own;
 every other argument goes to Snakemake unchanged.
 
-Before Snakemake starts, and before anything is written: each config file must exist and
-pass ``trainmap check``, and the working directory's results/ must not hold the results of
-another config. Which config a folder's results belong to is recorded in
-``results/.trainmap-run.json`` by each run; a folder without that record (results of plain
+Before Snakemake starts (and before anything is written but the working directory itself):
+each config file must exist and pass ``trainmap check``, and the working directory's
+results/ must not hold the results of another config. Which config a folder's results
+belong to is recorded in ``results/.trainmap-run.json`` after each run that left results
+there (a dry run leaves none); a folder without that record (results of plain
 ``snakemake``) is refused only when it holds settings the config does not define.
 """
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from trainmap.config import check
 from trainmap.config.loader import load_located
-from trainmap.errors import ConfigError
-from trainmap.io.files import write_json
+from trainmap.errors import ConfigError, CorruptFileError
+from trainmap.io.files import read_json, write_json
 from trainmap.workflow_dir import workflow_dir
 
 RECORD = Path("results") / ".trainmap-run.json"
@@ -189,27 +189,37 @@ def _defined_settings(configs: list[Path]) -> set[str]:
     return names
 
 
-def check_results_belong(configs: list[Path], directory: Path, shown: str) -> None:
-    """Refuse a working directory whose results/ holds another config's results."""
+def setting_folders(directory: Path) -> list[str]:
+    """Names of the settings that have results in ``directory``/results."""
     results = directory / "results"
-    where = "results/" if directory == Path(".") else f"{results}/"
-    present = sorted(
+    folders = results.iterdir() if results.is_dir() else []
+    return sorted(
         p.name
-        for p in (results.iterdir() if results.is_dir() else [])
+        for p in folders
         if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_SETTINGS
     )
+
+
+def check_results_belong(configs: list[Path], directory: Path, shown: str) -> None:
+    """Refuse a working directory whose results/ holds another config's results."""
+    present = setting_folders(directory)
     if not present:
         return
+    where = "results/" if directory == Path(".") else f"{directory / 'results'}/"
     record = directory / RECORD
     if record.is_file():
-        recorded = json.loads(record.read_text())
+        try:
+            recorded = read_json(record)
+            recorded_configs, digest = recorded["configs"], recorded["sha256"]
+        except (CorruptFileError, KeyError, TypeError) as error:
+            raise RunError(f"{record}: not a record of trainmap run ({error}): remove it") from None
         mine = _identity(configs, shown)
-        if recorded["configs"] == mine["configs"] or recorded["sha256"] == mine["sha256"]:
+        if recorded_configs == mine["configs"] or digest == mine["sha256"]:
             return  # the same file (edited: Snakemake reruns what changed), or a copy
         raise RunError(
-            f"{where} holds the results of {recorded['config']} (its {', '.join(present)}; "
-            f"recorded in {record}), not of {shown}: run {shown} in another folder, or "
-            f"remove {where} first"
+            f"{where} holds the results of {recorded.get('config', recorded_configs)} (its "
+            f"{', '.join(present)}; recorded in {record}), not of {shown}: run {shown} in "
+            f"another folder, or remove {where} first"
         )
     foreign = sorted(set(present) - _defined_settings(configs))
     if foreign:
@@ -247,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as error:
         print(f"trainmap run: {error}", file=sys.stderr)
         return 1
-    write_json(_identity(configs, shown), invocation.directory / RECORD)
     process = subprocess.Popen(snakemake_argv(invocation))
     try:
-        return process.wait()
+        status = process.wait()
     except KeyboardInterrupt:  # Snakemake got the Ctrl-C too: let it cancel its jobs
-        return process.wait()
+        status = process.wait()
+    if setting_folders(invocation.directory):  # these results are now this config's
+        write_json(_identity(configs, shown), invocation.directory / RECORD)
+    return status
