@@ -1,9 +1,10 @@
 """The per-rule conda environments (envs/*.yaml) stay pinned, complete and in step with pip.
 
 Every rule that runs code names an env file with ``conda:``; each file lists exact pins
-from conda-forge only (``conda-forge`` + ``nodefaults``); its versions equal pyproject.toml's
-pins, which are the versions installed in the venv these tests run in; and it holds every
-third-party module that the rule's script imports, directly or through ``trainmap``.
+from conda-forge only (``conda-forge`` + ``nodefaults``); its versions equal the lock's
+(requirements/lock.txt, which tests/test_lock.py checks against the installed versions);
+and it holds every third-party module that the rule's script imports, directly or through
+``trainmap``.
 
 No conda channel is reachable from CI (only PyPI and Debian's archive are), so the envs are
 never solved or built here: ``--sdm conda`` cannot run in CI. These checks are what can be
@@ -11,16 +12,15 @@ verified without a solver; docs/cluster.md says how to use the envs on a cluster
 """
 
 import ast
-import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, SNAKEFILE
+from locks import LOCK, pins
 
 RULE_FILES = [SNAKEFILE, *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 PACKAGE_DIR = REPO / "workflow" / "trainmap"
@@ -72,16 +72,6 @@ def code_rules() -> dict[str, dict]:
 
 def load_env(rule: dict) -> dict:
     return yaml.safe_load((rule["file"].parent / rule["paths"]["conda"]).read_text())
-
-
-def pyproject_pins() -> dict[str, str]:
-    with open(REPO / "pyproject.toml", "rb") as f:
-        project = tomllib.load(f)["project"]
-    pins = {}
-    for requirement in project["dependencies"]:
-        name, version = requirement.split("==")
-        pins[canonical(name)] = version.strip()
-    return pins
 
 
 def env_pins(env: dict) -> dict[str, str]:
@@ -159,24 +149,17 @@ def test_every_code_rule_names_an_existing_env():
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
-def test_env_is_pinned_to_conda_forge_and_pyproject(path):
+def test_env_is_pinned_to_conda_forge_and_the_lock(path):
     env = yaml.safe_load(path.read_text())
     assert env["channels"] == ["conda-forge", "nodefaults"]
     assert all(isinstance(d, str) for d in env["dependencies"]), "no pip: section"
-    pins = env_pins(env)
-    python = pins.pop("python")
+    pinned = env_pins(env)
+    python = pinned.pop("python")
     assert python.startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
-    project = pyproject_pins()
-    for name, version in pins.items():
-        assert name in project, f"{path.name}: {name} is not pinned in pyproject.toml"
-        assert version == project[name], f"{path.name}: {name}={version}, pip {project[name]}"
-
-
-def test_pyproject_pins_are_what_the_tests_run_with():
-    for name, version in pyproject_pins().items():
-        # A local label (torch's "+cpu") names the build, not the version.
-        installed = importlib.metadata.version(name).split("+")[0]
-        assert installed == version, f"{name}: installed {installed}, pinned {version}"
+    locked = pins(LOCK)
+    for name, version in pinned.items():
+        assert name in locked, f"{path.name}: {name} is not in {LOCK.name}"
+        assert version == locked[name], f"{path.name}: {name}={version}, the lock {locked[name]}"
 
 
 def test_every_env_holds_what_its_scripts_import():

@@ -56,7 +56,7 @@ def test_a_failed_rerun_leaves_no_stale_results(tmp_path):
 def test_clean_resume_removes_states_of_seeds_that_left_the_config(tmp_path, capsys):
     from conftest import TINY_CONFIG
 
-    from trainmap.config.check import cli
+    from trainmap.cli import main as cli
 
     runs = tmp_path / "results" / "parity" / "runs"
     for name in (".resume-seed0", ".resume-seed1", ".resume-seed7", "group0"):

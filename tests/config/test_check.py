@@ -278,4 +278,4 @@ def test_make_run_checks_the_config_first():
     ).stdout
     check = planned.index(".venv/bin/trainmap check my.yaml")
     assert check < planned.index("--configfile my.yaml")
-    assert 'trainmap = "trainmap.config.check:cli"' in (ROOT / "pyproject.toml").read_text()
+    assert 'trainmap = "trainmap.cli:main"' in (ROOT / "pyproject.toml").read_text()

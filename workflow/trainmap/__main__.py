@@ -1,7 +1,7 @@
-"""`python -m trainmap check CONFIG ...`: the `trainmap` console script without installing."""
+"""`python -m trainmap check|clean-resume|run ...`: the `trainmap` console script."""
 
 import sys
 
-from trainmap.config.check import cli
+from trainmap.cli import main
 
-sys.exit(cli())
+sys.exit(main())

@@ -160,22 +160,5 @@ def clean_resume(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"check": main, "clean-resume": clean_resume}
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """The ``trainmap`` console script: ``trainmap check CONFIG ...``,
-    ``trainmap clean-resume CONFIG``."""
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(
-            "usage: trainmap check CONFIG [CONFIG ...] [--directory DIR]\n"
-            "       trainmap clean-resume CONFIG [--directory DIR] [--dry-run]",
-            file=sys.stderr,
-        )
-        return 2
-    return COMMANDS[argv[0]](argv[1:])
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

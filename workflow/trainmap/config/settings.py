@@ -21,8 +21,10 @@ from trainmap.hmm.split import check_predicted_split, check_resamples, trained_c
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
 from trainmap.tasks.params import parse_params
+from trainmap.workflow_dir import workflow_dir
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+# In the checkout and in an installed wheel alike (trainmap.workflow_dir).
+SCHEMA_PATH = workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
 COMMON_KEYS = {"source", "features", "convergence", "hmm", "stability", "alpha"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.
