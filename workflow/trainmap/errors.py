@@ -24,3 +24,9 @@ class CorruptFileError(ValueError):
 class RecordError(ValueError):
     """A Recorder that cannot record as asked (trainmap.record): a weight selection that
     matches nothing, an unknown family, a value that is no scalar; names what was given."""
+
+
+class LiveMapError(ValueError):
+    """A map that cannot be used live, or a run that does not fit it (trainmap.live):
+    no live.json, a per-run normalised map, features the run does not log, steps that go
+    backwards; names what is missing and what to do."""

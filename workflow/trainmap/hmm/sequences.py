@@ -58,6 +58,9 @@ class Prepared:
     bias_free_runs: list = field(default_factory=list)
     left_out_features: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the data cannot carry (adequacy)
+    # normalize global: {"mean": {feature: value}, "sd": {feature: value}} in the features'
+    # own units (sd 0: constant, z = 0), what a live map z-scores a new run's rows with.
+    scale: dict[str, dict[str, float]] | None = None
 
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (``prepare.json``)."""
@@ -75,6 +78,7 @@ class Prepared:
             "bias_free_runs": _plain(self.bias_free_runs),
             "left_out_features": self.left_out_features,
             "notes": self.notes,
+            **({} if self.scale is None else {"scale": self.scale}),
             **extra,
         }
 
@@ -134,7 +138,7 @@ def prepare_sequences(
         return prepared
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
-    z, constant = _zscore(kept, features, normalize)
+    z, constant, scale = _zscore(kept, features, normalize)
     table = pd.DataFrame(
         {
             "seed": kept["seed"].to_numpy(),
@@ -144,6 +148,7 @@ def prepare_sequences(
     )
     table[features] = z
     prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    prepared.scale = scale
     prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
     prepared.notes = notes
     if states:
@@ -181,7 +186,7 @@ def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, s
     """``prepare_sequences`` for ``selection: kfold``: every run fit, a ``fold`` column."""
     dealt = fold_runs(included, folds, seed, n_excluded=len(excluded))
     fold_of = {run: f for f, members in enumerate(dealt) for run in members}
-    z, constant = _zscore(kept, features, normalize)
+    z, constant, scale = _zscore(kept, features, normalize)
     table = pd.DataFrame(
         {
             "seed": kept["seed"].to_numpy(),
@@ -201,7 +206,9 @@ def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, s
             )
     if states:
         check_state_counts(states, int(len(table) - rows.max()))
-    return Prepared(table, list(features), normalize, included, [], excluded, constant, dealt)
+    prepared = Prepared(table, list(features), normalize, included, [], excluded, constant, dealt)
+    prepared.scale = scale
+    return prepared
 
 
 def _check_run_lengths(kept: pd.DataFrame) -> None:
@@ -313,21 +320,31 @@ def _flag_reason(run: pd.DataFrame, flagged_from: int) -> str:
 
 def _zscore(
     kept: pd.DataFrame, features: list[str], normalize: str
-) -> tuple[np.ndarray, dict[str, list]]:
-    """Z-scores (population SD) per run or pooled; a constant feature gets z = 0."""
+) -> tuple[np.ndarray, dict[str, list], dict[str, dict[str, float]] | None]:
+    """Z-scores (population SD) per run or pooled; a constant feature gets z = 0.
+
+    Also returns, for ``normalize: global``, the pooled mean and SD of every feature in
+    its own units (``Prepared.scale``; None per run): the scaled block's mean and SD times
+    the power of two it was divided by, which is exact, so the z-scores are unchanged.
+    """
     values = kept[features].to_numpy(dtype=np.float64)
     seeds = kept["seed"].to_numpy()
     groups = [seeds == run for run in pd.unique(seeds)] if normalize == "per_run" else [None]
     z = np.empty_like(values)
     constant: dict[str, list] = {}
+    scale = None
     for rows in groups:
-        block = _power_of_two_scaled(values if rows is None else values[rows])
+        block, factor = _power_of_two_scaled(values if rows is None else values[rows])
         mean, sd = block.mean(axis=0), block.std(axis=0)
         # max == min, not sd == 0: the SD of a constant float column may round to 1e-17
         flat = block.max(axis=0) == block.min(axis=0)
         block_z = np.where(flat, 0.0, (block - mean) / np.where(flat, 1.0, sd))
         if rows is None:
             z = block_z
+            scale = {
+                "mean": dict(zip(features, (mean * factor).tolist(), strict=True)),
+                "sd": dict(zip(features, np.where(flat, 0.0, sd * factor).tolist(), strict=True)),
+            }
         else:
             z[rows] = block_z
         # plain ints: a warning lists runs as [0, 3], not [np.int64(0), np.int64(3)]
@@ -336,12 +353,12 @@ def _zscore(
             constant.setdefault(str(name), []).extend(which)
     for name, runs in constant.items():
         log.warning("feature %s is constant in run(s) %s: z-scores set to 0", name, runs)
-    return z, constant
+    return z, constant, scale
 
 
-def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
+def _power_of_two_scaled(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``block`` (rows, features) with each column divided by a power of two near its
-    largest magnitude.
+    largest magnitude, and those powers of two: (features,).
 
     Z-scores do not depend on the scale, and dividing by a power of two is exact, so they
     come out bit for bit as before, but squares no longer overflow (values ~1e300 made the
@@ -349,7 +366,8 @@ def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
     """
     largest = np.abs(block).max(axis=0, initial=0.0)
     _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
-    return block / np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
+    factor = np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
+    return block / factor, factor
 
 
 def _plain(value):

@@ -1,0 +1,48 @@
+"""Kaplan-Meier survival of the convergence step, for many groups of runs at once.
+
+The live map predicts a run's convergence step from the fit runs that were where it is
+now (docs/live.md): at the current step t, the runs not yet converged (at risk), grouped
+by the state their decoded path was in at t. A run that never converged is censored at
+its last step, so the estimate neither drops it nor counts it as converged there.
+"""
+
+import numpy as np
+
+
+def sorted_times(times: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """The order in which Kaplan-Meier visits the runs: by time, and at a tied time the
+    events before the censored runs (the usual convention: a run censored at t was at
+    risk at t)."""
+    return np.lexsort((~np.asarray(events, dtype=bool), np.asarray(times, dtype=np.float64)))
+
+
+def survival_curves(members: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """S_g(t_i) after each run i in Kaplan-Meier order, for every group g: (G, R).
+
+    ``members``: (G, R) 0/1 (or boolean) membership of run i in group g, runs in the
+    order ``sorted_times`` gives; ``events``: (R,) True where run i converged (False:
+    censored). Processing tied events one at a time gives the product
+    (1 - 1/n)(1 - 1/(n-1)) = 1 - 2/n: exactly Kaplan-Meier's factor for two tied events,
+    so no grouping by unique time is needed. A run outside a group leaves its curve as it
+    is; a group without runs stays at 1.
+    """
+    members = np.asarray(members, dtype=np.float64)
+    at_risk = np.cumsum(members[:, ::-1], axis=1)[:, ::-1]  # runs at or after i, per group
+    deaths = members * np.asarray(events, dtype=np.float64)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, deaths / at_risk, 0.0)
+    return np.cumprod(1.0 - hazard, axis=1)
+
+
+def quantiles(times: np.ndarray, survival: np.ndarray, levels: list[float]) -> list[float | None]:
+    """The first time at which ``1 - survival`` reaches each level, or None where the
+    curve never gets there (the runs still at risk when the data end were censored).
+
+    ``times``: (R,) sorted; ``survival``: (R,) non-increasing, the value after each time.
+    """
+    out: list[float | None] = []
+    for level in levels:
+        # a relative tolerance: 1 - 0.5 computed as a product of factors may be 0.5000001
+        reached = np.flatnonzero(survival <= 1.0 - level + 1e-12)
+        out.append(float(times[reached[0]]) if reached.size else None)
+    return out
