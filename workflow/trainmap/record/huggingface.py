@@ -24,8 +24,10 @@ from trainmap.record.recorder import Recorder
 class HFCallback(RecordingCallback, TrainerCallback):
     """Record the Trainer's model into ``<directory>/seed<seed>/metrics.parquet``.
 
-    directory, family, matrices, biases, flush_every: as for ``Recorder``. seed: default
-    the Trainer's ``args.seed``. every: also record every ``every`` optimizer steps.
+    directory, family, matrices, biases, flush_every, live, on_state, live_threshold: as
+    for ``Recorder`` (the live map is read here; when ``on_state`` returns a true value the
+    Trainer stops after the step it is in). seed: default the Trainer's ``args.seed``.
+    every: also record every ``every`` optimizer steps.
     """
 
     def __init__(
@@ -38,10 +40,14 @@ class HFCallback(RecordingCallback, TrainerCallback):
         matrices: list[str] | None = None,
         biases: list[str] | None = None,
         flush_every: float = 60.0,
+        live=None,
+        on_state=None,
+        live_threshold: float = 0.5,
     ):
         check_interval(every, "HFCallback: every")
         super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
-                         flush_every=flush_every)  # fmt: skip
+                         flush_every=flush_every, live=live, on_state=on_state,
+                         live_threshold=live_threshold)  # fmt: skip
         self.every = every
         self._model = None
         self._train_log: tuple[int, dict] = (-1, {})  # the last training log: step, values
@@ -63,6 +69,8 @@ class HFCallback(RecordingCallback, TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         if self.recorder is not None:
             self.row.commit(self.recorder)  # the weights are still those of the last step
+            if self.stop_requested():
+                control.should_training_stop = True
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.recorder is not None and self.every and state.global_step % self.every == 0:

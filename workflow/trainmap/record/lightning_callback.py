@@ -23,7 +23,9 @@ from trainmap.record.recorder import Recorder
 class LightningCallback(RecordingCallback, Callback):
     """Record the LightningModule into ``<directory>/seed<seed>/metrics.parquet``.
 
-    directory, family, matrices, biases, flush_every: as for ``Recorder``. seed: default
+    directory, family, matrices, biases, flush_every, live, on_state, live_threshold: as
+    for ``Recorder`` (the live map is read here; when ``on_state`` returns a true value the
+    Trainer stops). seed: default
     the seed of ``lightning.seed_everything`` (an error when neither is there).
     every_n_steps: also record every that many optimizer steps (None: validations only).
     """
@@ -38,10 +40,14 @@ class LightningCallback(RecordingCallback, Callback):
         matrices: list[str] | None = None,
         biases: list[str] | None = None,
         flush_every: float = 60.0,
+        live=None,
+        on_state=None,
+        live_threshold: float = 0.5,
     ):
         check_interval(every_n_steps, "LightningCallback: every_n_steps")
         super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
-                         flush_every=flush_every)  # fmt: skip
+                         flush_every=flush_every, live=live, on_state=on_state,
+                         live_threshold=live_threshold)  # fmt: skip
         self.every_n_steps = every_n_steps
 
     def _seed(self) -> int:
@@ -65,6 +71,8 @@ class LightningCallback(RecordingCallback, Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.recorder is not None:
             self.row.commit(self.recorder)  # no optimizer step since the row's step
+            if self.stop_requested():
+                trainer.should_stop = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainmap.errors import RecordError
+from trainmap.record.live import load_live
 from trainmap.record.recorder import Recorder
 
 # Logged values that describe the run's speed, not its state: never recorded.
@@ -77,9 +78,19 @@ class RecordingCallback:
     def __init__(self, directory: str | Path, seed: int | None, **recorder_options):
         self.directory = directory
         self.seed = seed
-        self.options = recorder_options  # family, matrices, biases, flush_every
+        # family, matrices, biases, flush_every, live, on_state, live_threshold; the live
+        # map is read now, so a bad one fails when the callback is made, not at training
+        options = dict(recorder_options)
+        options["live"] = load_live(
+            options.get("live"), options.get("on_state"), options.get("live_threshold", 0.5)
+        )
+        self.options = options
         self.recorder: Recorder | None = None
         self.row = PendingRow()
+
+    def stop_requested(self) -> bool:
+        """The live map's ``on_state`` asked the training to stop."""
+        return self.recorder is not None and self.recorder.stop_requested
 
     def finish(self) -> None:
         """At the end of training: log the gathered row and write everything."""

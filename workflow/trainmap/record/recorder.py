@@ -30,6 +30,11 @@ parameters each metric group read.
   in its name) that *was* finite is NaN or infinite (trainmap.io.divergence); a loss that
   is non-finite before its first finite value is "not logged yet" (a ``nan`` placeholder
   at step 0), not divergence. The first diverged row logs one warning.
+- ``live="results/<setting>"``: every row is also placed on that fitted map
+  (trainmap.record.live, docs/live.md): columns ``state``, ``p_detour`` and
+  ``predicted_convergence_step``, a log line when the state changes or ``p_detour``
+  crosses ``live_threshold``, and ``on_state(prediction)`` after every row. The map is
+  read when the Recorder is made; features the run does not log fail the first ``log``.
 """
 
 import logging
@@ -49,6 +54,7 @@ from trainmap.io.columns import METRIC_COLUMNS, PROBE_FILE, probe_columns
 from trainmap.io.divergence import DivergenceWatch, loss_columns
 from trainmap.io.files import read_parquet, write_json, write_parquet
 from trainmap.metrics.weights import compute_metrics
+from trainmap.record.live import LIVE_COLUMNS, LiveHook, OnState, load_live
 from trainmap.record.lock import SeedLock
 from trainmap.record.selection import Selection, select_weights
 
@@ -132,7 +138,11 @@ class Recorder:
     the metrics read (``trainmap.record.selection.select_weights``; checked here, so a
     selection that matches nothing fails now, not after training). flush_every: seconds
     between writes of the rows once the first ``EARLY_WRITES_S`` seconds (every ``log``
-    written) have passed (0: at every ``log``).
+    written) have passed (0: at every ``log``). live: a fitted map's results directory
+    (``results/<setting>``, with its ``live.json``) or a ``trainmap.live.LiveMap``;
+    on_state: a function called with the ``Prediction`` after every row (a true return
+    value sets ``stop_requested``); live_threshold: the P(detour or dead end) whose
+    crossing is logged.
     """
 
     def __init__(
@@ -145,10 +155,14 @@ class Recorder:
         matrices: list[str] | None = None,
         biases: list[str] | None = None,
         flush_every: float = 60.0,
+        live: Any = None,
+        on_state: OnState | None = None,
+        live_threshold: float = 0.5,
     ):
         self.seed = _integer(seed, "seed")
         if not isinstance(flush_every, numbers.Real) or not flush_every >= 0:
             raise RecordError(f"flush_every must be a number of seconds >= 0, got {flush_every!r}")
+        live_map = load_live(live, on_state, live_threshold)
         self.model = model
         self.selection: Selection = select_weights(model, family, matrices, biases)
         self.flush_every = float(flush_every)
@@ -163,6 +177,9 @@ class Recorder:
         self._placeholders: set[str] = set()  # losses seen non-finite before any finite value
         self._pending = False  # rows logged since the last write
         self._started = self._last_write = time.monotonic()
+        self._live = None
+        if live_map is not None:
+            self._live = LiveHook(live_map, self.seed, on_state, live_threshold, str(self.path))
         self.closed = False
         self._lock = SeedLock.acquire(self.path.parent)  # last: nothing above can fail after
         if not self.selection.names.get("biases"):
@@ -214,6 +231,11 @@ class Recorder:
                 f"log(): step {step} after step {self._last_step}; steps must increase"
             )
         values = {name: _scalar(name, value) for name, value in scalars.items()}
+        if self._live is not None:
+            taken = sorted(set(values) & set(LIVE_COLUMNS))
+            if taken:
+                raise RecordError(f"log(): {', '.join(taken)} are columns a live Recorder "
+                                  "writes itself; give the scalars other names")  # fmt: skip
         if probe_losses is not None:
             losses = _losses(probe_losses, self._probe_width())
         if self._last_step is None and self._earlier is not None:
@@ -226,6 +248,10 @@ class Recorder:
         metrics = compute_metrics(self.selection.groups(self.model))
         row = {"seed": self.seed, "step": step, **values, **metrics,
                "diverged": self._watch.diverged}  # fmt: skip
+        if self._live is not None:
+            if self._last_step is None and self._earlier is not None:
+                self._live.replay(self._earlier.to_dict("records"))
+            row.update(self._live.update(step, row))
         self._rows.append(row)
         self._last_step = step
         self._pending = True
@@ -234,6 +260,16 @@ class Recorder:
         if early or now - self._last_write >= self.flush_every:
             self.flush()
         return row
+
+    @property
+    def live_state(self):
+        """The live map's ``Prediction`` for the last row (None without ``live=``)."""
+        return None if self._live is None else self._live.run.last
+
+    @property
+    def stop_requested(self) -> bool:
+        """``on_state`` returned a true value for some row: the run should stop."""
+        return self._live is not None and self._live.stop_requested
 
     def _resume_at(self, step: int) -> None:
         """The first step of a resumed run: the earlier rows from it on are being redone
@@ -277,8 +313,9 @@ class Recorder:
             table = self._earlier
         else:
             table = pd.concat([self._earlier, new], ignore_index=True)
-        scalars = [c for c in table.columns if c not in RESERVED]
-        ordered = ["seed", "step", *scalars, *METRIC_COLUMNS, "diverged"]
+        live = [c for c in LIVE_COLUMNS if c in table.columns]
+        scalars = [c for c in table.columns if c not in RESERVED and c not in live]
+        ordered = ["seed", "step", *scalars, *METRIC_COLUMNS, "diverged", *live]
         return table.reindex(columns=ordered).reset_index(drop=True)
 
     def _probe_width(self) -> int | None:
