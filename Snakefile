@@ -29,6 +29,7 @@ include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/hmm.smk"
 include: "workflow/rules/maps.smk"
 include: "workflow/rules/detours.smk"
+include: "workflow/rules/live.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -280,6 +280,16 @@ def get_support(wildcards):
     return f"results/{wildcards.setting}/support.json"
 
 
+def get_live_fractions(wildcards):
+    return get_setting(wildcards).live["fractions"]
+
+
+def live_settings_pattern():
+    """Settings with a live: evaluation (a pattern that matches nothing when none has)."""
+    names = [name for name, setting in SETTINGS.items() if setting.live]
+    return "|".join(names) or "(?!)"
+
+
 def get_alpha(wildcards):
     return get_setting(wildcards).alpha
 
@@ -337,8 +347,13 @@ def get_final_outputs():
                 "regression.json",
                 "map.html",
                 "curves.html",
+                "live.json",
             ],
         )
+        if SETTINGS[name].live:
+            outputs += expand(
+                "results/{setting}/live/evaluation.{ext}", setting=name, ext=["json", "png"]
+            )
         if SETTINGS[name].probe:
             outputs += expand(
                 "results/{setting}/function_space.{ext}",

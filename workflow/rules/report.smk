@@ -5,6 +5,8 @@ from trainmap.figures.summary import (
     comparison_pairs,
     figure_paths,
     function_space_paths,
+    live_paths,
+    live_settings,
     page_paths,
     probed_settings,
     setting_paths,
@@ -104,6 +106,7 @@ rule summarize_settings:
         pages=page_paths(SETTINGS),
         function_space=function_space_paths(SETTINGS),
         comparisons=comparison_figures(COMPARISONS),
+        live=live_paths(SETTINGS),
     output:
         "results/summary.md",
     log:
@@ -113,6 +116,7 @@ rule summarize_settings:
     params:
         settings=sorted(SETTINGS),
         probed=probed_settings(SETTINGS),
+        live=live_settings(SETTINGS),
         bias_free=bias_free_settings(SETTINGS),
         pairs=COMPARISONS,
         code=script_code("summarize_settings.py"),

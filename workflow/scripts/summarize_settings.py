@@ -35,7 +35,10 @@ def main(inputs, output: str, params, log: str) -> None:
         for pair, path in zip(params.pairs, inputs.comparisons, strict=True)
     }
     with atomic_path(output) as tmp:
-        text = summary_markdown(headlines, params.pairs, figures, frozenset(params.probed), details)
+        live = {name: read_json(path) for name, path in zip(params.live, inputs.live, strict=True)}
+        text = summary_markdown(
+            headlines, params.pairs, figures, frozenset(params.probed), details, live
+        )
         tmp.write_text(text)
 
 

@@ -25,7 +25,7 @@ from trainmap.workflow_dir import workflow_dir
 
 # In the checkout and in an installed wheel alike (trainmap.workflow_dir).
 SCHEMA_PATH = workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
-COMMON_KEYS = {"source", "features", "convergence", "hmm", "stability", "alpha"}
+COMMON_KEYS = {"source", "features", "convergence", "hmm", "stability", "alpha", "live"}
 # Keys that only apply to one source; any other key of a trained setting is a task
 # hyperparameter. A key of another source is refused, in every direction.
 SOURCE_KEYS = {
@@ -46,6 +46,7 @@ TRAINED_COLUMNS = ("step", *RUN_COLUMNS, *METRIC_COLUMNS)
 DEFAULT_RESUME_EVERY = 60.0  # seconds; BENCHMARKS.md measures its overhead
 DEVICES = ("auto", "cpu", "cuda")
 PROBE_DEFAULTS = {"split": "eval", "seed": 0, "components": 10}  # as the schema says
+LIVE_FRACTIONS = (0.1, 0.25, 0.5)  # live.fractions, as the schema says
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class Setting:
     features_given: bool = False  # features listed in the config, not the default
     # Function space (source train): {n, split, seed, components}, or empty (no probe).
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The live map's evaluation (docs/live.md): {fractions}, or empty (not evaluated).
+    live: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The config named `features` (False: the default 14 metrics, from which the bias
     # metrics are left out for models without biases; trainmap.io.biases).
     features_given: bool = True
@@ -232,6 +235,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         "stability": _block("stability", entry, config, given),
         "features": list(entry.get("features", METRIC_COLUMNS)),
         "features_given": "features" in entry,
+        "live": _live(entry, hmm, where),
     }
     _check_folds(hmm, entry, where)
     if source in ("table", "runs") and source not in entry:
@@ -274,6 +278,22 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         params=dataclasses.asdict(params),
         probe=probe,
     )
+
+
+def _live(entry: dict, hmm: dict[str, Any], where: str) -> dict[str, Any]:
+    """The live map's evaluation (``live: {fractions}``), {} for none. A per-run z-scored
+    map cannot be used live, and without a convergence rule there is nothing to predict."""
+    if "live" not in entry:
+        return {}
+    if "convergence" not in entry:
+        raise ConfigError(f"{where}.live: needs a convergence rule (convergence:) to predict")
+    if hmm["normalize"] != "global":
+        raise ConfigError(
+            f"{where}.live: needs hmm.normalize: global (now {hmm['normalize']!r}): a per-run "
+            "z-score needs the whole run, which a run still training does not have"
+        )
+    fractions = entry["live"].get("fractions", LIVE_FRACTIONS)
+    return {"fractions": sorted(float(f) for f in fractions)}
 
 
 def _trained_probe(entry: dict, where: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ def flat_config(setting: Setting) -> dict[str, Any]:
     """A setting as {dotted key: value}: hyperparameters, convergence, hmm and the rest."""
     data = asdict(setting)
     data.pop("name")
+    data.pop("live")  # an analysis of the map, not a difference between two settings' runs
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):
@@ -236,19 +237,44 @@ def function_space_paths(settings) -> list[str]:
     return [f"results/{name}/function_space.{ext}" for ext in ("png", "html") for name in probed]
 
 
+def live_settings(settings) -> list[str]:
+    """Names of the settings with a live map evaluation (``live:``), sorted."""
+    return sorted(name for name, setting in settings.items() if setting.live)
+
+
+def live_paths(settings) -> list[str]:
+    """live/evaluation.json of the settings with ``live:``."""
+    return [f"results/{name}/live/evaluation.json" for name in live_settings(settings)]
+
+
+def live_line(evaluation: dict[str, Any]) -> str:
+    """One line per fraction: the map's mean absolute error against the best baseline's."""
+    parts = []
+    for scores in evaluation["scores"]:
+        errors = {m: scores[m]["mae"] for m in evaluation["methods"] if scores[m]["mae"] is not None}
+        if "map" not in errors:
+            continue
+        best = min((m for m in errors if m != "map"), key=errors.get, default=None)
+        versus = "" if best is None else f" vs {errors[best]:,.0f} ({best})"
+        parts.append(f"{scores['fraction']:g}: {errors['map']:,.0f}{versus}")
+    return "mean absolute error of the predicted convergence step at " + "; ".join(parts)
+
+
 def summary_markdown(
     headlines: dict[str, dict[str, str]],
     pairs: list[dict[str, Any]],
     figures: dict[str, str],
     probed: frozenset[str] = frozenset(),
     details: dict[str, list[str]] | None = None,
+    live: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """``results/summary.md``: the table across settings, comparisons and figure links.
 
     headlines: setting -> ``headline(...)``; pairs: ``comparison_pairs(...)``; figures:
     pair key ``"a--b"`` -> path of its comparison figure relative to ``results/``;
     probed: the settings with a probe set (their function-space figures are linked);
-    details: setting -> ``setting_details(...)``, listed under "Runs left out and notes".
+    details: setting -> ``setting_details(...)``, listed under "Runs left out and notes";
+    live: setting -> its live/evaluation.json (linked, with ``live_line``).
     """
     rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
     parts = [
@@ -282,6 +308,11 @@ def summary_markdown(
             links += (
                 f" · function space: [png]({name}/function_space.png)"
                 f" · [html]({name}/function_space.html)"
+            )
+        if name in (live or {}):
+            links += (
+                f" · live map: [evaluation.png]({name}/live/evaluation.png) "
+                f"({live_line(live[name])}, docs/live.md)"
             )
         parts.append(f"- **{name}**: {links}")
     listed = {name: lines for name, lines in sorted((details or {}).items()) if lines}

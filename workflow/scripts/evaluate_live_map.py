@@ -1,0 +1,25 @@
+"""Snakemake adapter: the live map's k-fold evaluation against the baselines (docs/live.md)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from trainmap.figures.live import plot_evaluation
+from trainmap.figures.style import save_figure
+from trainmap.io.files import read_json, read_parquet, write_json
+from trainmap.io.logs import log_to_file
+from trainmap.live.evaluate import evaluate_live
+
+
+def main(inputs, outputs, params, log: str) -> None:
+    log_to_file(log)
+    n_states = read_json(inputs.selection)["n_states"]
+    evaluation = evaluate_live(
+        read_parquet(inputs.trajectories), params.setting, n_states, params.fractions
+    )
+    write_json(evaluation, outputs.evaluation)
+    save_figure(plot_evaluation(evaluation), outputs.figure)
+
+
+main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
