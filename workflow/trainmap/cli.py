@@ -1,4 +1,4 @@
-"""The ``trainmap`` console script: ``check``, ``clean-resume`` and ``run``.
+"""The ``trainmap`` console script: ``check``, ``clean-resume``, ``run``, ``predict``, ``watch``.
 
 Each command's module is imported only when it is called: ``pip install trainmap`` (the
 Recorder alone) has none of the workflow's libraries, and then the command says which
@@ -8,16 +8,20 @@ extra to install instead of failing on an import.
 import importlib
 import sys
 
-# command -> (module, function); all three need the [workflow] extra.
+# command -> (module, function); all need the [workflow] extra.
 COMMANDS = {
     "check": ("trainmap.config.check", "main"),
     "clean-resume": ("trainmap.config.check", "clean_resume"),
     "run": ("trainmap.run", "main"),
+    "predict": ("trainmap.live.predict", "main"),
+    "watch": ("trainmap.live.watch", "main"),
 }
 USAGE = """\
 usage: trainmap check CONFIG [CONFIG ...] [--directory DIR]
        trainmap clean-resume CONFIG [--directory DIR] [--dry-run]
-       trainmap run [CONFIG] [--profile NAME|DIR] [snakemake arguments ...]"""
+       trainmap run [CONFIG] [--profile NAME|DIR] [snakemake arguments ...]
+       trainmap predict --map results/<setting> (--runs DIR | --table F) [--out F]
+       trainmap watch RUNS_DIR --map results/<setting> [--every S] [--once]"""
 
 
 def main(argv: list[str] | None = None) -> int:
