@@ -27,10 +27,13 @@ def test_the_map_finds_the_slow_runs_that_the_mean_cannot():
     assert [len(fold) for fold in result["folds"]] == [6] * 5
     late = result["scores"][1]
     assert late["n_predicted"] > 5
-    assert late["map"]["auroc_slowest"] > 0.8
-    assert late["map"]["auroc_slowest_p_detour"] > 0.8
-    assert late["mean_remaining"]["auroc_slowest"] == pytest.approx(0.5)  # one value for all
-    assert late["map"]["mae"] < late["mean_remaining"]["mae"]
+    # 0.7 of the way to the median, the detour runs are in the detour: the map tells them
+    # apart (ties within each group keep it from 1), the mean of the later runs cannot
+    assert late["map"]["auroc_slowest"] > 0.7
+    assert late["map"]["auroc_slowest_p_detour"] > 0.75
+    assert late["mean_remaining"]["auroc_slowest"] < 0.6
+    assert late["map"]["mae"] < 0.75 * late["mean_remaining"]["mae"]
+    assert late["map"]["interval_coverage"] >= 0.7
     rows = [r for r in result["predictions"] if r["fraction"] == 0.7 and not r["converged"]]
     assert all(r["map"] > r["cut"] for r in rows)
 
