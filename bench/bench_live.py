@@ -86,8 +86,10 @@ def main() -> None:
     k, f = live.filter.n_states, live.filter.n_features
     print(f"{platform.processor() or platform.machine()}, torch threads 1, {len(a)} calls each")
     print(f"map: K={k}, {f} features, {live.n_fit_runs} fit runs ({args.map or 'synthetic'})")
-    print(f"log without live: {plain_ms:.3f} ms; with live: {live_ms:.3f} ms; "
-          f"overhead {100 * (live_ms - plain_ms) / plain_ms:+.1f}%")
+    print(
+        f"log without live: {plain_ms:.3f} ms; with live: {live_ms:.3f} ms; "
+        f"overhead {100 * (live_ms - plain_ms) / plain_ms:+.1f}%"
+    )
 
 
 if __name__ == "__main__":

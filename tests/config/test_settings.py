@@ -237,3 +237,17 @@ def test_config_validation_does_not_import_torch():
     code = "import sys, trainmap.config.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_live_fractions_default_and_are_refused_for_a_per_run_map():
+    assert validate_config(config_with(live={}))["parity"].live == {"fractions": [0.1, 0.25, 0.5]}
+    assert validate_config(config_with(live={"fractions": [0.5, 0.2]}))["parity"].live == {
+        "fractions": [0.2, 0.5]
+    }
+    assert validate_config(config_with())["parity"].live == {}
+    with pytest.raises(ConfigError, match="settings.parity.live: needs hmm.normalize: global"):
+        validate_config(config_with(live={}, hmm={"normalize": "per_run"}))
+    with pytest.raises(ConfigError, match="live.fractions"):
+        validate_config(config_with(live={"fractions": [0]}))
+    with pytest.raises(ConfigError, match="live"):
+        validate_config(config_with(live={"fraction": [0.1]}))

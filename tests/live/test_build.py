@@ -25,13 +25,21 @@ def raw_runs():
 
 def test_the_global_scale_gives_the_maps_z_scores_and_the_fitted_filter():
     planted, raw = raw_runs()
-    prepared = prepare_sequences(raw, FEATURES, max_checkpoints=1000, normalize="global",
-                                 val_fraction=0.2, seed=0)  # fmt: skip
+    prepared = prepare_sequences(
+        raw, FEATURES, max_checkpoints=1000, normalize="global", val_fraction=0.2, seed=0
+    )
     model = model_to_json(planted.model, FEATURES)
     times = convergence_times(raw, "eval_accuracy", 0.9).assign(measured=True)
     states = prepared.table[["seed", "step"]].assign(state=planted.states["state"].to_numpy())
-    data = live_map("p", model, prepared.report(), {"states": [{"id": k, "kind": ""}
-                    for k in range(3)]}, states, times.rename_axis("seed").reset_index(), RULE)  # fmt: skip
+    data = live_map(
+        "p",
+        model,
+        prepared.report(),
+        {"states": [{"id": k, "kind": ""} for k in range(3)]},
+        states,
+        times.rename_axis("seed").reset_index(),
+        RULE,
+    )
     live = LiveMap(data)
     z = live.zscores(raw[FEATURES].to_numpy())
     np.testing.assert_allclose(z, prepared.table[FEATURES].to_numpy(), rtol=0, atol=1e-12)
@@ -47,8 +55,9 @@ def test_the_global_scale_gives_the_maps_z_scores_and_the_fitted_filter():
 def test_a_constant_feature_is_zero_online_as_in_the_map():
     _, raw = raw_runs()
     raw["spectral"] = 7.25
-    prepared = prepare_sequences(raw, FEATURES, max_checkpoints=1000, normalize="global",
-                                 val_fraction=0.2, seed=0)  # fmt: skip
+    prepared = prepare_sequences(
+        raw, FEATURES, max_checkpoints=1000, normalize="global", val_fraction=0.2, seed=0
+    )
     assert prepared.report()["scale"]["sd"]["spectral"] == 0.0
     assert prepared.report()["scale"]["mean"]["spectral"] == 7.25
 
@@ -60,13 +69,28 @@ def test_a_per_run_map_is_refused_with_the_reason():
 
 
 def test_fit_runs_are_run_length_paths_with_their_convergence():
-    states = pd.DataFrame({"seed": [1] * 5 + [2] * 3, "step": [0, 10, 20, 30, 40, 0, 10, 20],
-                           "state": [0, 0, 2, 2, 1, 0, 1, 1]})  # fmt: skip
-    runs = pd.DataFrame({"seed": [1, 2, 3], "convergence_step": [30, 20, 5],
-                         "censored": [False, True, False], "measured": [True, True, True]})  # fmt: skip
+    states = pd.DataFrame(
+        {
+            "seed": [1] * 5 + [2] * 3,
+            "step": [0, 10, 20, 30, 40, 0, 10, 20],
+            "state": [0, 0, 2, 2, 1, 0, 1, 1],
+        }
+    )
+    runs = pd.DataFrame(
+        {
+            "seed": [1, 2, 3],
+            "convergence_step": [30, 20, 5],
+            "censored": [False, True, False],
+            "measured": [True, True, True],
+        }
+    )
     assert fit_runs(states, runs) == [
-        {"seed": 1, "starts": [0, 20, 40], "states": [0, 2, 1], "convergence_step": 30,
-         "censored": False},
-        {"seed": 2, "starts": [0, 10], "states": [0, 1], "convergence_step": 20,
-         "censored": True},
-    ]  # fmt: skip
+        {
+            "seed": 1,
+            "starts": [0, 20, 40],
+            "states": [0, 2, 1],
+            "convergence_step": 30,
+            "censored": False,
+        },
+        {"seed": 2, "starts": [0, 10], "states": [0, 1], "convergence_step": 20, "censored": True},
+    ]

@@ -29,8 +29,17 @@ def test_predict_writes_one_row_per_checkpoint_as_live_run_gives_them(recorded, 
     out = tmp_path / "out" / "predictions.csv"
     assert main(["predict", "--map", str(live), "--runs", str(runs), "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == ["seed", "step", "state", "p_detour", "p_dead_end",
-                                   "predicted_convergence_step", "low", "high", "converged_at"]  # fmt: skip
+    assert list(table.columns) == [
+        "seed",
+        "step",
+        "state",
+        "p_detour",
+        "p_dead_end",
+        "predicted_convergence_step",
+        "low",
+        "high",
+        "converged_at",
+    ]
     assert table.groupby("seed").size().to_dict() == {0: 40, 1: 40, 13: 12}
     run = LiveMap.load(live).run(13)
     rows = planted.trajectories[planted.trajectories["seed"] == 13].head(12)

@@ -10,15 +10,33 @@ from trainmap.live import baselines
 from trainmap.live.evaluate import evaluate_live, slowest
 from trainmap.maps.detours import convergence_times
 
-HMM = {"max_checkpoints": 1000, "val_fraction": 0.2, "seed": 0, "restarts": 2, "n_iter": 30,
-       "covariance": "diag", "tol": 1e-2, "min_covar": 1e-3, "covariance_guard": "singular",
-       "keep_by": "train_loglik", "normalize": "global"}  # fmt: skip
+HMM = {
+    "max_checkpoints": 1000,
+    "val_fraction": 0.2,
+    "seed": 0,
+    "restarts": 2,
+    "n_iter": 30,
+    "covariance": "diag",
+    "tol": 1e-2,
+    "min_covar": 1e-3,
+    "covariance_guard": "singular",
+    "keep_by": "train_loglik",
+    "normalize": "global",
+}
 
 
 def setting() -> Setting:
-    return Setting(name="planted", source="table", features_given=True, features=FEATURES,
-                   convergence={"column": "eval_accuracy", "threshold": 0.9}, hmm=HMM,
-                   alpha=0.05, stability={"resamples": 0}, live={"fractions": [0.4, 0.7]})  # fmt: skip
+    return Setting(
+        name="planted",
+        source="table",
+        features_given=True,
+        features=FEATURES,
+        convergence={"column": "eval_accuracy", "threshold": 0.9},
+        hmm=HMM,
+        alpha=0.05,
+        stability={"resamples": 0},
+        live={"fractions": [0.4, 0.7]},
+    )
 
 
 def test_the_map_finds_the_slow_runs_that_the_mean_cannot():
@@ -52,7 +70,9 @@ def test_curve_extrapolation_finds_a_logistic_crossing():
     values = 0.1 + 0.9 / (1 + np.exp(-(steps - 80) / 15))
     rule = {"column": "acc", "threshold": 0.9}
     truth = 80 + 15 * np.log((0.9 - 0.1) / (1.0 - 0.9))
-    assert baselines.curve_extrapolation(steps, values, rule, 1000.0) == pytest.approx(truth, rel=0.02)
+    assert baselines.curve_extrapolation(steps, values, rule, 1000.0) == pytest.approx(
+        truth, rel=0.02
+    )
     flat = np.full_like(steps, 0.3)
     assert baselines.curve_extrapolation(steps, flat, rule, 1000.0) == 1000.0
     falling = {"column": "loss", "threshold": 0.5, "direction": "below"}

@@ -41,7 +41,10 @@ def test_emissions_match_the_density():
     z = np.array([0.3, -1.0, 2.0, 0.1])
     from scipy.stats import multivariate_normal
 
-    expected = [multivariate_normal(m, c).logpdf(z) for m, c in zip(model.means_, model.covars_)]
+    expected = [
+        multivariate_normal(m, c).logpdf(z)
+        for m, c in zip(model.means_, model.covars_, strict=True)
+    ]
     np.testing.assert_allclose(GaussianFilter(data).log_emission(z), expected, rtol=1e-12)
 
 

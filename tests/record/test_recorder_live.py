@@ -56,8 +56,9 @@ def test_every_row_gets_the_live_columns_as_the_map_filters_them(tmp_path, caplo
 def test_on_state_returning_true_asks_the_run_to_stop(tmp_path):
     live = write_planted_live(tmp_path / "map")
     net = model()
-    with Recorder(tmp_path / "runs", seed=0, model=net, live=live,
-                  on_state=lambda p: p.step >= 30) as rec:  # fmt: skip
+    with Recorder(
+        tmp_path / "runs", seed=0, model=net, live=live, on_state=lambda p: p.step >= 30
+    ) as rec:
         train_a_little(rec, net, range(10, 30, 10))
         assert not rec.stop_requested
         train_a_little(rec, net, range(30, 40, 10))
@@ -90,8 +91,13 @@ def test_bad_maps_are_refused_when_the_recorder_is_made(tmp_path):
     with pytest.raises(RecordError, match="on_state= needs live="):
         Recorder(tmp_path / "runs", seed=0, model=model(), on_state=print)
     with pytest.raises(RecordError, match="between 0 and 1"):
-        Recorder(tmp_path / "runs", seed=0, model=model(), live=write_planted_live(
-            tmp_path / "map"), live_threshold=1.5)  # fmt: skip
+        Recorder(
+            tmp_path / "runs",
+            seed=0,
+            model=model(),
+            live=write_planted_live(tmp_path / "map"),
+            live_threshold=1.5,
+        )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.parquet"))
 
 

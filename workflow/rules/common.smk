@@ -352,7 +352,9 @@ def get_final_outputs():
         )
         if SETTINGS[name].live:
             outputs += expand(
-                "results/{setting}/live/evaluation.{ext}", setting=name, ext=["json", "png"]
+                "results/{setting}/live/evaluation.{ext}",
+                setting=name,
+                ext=["json", "png"],
             )
         if SETTINGS[name].probe:
             outputs += expand(

@@ -251,7 +251,8 @@ def live_line(evaluation: dict[str, Any]) -> str:
     """One line per fraction: the map's mean absolute error against the best baseline's."""
     parts = []
     for scores in evaluation["scores"]:
-        errors = {m: scores[m]["mae"] for m in evaluation["methods"] if scores[m]["mae"] is not None}
+        errors = {m: scores[m]["mae"] for m in evaluation["methods"]}
+        errors = {m: e for m, e in errors.items() if e is not None}
         if "map" not in errors:
             continue
         best = min((m for m in errors if m != "map"), key=errors.get, default=None)
