@@ -25,18 +25,24 @@ from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.live.livemap import LiveMap
 from trainmap.record import Recorder
 
+EVERY = 64  # steps between checkpoints
+
 
 def synthetic_map(n_states: int = 8, n_runs: int = 40, n_checkpoints: int = 151) -> LiveMap:
+    """Fit runs of ``n_checkpoints`` checkpoints ``EVERY`` steps apart, converging in the
+    second half, so every timed log (``--reps`` x 2 of them from step 0) has runs at risk
+    and computes the whole prediction."""
     rng = np.random.default_rng(0)
     f = len(METRIC_COLUMNS)
     a = rng.normal(size=(n_states, f, f))
     transmat = rng.uniform(size=(n_states, n_states)) + 5 * np.eye(n_states)
     runs = []
+    late = (n_checkpoints // 2, n_checkpoints)  # convergence checkpoints
     for seed in range(n_runs):
         changes = np.sort(rng.choice(np.arange(1, n_checkpoints), n_states - 1, replace=False))
-        runs.append({"seed": seed, "starts": [0, *(64 * changes).tolist()],
+        runs.append({"seed": seed, "starts": [0, *(EVERY * changes).tolist()],
                      "states": list(range(n_states)),
-                     "convergence_step": int(64 * rng.integers(50, n_checkpoints)),
+                     "convergence_step": int(EVERY * rng.integers(*late)),
                      "censored": bool(rng.uniform() < 0.1)})  # fmt: skip
     return LiveMap({
         "format": 1, "features": list(METRIC_COLUMNS),
@@ -48,7 +54,7 @@ def synthetic_map(n_states: int = 8, n_runs: int = 40, n_checkpoints: int = 151)
                   "covars": (a @ a.transpose(0, 2, 1) + np.eye(f)).tolist()},
         "states": [{"id": k, "kind": "detour" if k == 3 else ""} for k in range(n_states)],
         "convergence": {"column": "eval_accuracy", "threshold": 0.9},
-        "checkpoint_every": 64.0, "runs": runs,
+        "checkpoint_every": float(EVERY), "runs": runs,
     })  # fmt: skip
 
 
@@ -69,14 +75,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     recorder_module.EARLY_WRITES_S = 0.0  # no writes: time the log's own work
-    live = LiveMap.load(args.map) if args.map else synthetic_map()
+    live = LiveMap.load(args.map) if args.map else synthetic_map(n_checkpoints=4 * args.reps)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                           nn.Linear(64, 2))  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
         plain = Recorder(f"{directory}/a", seed=0, model=model, flush_every=1e9)
         with_live = Recorder(f"{directory}/b", seed=0, model=model, flush_every=1e9, live=live)
-        plain_steps, live_steps = iter(range(0, 10**9, 64)), iter(range(0, 10**9, 64))
+        plain_steps, live_steps = iter(range(0, 10**9, EVERY)), iter(range(0, 10**9, EVERY))
         per_call(plain, plain_steps, 10), per_call(with_live, live_steps, 10)  # warm-up
         a, b = [], []
         for _ in range(10):  # alternating blocks: drifting load hits both sides alike

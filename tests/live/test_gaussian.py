@@ -53,7 +53,39 @@ def test_a_point_far_from_every_state_keeps_the_prior_instead_of_nan():
     fil = GaussianFilter(data)
     first = fil.step(np.zeros(4), None)
     far = fil.step(np.full(4, 1e200), first)
-    assert np.isfinite(np.exp(far)).all() and np.isclose(np.exp(far).sum(), 1.0)
+    assert np.isfinite(far).all() and np.isclose(far.sum(), 1.0)
+    np.testing.assert_allclose(far, fil.predict(first))
+
+
+def test_scale_folded_into_the_whitening_equals_z_scoring_first():
+    """Values in the features' units with ``scale`` = the z-scores without it; a feature
+    with SD 0 (constant over the fit runs) counts as z = 0."""
+    model = full_model(3)
+    data = model_to_json(model, ["a", "b", "c", "d"])
+    mean, sd = np.array([1.0, -2.0, 5.0, 0.5]), np.array([2.0, 0.5, 0.0, 3.0])
+    Z = np.random.default_rng(1).normal(size=(25, 4))
+    Z[:, 2] = 0.0
+    X = Z * sd + mean
+    X[:, 2] = np.random.default_rng(2).normal(size=25)  # ignored: its SD is 0
+    scaled = GaussianFilter(data, scale=(mean, sd)).filter(X)
+    np.testing.assert_allclose(scaled, GaussianFilter(data).filter(Z), atol=1e-10)
+
+
+def test_the_log_space_fallback_matches_the_oracle_where_the_scaled_step_underflows():
+    """State 2 alone explains the point but the prior gives it no mass: the scaled
+    joint underflows to 0 and the step is redone in log space."""
+    model = full_model(0)  # startprob 0 on state 2, transmat[2, 0] = 0
+    model.means_[2] = 40.0
+    model.covars_[2] = np.eye(4) * 0.01
+    data = model_to_json(model, ["a", "b", "c", "d"])
+    X = np.vstack([np.full((1, 4), 40.0), np.zeros((3, 4))])
+    fil = GaussianFilter(data)
+    first = fil.step(X[0], None)
+    joint = fil.start * np.exp(fil.log_emission(X[0]) - fil.log_emission(X[0]).max())
+    assert joint.sum() <= 1e-250  # the case under test
+    oracle = filtering_posteriors(model_from_json(data), X)
+    np.testing.assert_allclose(first, oracle[0], atol=1e-10)
+    np.testing.assert_allclose(fil.filter(X), oracle, atol=1e-10)
 
 
 def test_logsumexp_of_minus_infinity_is_minus_infinity():

@@ -10,6 +10,7 @@ from planted import FEATURES, MEANS, planted_runs
 
 from trainmap.errors import LiveMapError
 from trainmap.live.livemap import LiveMap, changes
+from trainmap.maps.convergence import passed
 
 
 def rows(planted, seed):
@@ -114,3 +115,31 @@ def test_changes_name_a_new_state_and_each_crossing():
         f"P(detour or dead end) {second.p_detour:.2f}, above 0.5",
     ]
     assert changes(second, second, 0.5) == []
+
+
+def test_kept_curves_give_the_outlook_of_a_fresh_map_at_every_step_in_any_order():
+    """LiveMap keeps the Kaplan-Meier curves between steps (they change only where a fit
+    run's path or risk set does): in any order of steps, each outlook is the one a map
+    that never saw another step computes."""
+    data = planted_live()
+    kept = LiveMap(data)
+    ends = [r["convergence_step"] for r in data["runs"]]
+    steps = sorted({0, 5, *ends, *(e - 1 for e in ends), *(e + 1 for e in ends), 10**6})
+    rng = np.random.default_rng(0)
+    for step in [*steps, *rng.permutation(steps)]:
+        p = rng.dirichlet(np.ones(3))
+        assert kept.outlook(step, p) == LiveMap(data).outlook(step, p), step
+
+
+RULES = [
+    {"column": "eval_accuracy", "threshold": 0.9},
+    {"column": "eval_loss", "threshold": 0.1, "direction": "below"},
+]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_the_per_log_convergence_check_is_the_maps_rule(rule):
+    data = {**planted_live(), "convergence": rule}
+    run = LiveMap(data).run(0)
+    values = [0.05, 0.1, 0.5, 0.9, 0.95, float("nan")]
+    assert [run._passed(v) for v in values] == passed(np.array(values), rule).tolist()

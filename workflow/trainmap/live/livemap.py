@@ -28,15 +28,16 @@ from typing import Any
 import numpy as np
 
 from trainmap.errors import LiveMapError
-from trainmap.live.gaussian import GaussianFilter, logsumexp
+from trainmap.live.gaussian import GaussianFilter
 from trainmap.live.survival import quantiles, sorted_times, survival_curves
-from trainmap.maps.convergence import passed
+from trainmap.maps.convergence import direction
 
 log = logging.getLogger(__name__)
 
 LIVE_FILE = "live.json"
 FORMAT = 1
-LEVELS = (0.5, 0.1, 0.9)  # the prediction, then the interval's ends (an 80% interval)
+# the prediction, then the interval's ends (an 80% interval)
+LEVELS = np.array([0.5, 0.1, 0.9])
 BAD_KINDS = ("detour", "dead_end")
 # A live run's checkpoints this many times closer or further apart than the fit runs'
 # make the per-checkpoint transition probabilities wrong: warned about once.
@@ -90,13 +91,21 @@ class LiveMap:
         self.features: list[str] = list(data["features"])
         self.mean = np.asarray(data["scale"]["mean"], dtype=np.float64)
         self.sd = np.asarray(data["scale"]["sd"], dtype=np.float64)
-        self.filter = GaussianFilter(data["model"])
+        self._constant = self.sd == 0  # constant over the fit runs: z = 0, as in the map
+        self._sd = np.where(self._constant, 1.0, self.sd)
+        self._any_constant = bool(self._constant.any())
+        # the filter takes values in the features' units: the z-scoring is folded in
+        self.filter = GaussianFilter(data["model"], scale=(self.mean, self.sd))
         self.states = data["states"]
         self.kinds = [state["kind"] for state in self.states]
         self.convergence = data.get("convergence") or {}
+        if self.convergence:
+            self.threshold = float(self.convergence["threshold"])
+            self.above = direction(self.convergence) == "above"
         self.checkpoint_every = float(data.get("checkpoint_every") or 0.0)
-        self._bad = np.array([kind in BAD_KINDS for kind in self.kinds])
-        self._dead = np.array([kind == "dead_end" for kind in self.kinds])
+        self._state_ids = np.arange(len(self.kinds))
+        bad = [kind in BAD_KINDS for kind in self.kinds]
+        self._kind_weights = np.array([bad, [kind == "dead_end" for kind in self.kinds]], float)
         self._index_runs(data.get("runs", []))
 
     @classmethod
@@ -135,12 +144,15 @@ class LiveMap:
             at = np.searchsorted(np.asarray(r["starts"], np.float64), grid, side="right") - 1
             paths[i] = np.asarray(r["states"])[np.maximum(at, 0)]  # before its start: first
         self._grid, self._paths = grid, paths[order]
+        self._cache_steps, self._cache = (np.inf, -np.inf), (None, None)
         self._ends, self._events = ends[order], events[order]
 
     def zscores(self, values: np.ndarray) -> np.ndarray:
         """(..., F) values in the features' units -> z-scores; constant features -> 0."""
-        constant = self.sd == 0
-        return np.where(constant, 0.0, (values - self.mean) / np.where(constant, 1.0, self.sd))
+        z = (values - self.mean) / self._sd
+        if self._any_constant:
+            z[..., self._constant] = 0.0
+        return z
 
     def check_columns(self, columns, where: str) -> None:
         """LiveMapError naming the map's features that ``columns`` lacks."""
@@ -157,19 +169,47 @@ class LiveMap:
         converged, whose filtered state distribution is ``probabilities`` (K,)."""
         if not self.n_fit_runs:
             return (None, None, None)
-        column = max(int(np.searchsorted(self._grid, step, side="right")) - 1, 0)
-        at_risk = self._ends > step
-        if not at_risk.any():
+        curves, empty = self._curves(step)
+        if curves is None:
             return (None, None, None)  # every fit run converged (or stopped) before here
-        states = self._paths[:, column]
-        groups = np.vstack([at_risk & (states == k) for k in range(len(probabilities))])
-        groups = np.vstack([groups, at_risk])
-        weights = np.append(probabilities, 0.0)
-        empty = ~groups[:-1].any(axis=1)
-        weights[-1] = weights[:-1][empty].sum()  # a state no fit run was in: all runs
-        weights[:-1][empty] = 0.0
-        curve = weights @ survival_curves(groups, self._events)
-        return tuple(quantiles(self._ends, curve, list(LEVELS)))
+        if empty is None:
+            curve = probabilities @ curves[:-1]
+        else:  # a state no fit run at risk was in: its weight goes to all runs at risk
+            weights = np.append(np.where(empty, 0.0, probabilities), probabilities[empty].sum())
+            curve = weights @ curves
+        return tuple(quantiles(self._ends, curve, LEVELS))
+
+    def _curves(self, step: float):
+        """The Kaplan-Meier curves at ``step`` (trainmap.live.survival): one per state
+        over the fit runs at risk that were in it, then one over all runs at risk (K + 1,
+        R), and which states had none; (None, None) when no run is at risk. They change
+        only where a fit run's path or risk set does, so they are kept for the next step
+        (a Recorder asks at every log)."""
+        low, high = self._cache_steps
+        if low <= step < high:
+            return self._cache
+        grid, ends = self._grid, self._ends
+        column = max(int(np.searchsorted(grid, step, side="right")) - 1, 0)
+        first = int(np.searchsorted(ends, step, side="right"))  # ends sorted
+        if first == len(ends):
+            self._cache = (None, None)
+        else:
+            at_risk = np.arange(len(ends)) >= first
+            states = self._paths[:, column]
+            groups = np.vstack([at_risk & (states == self._state_ids[:, None]), at_risk])
+            curves = survival_curves(groups, self._events)
+            empty = ~groups[:-1].any(axis=1)
+            self._cache = (curves, empty if empty.any() else None)
+        # The same curves hold until a path changes state (the column: steps from
+        # grid[column] up to grid[column + 1]; column 0 also below grid[0]) or a run
+        # leaves the risk set (steps from ends[first - 1] up to ends[first]).
+        low = max(grid[column] if column else -np.inf, ends[first - 1] if first else -np.inf)
+        high = min(
+            grid[column + 1] if column + 1 < len(grid) else np.inf,
+            ends[first] if first < len(ends) else np.inf,
+        )
+        self._cache_steps = (low, high)
+        return self._cache
 
     def run(self, seed: Any = None) -> "LiveRun":
         return LiveRun(self, seed)
@@ -182,7 +222,7 @@ class LiveRun:
         self.map = live_map
         self.seed = seed
         self.last: Prediction | None = None
-        self._log_posterior: np.ndarray | None = None
+        self._posterior: np.ndarray | None = None  # P(s_t | z_1..t), (K,)
         self._converged_at: int | None = None
         self._spacing_warned = False
 
@@ -201,28 +241,18 @@ class LiveRun:
             self._check_first(values)
         else:
             self._check_spacing(step - self.last.step)
-        x = np.array([_number(values[f]) for f in self.map.features])
-        z = self.map.zscores(x) if np.isfinite(x).all() else None
-        if z is None:
-            self._log_posterior = self._predict_only()
-        else:
-            self._log_posterior = self.map.filter.step(z, self._log_posterior)
+        x = _numbers(values, self.map.features)
+        if math.isfinite(x.sum()):  # no NaN or infinity in x
+            self._posterior = self.map.filter.step(x, self._posterior)
+        else:  # a row without all features: the transitions alone
+            self._posterior = self.map.filter.predict(self._posterior)
         self._watch_convergence(step, values)
-        self.last = self._prediction(step, np.exp(self._log_posterior))
+        self.last = self._prediction(step, self._posterior)
         return self.last
-
-    def _predict_only(self) -> np.ndarray:
-        """log P(s_t | z_1..t-1): the transitions alone (a row without all features)."""
-        fil = self.map.filter
-        if self._log_posterior is None:
-            prior = fil.log_start
-        else:
-            prior = logsumexp(self._log_posterior[:, None] + fil.log_trans, axis=0)
-        return prior - logsumexp(prior)
 
     def _check_first(self, values: Mapping[str, Any]) -> None:
         self.map.check_columns(values, f"{self.where()}'s row")
-        x = np.array([_number(values[f]) for f in self.map.features])
+        x = _numbers(values, self.map.features)
         bad = [f for f, v in zip(self.map.features, x, strict=True) if not np.isfinite(v)]
         if bad:
             raise LiveMapError(
@@ -247,20 +277,27 @@ class LiveRun:
         rule = self.map.convergence
         if self._converged_at is not None or not rule or rule["column"] not in values:
             return
-        if passed(np.array([_number(values[rule["column"]])]), rule)[0]:
+        if self._passed(_number(values[rule["column"]])):
             self._converged_at = step
+
+    def _passed(self, value: float) -> bool:
+        """The map's convergence rule (trainmap.maps.convergence.passed, checked against
+        it in tests) for one value, without its array round trip: it runs at every log."""
+        threshold, above = self.map.threshold, self.map.above
+        return value > threshold if above else value < threshold  # NaN: False either way
 
     def _prediction(self, step: int, probabilities: np.ndarray) -> Prediction:
         if self._converged_at is not None:
             outlook = (float(self._converged_at),) * 3
         else:
             outlook = self.map.outlook(step, probabilities)
+        kinds = self.map._kind_weights @ probabilities  # (P(detour or dead end), P(dead end))
         return Prediction(
             step=step,
-            state=int(np.argmax(probabilities)),
+            state=int(probabilities.argmax()),
             probabilities=tuple(probabilities.tolist()),
-            p_detour=float(probabilities[self.map._bad].sum()),
-            p_dead_end=float(probabilities[self.map._dead].sum()),
+            p_detour=float(kinds[0]),
+            p_dead_end=float(kinds[1]),
             predicted_convergence_step=outlook[0],
             low=outlook[1],
             high=outlook[2],
@@ -311,9 +348,20 @@ def _missing(path: Path) -> str:
 
 
 def _step(value: Any, where: str) -> int:
+    if type(value) is int:  # the common case, without the ABC check below (every log)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise LiveMapError(f"{where}: step {value!r} is not an integer")
     return int(value)
+
+
+def _numbers(values: Mapping[str, Any], names: list[str]) -> np.ndarray:
+    """``values[name]`` for every name as float64 (F,); at every log, so plain numbers
+    (what a Recorder's row holds) go the fast way."""
+    try:
+        return np.array([values[name] for name in names], dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([_number(values[name]) for name in names])
 
 
 def _number(value: Any) -> float:

@@ -9,12 +9,12 @@ any is predicted: the map's features in its columns, its steps increasing.
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from trainmap.errors import CorruptFileError, LiveMapError
+from trainmap.io.atomic import atomic_path
 from trainmap.io.files import read_parquet
 from trainmap.io.tables import TableError, find_recorded_runs, read_table
 from trainmap.live.livemap import LiveMap
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
     except (LiveMapError, TableError, CorruptFileError) as error:
         print(f"trainmap predict: {error}", file=sys.stderr)
         return 1
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    with atomic_path(args.out) as tmp:  # a killed command leaves no half-written table
+        table.to_csv(tmp, index=False)
     print(f"{args.out}: {len(table)} rows, {table['seed'].nunique()} runs")
     return 0

@@ -34,15 +34,13 @@ def survival_curves(members: np.ndarray, events: np.ndarray) -> np.ndarray:
     return np.cumprod(1.0 - hazard, axis=1)
 
 
-def quantiles(times: np.ndarray, survival: np.ndarray, levels: list[float]) -> list[float | None]:
+def quantiles(times: np.ndarray, survival: np.ndarray, levels: np.ndarray) -> list[float | None]:
     """The first time at which ``1 - survival`` reaches each level, or None where the
     curve never gets there (the runs still at risk when the data end were censored).
 
-    ``times``: (R,) sorted; ``survival``: (R,) non-increasing, the value after each time.
+    ``times``: (R,) sorted; ``survival``: (R,) non-increasing, the value after each time;
+    ``levels``: (L,). By bisection on the non-decreasing -survival, with a tolerance: 0.5
+    computed as a product of factors may come out 0.5000001.
     """
-    out: list[float | None] = []
-    for level in levels:
-        # a relative tolerance: 1 - 0.5 computed as a product of factors may be 0.5000001
-        reached = np.flatnonzero(survival <= 1.0 - level + 1e-12)
-        out.append(float(times[reached[0]]) if reached.size else None)
-    return out
+    at = np.searchsorted(-survival, np.asarray(levels) - 1.0 - 1e-12, side="left")
+    return [float(times[i]) if i < len(times) else None for i in at]
