@@ -10,6 +10,7 @@ from planted import FEATURES, MEANS, planted_runs
 
 from trainmap.errors import LiveMapError
 from trainmap.live.livemap import LiveMap, changes
+from trainmap.live.survival import quantiles, survival_curves
 from trainmap.maps.convergence import passed
 
 
@@ -143,3 +144,25 @@ def test_the_per_log_convergence_check_is_the_maps_rule(rule):
     run = LiveMap(data).run(0)
     values = [0.05, 0.1, 0.5, 0.9, 0.95, float("nan")]
     assert [run._passed(v) for v in values] == passed(np.array(values), rule).tolist()
+
+
+def test_the_outlook_is_the_quantiles_of_the_mixture_of_the_states_curves():
+    """The reference: Kaplan-Meier per state over the fit runs at risk in it (a state
+    with none: all runs at risk), mixed by P(s_t), then survival.quantiles."""
+    data = planted_live()
+    live = LiveMap(data)
+    rng = np.random.default_rng(3)
+    for step in (0, 40, 90, 150, 200):
+        at_risk = live._ends > step
+        column = max(int(np.searchsorted(live._grid, step, side="right")) - 1, 0)
+        states = live._paths[:, column]
+        groups = [at_risk & (states == k) for k in range(3)]
+        curves = survival_curves(np.vstack([*groups, at_risk]), live._events)
+        if not at_risk.any():
+            assert live.outlook(step, np.ones(3) / 3) == (None, None, None)
+            continue
+        for _ in range(5):
+            p = rng.dirichlet(np.ones(3))
+            rows = [curves[k] if groups[k].any() else curves[-1] for k in range(3)]
+            expected = quantiles(live._ends, p @ np.vstack(rows), [0.5, 0.1, 0.9])
+            assert live.outlook(step, p) == tuple(expected), step

@@ -52,8 +52,10 @@ class GaussianFilter:
             inverse = np.divide(1.0, sd, out=np.zeros(n_features), where=sd != 0)
             whiten = whiten * inverse[None, None, :]  # a constant feature's columns: 0
             centres += np.einsum("kfg,g->kf", whiten, mean)
-        self._whiten = whiten.reshape(n_states * n_features, n_features)
-        self._centres = centres
+        # times sqrt(1/2): the sum of squares is then the exponent's -1/2 |.|^2 itself
+        half = np.sqrt(0.5)
+        self._whiten = half * whiten.reshape(n_states * n_features, n_features)
+        self._centres = half * centres.reshape(n_states * n_features)
         diagonals = np.diagonal(chol, axis1=1, axis2=2)
         self.log_norm = -0.5 * n_features * LOG_2PI - np.log(diagonals).sum(axis=1)
         self.start = np.asarray(model["startprob"], dtype=np.float64)
@@ -63,9 +65,11 @@ class GaussianFilter:
     def log_emission(self, z: np.ndarray) -> np.ndarray:
         """log N(z; mu_k, P_k) for every state: (K,). ``z``: (F,) z-scores (values in the
         features' units with ``scale``)."""
-        white = (self._whiten @ z).reshape(self.n_states, self.n_features) - self._centres
+        white = self._whiten @ z
+        white -= self._centres
+        white = white.reshape(self.n_states, self.n_features)
         # einsum: a point far from every state overflows to inf quietly (density 0)
-        return self.log_norm - 0.5 * np.einsum("kf,kf->k", white, white)
+        return self.log_norm - np.einsum("kf,kf->k", white, white)
 
     def step(self, z: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         """P(s_t = k | z_1..t): (K,), from ``previous`` = P(s_t-1 | z_1..t-1) (None at
@@ -85,7 +89,8 @@ class GaussianFilter:
         joint = prior * np.exp(log_b - top)  # underflow is ignored by default
         total = joint.sum()
         if total > 1e-250:
-            return joint / total
+            joint /= total
+            return joint
         return self._log_step(log_b, prior)
 
     def _log_step(self, log_b: np.ndarray, prior: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 
 from trainmap.errors import LiveMapError
 from trainmap.live.gaussian import GaussianFilter
-from trainmap.live.survival import quantiles, sorted_times, survival_curves
+from trainmap.live.survival import quantile_targets, sorted_times, survival_curves
 from trainmap.maps.convergence import direction
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 LIVE_FILE = "live.json"
 FORMAT = 1
 # the prediction, then the interval's ends (an 80% interval)
-LEVELS = np.array([0.5, 0.1, 0.9])
+LEVELS = (0.5, 0.1, 0.9)
 BAD_KINDS = ("detour", "dead_end")
 # A live run's checkpoints this many times closer or further apart than the fit runs'
 # make the per-checkpoint transition probabilities wrong: warned about once.
@@ -104,8 +104,9 @@ class LiveMap:
             self.above = direction(self.convergence) == "above"
         self.checkpoint_every = float(data.get("checkpoint_every") or 0.0)
         self._state_ids = np.arange(len(self.kinds))
-        bad = [kind in BAD_KINDS for kind in self.kinds]
-        self._kind_weights = np.array([bad, [kind == "dead_end" for kind in self.kinds]], float)
+        self._bad = [k for k, kind in enumerate(self.kinds) if kind in BAD_KINDS]
+        self._dead = [k for k, kind in enumerate(self.kinds) if kind == "dead_end"]
+        self._targets = quantile_targets(LEVELS)
         self._index_runs(data.get("runs", []))
 
     @classmethod
@@ -144,8 +145,9 @@ class LiveMap:
             at = np.searchsorted(np.asarray(r["starts"], np.float64), grid, side="right") - 1
             paths[i] = np.asarray(r["states"])[np.maximum(at, 0)]  # before its start: first
         self._grid, self._paths = grid, paths[order]
-        self._cache_steps, self._cache = (np.inf, -np.inf), (None, None)
+        self._cache_steps, self._cache = (np.inf, -np.inf), None
         self._ends, self._events = ends[order], events[order]
+        self._end_values = [*self._ends.tolist(), None]  # None: a level never reached
 
     def zscores(self, values: np.ndarray) -> np.ndarray:
         """(..., F) values in the features' units -> z-scores; constant features -> 0."""
@@ -169,22 +171,19 @@ class LiveMap:
         converged, whose filtered state distribution is ``probabilities`` (K,)."""
         if not self.n_fit_runs:
             return (None, None, None)
-        curves, empty = self._curves(step)
+        curves = self._curves(step)
         if curves is None:
             return (None, None, None)  # every fit run converged (or stopped) before here
-        if empty is None:
-            curve = probabilities @ curves[:-1]
-        else:  # a state no fit run at risk was in: its weight goes to all runs at risk
-            weights = np.append(np.where(empty, 0.0, probabilities), probabilities[empty].sum())
-            curve = weights @ curves
-        return tuple(quantiles(self._ends, curve, LEVELS))
+        # survival.quantiles on the mixture of the states' curves, spelt out: at every log
+        at = np.searchsorted(probabilities @ curves, self._targets).tolist()
+        return tuple(self._end_values[i] for i in at)
 
-    def _curves(self, step: float):
-        """The Kaplan-Meier curves at ``step`` (trainmap.live.survival): one per state
-        over the fit runs at risk that were in it, then one over all runs at risk (K + 1,
-        R), and which states had none; (None, None) when no run is at risk. They change
-        only where a fit run's path or risk set does, so they are kept for the next step
-        (a Recorder asks at every log)."""
+    def _curves(self, step: float) -> np.ndarray | None:
+        """Minus the Kaplan-Meier curves at ``step`` (trainmap.live.survival), one per
+        state over the fit runs at risk that were in it; a state no fit run at risk was in
+        gets the curve of all runs at risk: (K, R), non-decreasing along R. None when no
+        run is at risk. They change only where a fit run's path or risk set does, so they
+        are kept for the next step (a Recorder asks at every log)."""
         low, high = self._cache_steps
         if low <= step < high:
             return self._cache
@@ -192,14 +191,14 @@ class LiveMap:
         column = max(int(np.searchsorted(grid, step, side="right")) - 1, 0)
         first = int(np.searchsorted(ends, step, side="right"))  # ends sorted
         if first == len(ends):
-            self._cache = (None, None)
+            self._cache = None
         else:
             at_risk = np.arange(len(ends)) >= first
             states = self._paths[:, column]
             groups = np.vstack([at_risk & (states == self._state_ids[:, None]), at_risk])
             curves = survival_curves(groups, self._events)
             empty = ~groups[:-1].any(axis=1)
-            self._cache = (curves, empty if empty.any() else None)
+            self._cache = -np.where(empty[:, None], curves[-1], curves[:-1])
         # The same curves hold until a path changes state (the column: steps from
         # grid[column] up to grid[column + 1]; column 0 also below grid[0]) or a run
         # leaves the risk set (steps from ends[first - 1] up to ends[first]).
@@ -291,13 +290,13 @@ class LiveRun:
             outlook = (float(self._converged_at),) * 3
         else:
             outlook = self.map.outlook(step, probabilities)
-        kinds = self.map._kind_weights @ probabilities  # (P(detour or dead end), P(dead end))
+        p = probabilities.tolist()  # K is small: Python sums beat NumPy's call overhead
         return Prediction(
             step=step,
             state=int(probabilities.argmax()),
-            probabilities=tuple(probabilities.tolist()),
-            p_detour=float(kinds[0]),
-            p_dead_end=float(kinds[1]),
+            probabilities=tuple(p),
+            p_detour=sum((p[k] for k in self.map._bad), 0.0),
+            p_dead_end=sum((p[k] for k in self.map._dead), 0.0),
             predicted_convergence_step=outlook[0],
             low=outlook[1],
             high=outlook[2],

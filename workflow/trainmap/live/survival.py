@@ -34,13 +34,21 @@ def survival_curves(members: np.ndarray, events: np.ndarray) -> np.ndarray:
     return np.cumprod(1.0 - hazard, axis=1)
 
 
-def quantiles(times: np.ndarray, survival: np.ndarray, levels: np.ndarray) -> list[float | None]:
+# 1 - 0.5 computed as a product of factors may come out 0.5000001
+TOLERANCE = 1e-12
+
+
+def quantile_targets(levels) -> np.ndarray:
+    """What ``quantiles`` looks for in minus the survival curve: (L,)."""
+    return np.asarray(levels, dtype=np.float64) - 1.0 - TOLERANCE
+
+
+def quantiles(times: np.ndarray, survival: np.ndarray, levels) -> list[float | None]:
     """The first time at which ``1 - survival`` reaches each level, or None where the
     curve never gets there (the runs still at risk when the data end were censored).
 
     ``times``: (R,) sorted; ``survival``: (R,) non-increasing, the value after each time;
-    ``levels``: (L,). By bisection on the non-decreasing -survival, with a tolerance: 0.5
-    computed as a product of factors may come out 0.5000001.
+    ``levels``: (L,). By bisection on the non-decreasing -survival.
     """
-    at = np.searchsorted(-survival, np.asarray(levels) - 1.0 - 1e-12, side="left")
+    at = np.searchsorted(-np.asarray(survival), quantile_targets(levels), side="left")
     return [float(times[i]) if i < len(times) else None for i in at]
