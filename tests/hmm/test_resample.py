@@ -55,7 +55,13 @@ def test_rules_over_resamples():
         {"n_states": 6, "scores": scores({3: 131, 4: 101, 5: 100, 6: 120})},
     ]
     summary = resample_summary(resamples, "one_se")
-    assert summary["by_rule"] == {"one_se": 4, "lowest_mean": 5, "most_picked": 4}
+    assert summary["by_rule"] == {
+        "lowest_median": 5,  # medians 101, 100, 104
+        "one_se": 4,
+        "lowest_mean": 5,
+        "most_picked": 4,
+    }
+    assert summary["n_states"] == 4 and summary["val_bic"]["6"] == [104, 90, 120]
     assert summary["picks"] == [5, 4, 6] and summary["counts"] == {"4": 1, "5": 1, "6": 1}
     assert summary["mean_val_bic"]["5"] == pytest.approx(299 / 3)
     # paired: K=4's gaps to K=5 are 3, -1, 1 -> mean 1, SE 2/sqrt(3)
@@ -76,6 +82,7 @@ def test_selection_with_resamples_reports_the_split_and_a_note_when_k_is_open():
     ]
     selection = select_state_count(fits, resamples, "one_se")
     assert selection["n_states"] == 4 and selection["split_n_states"] == 5
+    assert select_state_count(fits, resamples)["resamples"]["rule"] == "lowest_median"
     assert selection["stability"]["resamples"]["agree"] == 1
     assert "standard error" in selection["rule"]
     assert json.loads(json.dumps(selection)) == selection

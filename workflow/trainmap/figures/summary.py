@@ -129,38 +129,42 @@ def _k_text(training_map: dict) -> str:
 
 
 def _calls(training_map: dict, detours: pd.DataFrame, kind: str) -> str:
-    """'0', '1 (S3)', or with supports '1 (S3 90%)'; a call of this fit that too few
-    resamples repeat gets '?', one the resamples make and this fit does not '(not in
-    this fit)'."""
+    """The map's own calls of ``kind``: '0', '1 (S3)', or with supports '1 (S3 90%)'; a
+    call too few resamples repeat (``uncertain``) gets a question mark."""
     kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
     if kind == "detour" and "kind" not in detours:
         kinds = detours["is_detour"].map({True: "detour", False: ""})
     called = detours.loc[kinds == kind, "state"].astype(int).tolist()
-    support = training_map.get("support")
-    if not support:
-        return f"{len(called)} ({', '.join(f'S{k}' for k in called)})" if called else "0"
+    if not called:
+        return "0"
     states = {s["id"]: s for s in training_map["states"]}
-    robust = set(support[f"robust_{kind}s"])
     names = []
-    for k in sorted(set(called) | robust):
-        share = states[k][f"{kind}_support"]
-        mark = "?" if k not in robust else ""
-        extra = "" if k in called else ", not in this fit"
-        names.append(f"S{k}{mark} {share:.0%}{extra}")
-    return f"{len(robust)} ({'; '.join(names)})" if names else "0"
+    for k in called:
+        share = states.get(k, {}).get(f"{kind}_support")
+        mark = "?" if states.get(k, {}).get("uncertain") else ""
+        names.append(f"S{k}{mark}" + ("" if share is None else f" {share:.0%}"))
+    return f"{len(called)} ({', '.join(names)})"
 
 
 def _support_notes(training_map: dict) -> list[str]:
-    """Plain words on the calls the resamples do not carry."""
+    """Plain words on the calls the resamples do not carry, and on those most resamples
+    make that this map does not."""
     support, notes = training_map["support"], []
+    names = {"detour": "detour", "dead_end": "dead end"}
     for state in training_map["states"]:
         kind = state["kind"]
         if state.get("uncertain"):
-            name = "detour" if kind == "detour" else "dead end"
             notes.append(
-                f"the {name} S{state['id']} is not robust: only "
+                f"the {names[kind]} S{state['id']} is not robust: only "
                 f"{state[f'{kind}_support']:.0%} of {support['resamples']} resamples find it"
             )
+        for other in names:
+            share = state.get(f"{other}_support")
+            if other != kind and share is not None and share >= support["robust"]:
+                notes.append(
+                    f"S{state['id']} is a {names[other]} in {share:.0%} of the resamples but "
+                    "not in this map: read it as unsettled"
+                )
     return notes
 
 
@@ -256,8 +260,8 @@ def summary_markdown(
         "",
         "K: states of the selected HMM (with support values: the range the resamples pick); "
         "K agreed by: resamples, folds and restarts that alone would "
-        "pick the same K; detours (with support values: the share of resamples that find "
-        "each one; only calls at least half of them make count, '?' marks the rest): "
+        "pick the same K; detours (with support values: the share of resamples that call "
+        "each one so; '?' marks a call fewer than half of them make): "
         "states with a positive convergence delay "
         "that some converged runs pass through and others converge without, in a regression "
         "significant at the setting's alpha; dead ends: states only runs that never converge "
