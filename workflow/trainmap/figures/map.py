@@ -333,6 +333,13 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
     subtitle = f"{states_line} \u00b7 {regression_line(regression)}"
     if len(subtitle) > 90:
         subtitle = f"{states_line}\n{regression_line(regression)}"
+    support = training_map.get("support")
+    if support:
+        picked = ", ".join(f"{k} ({n}\u00d7)" for k, n in support["n_states"].items())
+        subtitle += (
+            f"\nsupport: share of {support['resamples']} resamples (new splits and "
+            f"restarts) finding each state, edge and call; alone they pick K = {picked}"
+        )
     ax.set_title(subtitle, fontsize=9)
     unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
     n_runs = training_map["n_runs"]
@@ -342,6 +349,10 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         for n in examples
     ]
     handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
+    if any(s.get("uncertain") for s in training_map["states"]):
+        handles.append(
+            Patch(fc="white", ec=DETOUR, lw=2.5, ls=":", label="call < 50% of resamples repeat")
+        )
     if dead:
         handles.append(
             Patch(fc="white", ec=DEAD_END, lw=2.5, ls="--", label="dead end (no run converges)")
