@@ -56,7 +56,7 @@ def test_rules_over_resamples():
     ]
     summary = resample_summary(resamples, "one_se")
     assert summary["by_rule"] == {
-        "lowest_median": 5,  # medians 101, 100, 104
+        "lowest_median": 5,  # above each resample's best: 4: 3, 8, 1; 5: 0, 9, 0; 6: 4, 0, 20
         "one_se": 4,
         "lowest_mean": 5,
         "most_picked": 4,
@@ -166,3 +166,16 @@ def test_protocol_paper_fills_the_keys_not_given():
     assert setting.stability["resamples"] == 0
     default = validate_config(config_with({}, seeds=10))["parity"]
     assert default.hmm["normalize"] == "global" and default.hmm["refit"] is True
+
+
+def test_the_median_rule_pairs_each_k_with_its_resamples_best():
+    """Splits shift every K's BIC together; unpaired medians (K=4: 100, K=5: 95) would
+    pick 5 although 4 is best or nearly so in every resample (above best: 0, 5, 0)."""
+    resamples = [
+        {"n_states": 4, "scores": scores({4: 0, 5: 5})},
+        {"n_states": 5, "scores": scores({4: 100, 5: 95})},
+        {"n_states": 4, "scores": scores({4: 200, 5: 210})},
+    ]
+    summary = resample_summary(resamples, "lowest_median")
+    assert summary["n_states"] == 4
+    assert summary["median_above_best"] == {"4": 0.0, "5": 5.0}
