@@ -22,8 +22,10 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
 
     chosen = selection["n_states"]
     folded = any("fold_val_bic" in row for row in rows)
-    fig = Figure(figsize=(15 if folded else 10, 4.6), layout="constrained")
-    axes = fig.subplots(1, 3 if folded else 2, sharex=True)
+    resampled = "val_bic" in (selection.get("resamples") or {})
+    panels = 2 + folded + resampled
+    fig = Figure(figsize=(5 * panels, 4.6), layout="constrained")
+    axes = fig.subplots(1, panels, sharex=True)
     left, right = axes[0], axes[1]
     left.errorbar(
         ks,
@@ -62,17 +64,21 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     _mark_edge(right, selection, float(selected_bic[0]))
     right.set_ylabel("validation criterion (lower is better)")
     what = "summed over folds" if folded else "on held-out runs"
+    what += " (the configured split)" if resampled and not folded else ""
     right.set_title(f"information criteria {what}", fontsize="medium")
     if folded:
         _fold_curves(axes[2], rows, selection)
+    if resampled:
+        _resample_curves(axes[-1], selection)
     for ax in axes:
         ax.axvline(chosen, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("number of states K")
         ax.set_xticks(ks)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    by = "over resamples" if resampled else "by validation BIC"
     fig.suptitle(
-        f"{setting}: number of states by validation BIC (selected K = {chosen}; "
+        f"{setting}: number of states {by} (selected K = {chosen}; "
         f"agreeing: {stability_text(selection)})"
     )
     notes = selection_notes(selection) + [n for n in [guard_note(selection)] if n]
@@ -130,3 +136,24 @@ def _fold_curves(ax, rows: list[dict[str, Any]], selection: dict[str, Any]) -> N
             ax.plot([pick], bic[ks.index(pick)], "*", ms=11, color=line.get_color())
     ax.set_ylabel("validation BIC of the fold's kept model")
     ax.set_title("each fold alone (its runs held out)", fontsize="medium")
+
+
+def _resample_curves(ax, selection: dict[str, Any]) -> None:
+    """Each resample's validation BIC above its own lowest, against K, and their median
+    (the default rule's curve, trainmap.hmm.selection); the selected K starred."""
+    resamples = selection["resamples"]
+    ks = sorted(int(k) for k in resamples["val_bic"])
+    table = np.array([resamples["val_bic"][str(k)] for k in ks])  # (K, resamples)
+    above = table - table.min(axis=0)
+    for r in range(above.shape[1]):
+        ax.plot(ks, above[:, r], "o-", ms=3, alpha=0.35, color="tab:purple",
+                label="each resample" if r == 0 else None)  # fmt: skip
+    median = np.median(above, axis=1)
+    ax.plot(ks, median, "o-", color="black", label="median over resamples")
+    chosen = selection["n_states"]
+    if chosen in ks:
+        ax.plot([chosen], [median[ks.index(chosen)]], "*", ms=16, color="black")
+    ax.set_ylabel("validation BIC above the resample's lowest")
+    ax.set_title(
+        f"{len(resamples['picks'])} resamples (rule: {resamples['rule']})", fontsize="medium"
+    )

@@ -25,9 +25,10 @@ above each resample's lowest in the typical resample (the median over resamples 
 gap: paired, as a split shifts every K's BIC together by thousands). On the default
 parity runs BIC is nearly flat from K = 5 to 8 and EM's optima for 6 or more states are
 rugged: a resample where EM lands on an unusually good optimum for a large K moves the
-mean (and, through its noisy gap, a one-standard-error band) but not the median. ``one_se`` (the smallest K within
-one standard error of the lowest mean, paired over resamples), ``lowest_mean`` and
-``most_picked`` (the K most resamples pick alone) are the alternatives.
+mean (and, through its noisy gap, a one-standard-error band) but not the median.
+``one_se`` (the smallest K within one standard error of the lowest mean, paired over
+resamples), ``lowest_mean`` and ``most_picked`` (the K most resamples pick alone) are
+the alternatives.
 ``resamples`` lists every pick, their counts, each K's mean and SE and what each rule
 picks; ``split_n_states`` keeps what the configured split alone picks. When no more than
 half of the resamples pick the selected K alone, a note says the runs do not settle K.
