@@ -179,3 +179,21 @@ def test_the_median_rule_pairs_each_k_with_its_resamples_best():
     summary = resample_summary(resamples, "lowest_median")
     assert summary["n_states"] == 4
     assert summary["median_above_best"] == {"4": 0.0, "5": 5.0}
+
+
+def test_the_selection_figure_draws_the_resamples_median_curve():
+    from trainmap.figures.selection import plot_selection
+
+    fits = [
+        {"n_states": k, "val_bic": v, "train_loglik": 0.0, "val_loglik": 0.0}
+        for k, v in {3: 120.0, 4: 110.0, 5: 100.0}.items()
+    ]
+    resamples = [
+        {"n_states": 4, "scores": scores({3: 120, 4: 100, 5: 101})},
+        {"n_states": 5, "scores": scores({3: 121, 4: 102, 5: 100})},
+    ]
+    figure = plot_selection(select_state_count(fits, resamples), "parity")
+    panel = figure.axes[-1]
+    assert len(figure.axes) == 3 and "2 resamples" in panel.get_title()
+    median = [line for line in panel.get_lines() if line.get_label() == "median over resamples"]
+    assert median[0].get_ydata().tolist() == [20.5, 1.0, 0.5]
