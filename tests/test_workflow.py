@@ -134,6 +134,7 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
     selected = json.loads((tiny_run / f"results/{setting}/hmm/selected.json").read_text())
     assert selected["n_states"] == training_map["n_states"]
     assert selected["fitted_on"] == "all runs"
+    assert len(selected["restarts"]) == 20  # hmm.map_restarts, not the fits' 2
     resampled = setting == "parity"  # tiny.yaml: stability: {resamples: 2} for parity only
     assert (tiny_run / f"results/{setting}/support.json").exists() == resampled
     if resampled:

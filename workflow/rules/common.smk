@@ -5,7 +5,7 @@ from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
 from trainmap.function_space.features import pc_features
-from trainmap.hmm.options import fit_options, sequence_options
+from trainmap.hmm.options import fit_options, map_options, sequence_options
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -242,6 +242,11 @@ def get_hmm_fits(wildcards):
         setting=wildcards.setting,
         k=get_candidates(wildcards),
     )
+
+
+def get_map_options(wildcards):
+    """The options of the map's model: the fits', with hmm.map_restarts restarts."""
+    return map_options(get_hmm_options(wildcards))
 
 
 def get_refit(wildcards):

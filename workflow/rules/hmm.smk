@@ -143,7 +143,7 @@ rule fit_map_model:
     threads: 1
     params:
         refit=get_refit,
-        options=get_fit_options,
+        options=get_map_options,
         code=script_code("fit_map_model.py"),
     script:
         "../scripts/fit_map_model.py"
