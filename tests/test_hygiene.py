@@ -1,6 +1,7 @@
 """Checks over the package's source: no pickle is ever loaded, every output is atomic."""
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,16 @@ def test_the_scans_find_what_they_look_for():
         "open(p)\n"
     )
     assert pickle_loads(good) == [] and non_atomic_writes(good) == []
+
+
+SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_import_without_snakemake(path: Path):
+    """A script runs its `main` only when Snakemake runs it, so tests import and call
+    `main` in-process (no `snakemake` object: importing must run nothing)."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # NameError on `snakemake` if main ran at import
+    assert callable(module.main)

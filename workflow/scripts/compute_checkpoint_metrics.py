@@ -4,7 +4,8 @@ written like a trained run's: results/<setting>/runs/seed<seed>/metrics.parquet.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
@@ -30,4 +31,5 @@ def main(output: str, params, threads: int, log: str) -> None:
     write_parquet(seed_table(params.setting, seed, metrics, evals), output)
 
 
-main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.output[0], snakemake.params, snakemake.threads, snakemake.log[0])

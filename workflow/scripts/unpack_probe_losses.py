@@ -4,7 +4,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.logs import log_to_file
@@ -16,4 +17,5 @@ def main(bundle: str, seed: int, output: str, log: str) -> None:
     unpack_seed(bundle, seed, {PROBE_FILE: output})
 
 
-main(snakemake.input[0], int(snakemake.wildcards.seed), snakemake.output[0], snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input[0], int(snakemake.wildcards.seed), snakemake.output[0], snakemake.log[0])

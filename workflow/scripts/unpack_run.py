@@ -5,7 +5,8 @@ trainmap.training.bundle)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.io.logs import log_to_file
 from trainmap.training.bundle import unpack_seed
@@ -17,4 +18,5 @@ def main(bundle: str, seed: int, outputs, log: str) -> None:
                                "model.safetensors": outputs.model})  # fmt: skip
 
 
-main(snakemake.input[0], int(snakemake.wildcards.seed), snakemake.output, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input[0], int(snakemake.wildcards.seed), snakemake.output, snakemake.log[0])
