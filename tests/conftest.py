@@ -28,10 +28,15 @@ RUN_TIMEOUT_S = 900
 
 def pytest_configure(config) -> None:
     """Hypothesis keeps caches in .hypothesis/ of the working directory: keep them out of
-    the checkout (tests write only into temporary directories)."""
+    the checkout (tests write only into temporary directories); so does the digests'."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"trainmap-hypothesis-{os.getuid()}")
+    # The code digests' cache (trainmap.io.provenance), shared by the workers and the
+    # workflows they start, outside the user's own cache folder.
+    os.environ.setdefault(
+        "TRAINMAP_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"trainmap-cache-{os.getuid()}")
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into scopes
