@@ -116,8 +116,9 @@ def report(label: str, results: list[dict], baseline_cpu: float | None) -> dict:
         "detours, dead ends": f"{call_agree}/{len(ks)} ({call[0]}, {call[1]})",
         "ARI mean": round(float(np.mean(aris)), 3) if aris else None,
         "ARI min": round(float(np.min(aris)), 3) if aris else None,
-        "route R2 cv": [None if r["route_r2_cv"] is None else round(r["route_r2_cv"], 2)
-                        for r in results],  # fmt: skip
+        "route R2 cv": [
+            None if r["route_r2_cv"] is None else round(r["route_r2_cv"], 2) for r in results
+        ],  # fmt: skip
         "capped": sum(r["capped"] for r in results),
         "CPU s/seed": round(cpu, 1),
         "vs first": None if not baseline_cpu else round(cpu / baseline_cpu, 2),

@@ -186,12 +186,16 @@ def test_unpack_refuses_a_bundle_without_manifest(tmp_path):
     complete; the manifest, written last, is what says the job finished."""
     bundle = tmp_path / "group0"
     write_bundle(bundle, [0, 1])
-    outputs = {"metrics.parquet": tmp_path / "out" / "m", "model.safetensors": tmp_path / "w"}
+    outputs = [tmp_path / "out" / "metrics.parquet", tmp_path / "model.safetensors"]
+    log = tmp_path / "unpack.log"
     with pytest.raises(BundleError, match=r"group0: no complete\.json; it was left by a"):
-        unpack_seed(bundle, 0, outputs)
+        unpack_seed(bundle, 0, outputs, log)
+    assert log.read_text().startswith(f"failed: {bundle}: no complete.json")
     write_manifest(bundle, [0, 1])
-    unpack_seed(bundle, 1, outputs)
-    assert (tmp_path / "out" / "m").read_bytes() == b"m1"
+    unpack_seed(bundle, 1, outputs, log)
+    assert (tmp_path / "out" / "metrics.parquet").read_bytes() == b"m1"
+    assert (tmp_path / "model.safetensors").read_bytes() == b"w1"
+    assert len(log.read_text().splitlines()) == 2  # a line per file copied
     (bundle / "seed0" / "model.safetensors").write_bytes(b"changed")
     with pytest.raises(BundleError, match=r"seed0/model\.safetensors is missing or differs"):
         unpack_seed(bundle, 0, outputs)

@@ -4,6 +4,7 @@ from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
+from trainmap.training.bundle import unpack_seed
 from trainmap.function_space.features import pc_features
 from trainmap.hmm.options import fit_options, sequence_options
 
@@ -251,7 +252,11 @@ def get_refit(wildcards):
 def get_resample_options(wildcards):
     """The hmm options a resample uses: the fits', the candidates and the split size."""
     hmm = get_hmm_options(wildcards)
-    return {**fit_options(hmm), "states": hmm["states"], "val_fraction": hmm["val_fraction"]}
+    return {
+        **fit_options(hmm),
+        "states": hmm["states"],
+        "val_fraction": hmm["val_fraction"],
+    }
 
 
 def get_stability(wildcards):
