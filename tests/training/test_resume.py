@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_CONFIG, parse_jobs, run_workflow, snakemake_command
+from conftest import TINY_CONFIG, parse_jobs, run_workflow, shared_directory, snakemake_command
 
 from trainmap.tasks.params import parse_params
 from trainmap.tasks.registry import get_task
@@ -224,16 +224,36 @@ RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
         for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("vectorize", [False, True])
-def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectorize, tmp_path):
-    """One after another: seed 0 finishes, seed 1 is killed mid-run and resumed.
-    Vectorised: the group is killed after a save of its state and resumed whole."""
+def kill_config(path: Path, vectorize: bool) -> Path:
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory) -> Path:
+    """KILL_CONFIG's runs trained without interruption (one after another), once per
+    session: the reference of both kill tests (vectorised training is bit-identical)."""
+
+    def build(workdir: Path) -> None:
+        workdir.mkdir(parents=True)
+        configfile = kill_config(workdir / "config.yaml", vectorize=False)
+        run_workflow(workdir, configfile, targets=RUNS, cores=1)
+
+    return shared_directory(tmp_path_factory, "resume_reference", build)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(
+    vectorize, uninterrupted, tmp_path
+):
+    """One after another: seed 0 finishes, seed 1 is killed mid-run and resumed.
+    Vectorised: the group is killed after a save of its state and resumed whole. Both
+    end byte-identical to the shared uninterrupted run."""
+    configfile = kill_config(tmp_path / "config.yaml", vectorize)
+    killed = tmp_path / "killed"
     killed.mkdir()
     command = snakemake_command(killed, configfile, targets=RUNS, cores=1)
     job = subprocess.Popen(command, cwd=killed, start_new_session=True,
@@ -253,7 +273,6 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectori
     assert not (killed / RUNS[2]).exists()
     run_workflow(killed, configfile, extra_args=["--unlock"], cores=1)
     run_workflow(killed, configfile, targets=RUNS, extra_args=["--rerun-incomplete"], cores=1)
-    run_workflow(whole, configfile, targets=RUNS, cores=1)
 
     log = (killed / "logs/parity/train_run/group0.log").read_text()
     resumed = [1, 0] if vectorize else [1]
@@ -265,7 +284,7 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectori
         assert step > 0
         assert f"seed {seed} epoch 0/60 step 0/" not in log  # resumed, not restarted
     for path in RUNS:
-        assert (killed / path).read_bytes() == (whole / path).read_bytes(), path
+        assert (killed / path).read_bytes() == (uninterrupted / path).read_bytes(), path
     # The states are gone once the outputs are complete; the bundle once unpacked.
     assert sorted(p.name for p in runs.iterdir()) == ["seed0", "seed1"]
 

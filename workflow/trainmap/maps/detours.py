@@ -45,7 +45,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
-from trainmap.io.files import read_csv
+from trainmap.io.files import plain, read_csv
 from trainmap.maps.convergence import direction, passed
 from trainmap.maps.evidence import route_evidence
 
@@ -115,14 +115,10 @@ def unmeasured_runs(times: pd.DataFrame, column: str) -> list:
     """Runs with no finite value in the convergence column, logged: they are left out of
     the regression (as diverged runs are left out of the HMM), not counted as censored,
     since nothing says whether they ever crossed the threshold."""
-    runs = [_plain(run) for run in times.index[~times["measured"]]]
+    runs = [plain(run) for run in times.index[~times["measured"]]]
     if runs:
         log.warning("run(s) %s left out of the detour regression: no finite %s value", runs, column)
     return runs
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def occupancy_fractions(states: pd.DataFrame, n_states: int) -> pd.DataFrame:
