@@ -19,12 +19,12 @@ rule train_run:
     params:
         setting="{setting}",
         seeds=get_group_seeds,
-        vectorize=get_vectorize,
-        task=get_task_name,
-        hyper=get_hyperparameters,
+        vectorize=setting_value(SETTINGS, "vectorize"),
+        task=setting_value(SETTINGS, "task"),
+        hyper=setting_value(SETTINGS, "params"),
         code=script_code("train_run.py"),
         resume_every=get_resume_every,  # not a rerun trigger (common.smk)
-        probe=get_probe,
+        probe=setting_value(SETTINGS, "probe"),
     script:
         "../scripts/train_run.py"
 
@@ -64,8 +64,8 @@ rule unpack_run:
     params:
         # What decides the seed's files: a change reruns this job, hence its group's
         # training (the bundle is temporary and gone by then).
-        task=get_task_name,
-        hyper=get_hyperparameters,
+        task=setting_value(SETTINGS, "task"),
+        hyper=setting_value(SETTINGS, "params"),
         code=script_code("train_run.py"),
     run:
         unpack_seed(input[0], int(wildcards.seed), output, log[0])
@@ -84,7 +84,7 @@ rule unpack_probe_losses:
         setting=probe_settings_pattern(),
     localrule: True
     params:
-        probe=get_probe,
+        probe=setting_value(SETTINGS, "probe"),
         code=script_code("train_run.py"),
     run:
         unpack_seed(input[0], int(wildcards.seed), output, log[0])
@@ -101,9 +101,9 @@ rule collect_trajectories:
     conda:
         "../../envs/analysis.yaml"
     params:
-        source=get_source,
-        features=get_features,
-        convergence=get_convergence,
+        source=setting_value(SETTINGS, "source"),
+        features=setting_value(SETTINGS, "features"),
+        convergence=setting_value(SETTINGS, "convergence"),
         table_digest=get_input_digest,
         code=script_code("collect_trajectories.py"),
     script:
