@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slurm_cluster import slurm_cluster  # noqa: F401 (the session's SLURM test cluster)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -47,16 +48,25 @@ def pytest_configure(config) -> None:
     )
 
 
+# Shared runs whose tests (in two modules each) form one work unit: the worker that builds
+# the run goes on with their tests while the other worker runs the rest, instead of
+# waiting on the lock (tiny_run has too many tests for one unit).
+GROUPED_RUNS = ("recorded_examples", "probe_run")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into scopes
 def pytest_collection_modifyitems(config, items) -> None:
     """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``): a module's tests
-    stay on one worker, so its module fixtures are built once, and the tests on the SLURM
-    test cluster (one per machine, behind a lock) form one unit that goes first: it is
-    the longest (~10 min, mostly waiting on the cluster) and the other worker runs the
-    rest meanwhile. Without xdist the order changes only."""
+    stay on one worker, so its module fixtures are built once; the tests of a shared run in
+    ``GROUPED_RUNS`` form one unit; and the tests on the SLURM test cluster (one per
+    machine, behind a lock) form one unit that goes first: it is the longest (mostly
+    waiting on the cluster) and the other worker runs the rest meanwhile. Without xdist
+    the order changes only."""
     for item in items:
         slurm = item.get_closest_marker("slurm") is not None
-        item.add_marker(pytest.mark.xdist_group("slurm" if slurm else item.nodeid.split("::")[0]))
+        shared = [name for name in GROUPED_RUNS if name in item.fixturenames]
+        group = "slurm" if slurm else shared[0] if shared else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable sort
 
 
@@ -318,3 +328,46 @@ def recorded_examples(tmp_path_factory) -> Path:
         run_workflow(workdir, workdir / "config.yaml")
 
     return shared_directory(tmp_path_factory, "recorded_examples", build)
+
+
+# One training job for two seeds, long enough to be killed in the middle of seed 1.
+KILL_CONFIG = {
+    "source": "train",
+    "task": "sparse_parity",
+    "seeds": 2,
+    "seeds_per_job": 2,
+    "n_bits": 10,
+    "n_train": 200,
+    "n_eval": 50,
+    "hidden": 32,
+    "epochs": 60,
+    "eval_every": 1,
+    "device": "cpu",
+    "resume_every": 0,
+    "features": ["l2", "spectral"],
+    "convergence": {"column": "eval_accuracy", "threshold": 0.9},
+}
+RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
+        for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
+
+
+def kill_config(path: Path, vectorize: bool | str) -> Path:
+    """A config of KILL_CONFIG's setting (named parity) with this ``vectorize``."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory) -> Path:
+    """KILL_CONFIG's runs trained without interruption (one after another), once per
+    session: the reference of the kill tests (tests/training/test_resume.py; vectorised
+    training is bit-identical) and of the SLURM requeue test."""
+
+    def build(workdir: Path) -> None:
+        workdir.mkdir(parents=True)
+        configfile = kill_config(workdir / "config.yaml", vectorize=False)
+        run_workflow(workdir, configfile, targets=RUNS, cores=1)
+
+    return shared_directory(tmp_path_factory, "resume_reference", build)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
-from conftest import TINY_CONFIG, parse_jobs, run_workflow, shared_directory, snakemake_command
+from conftest import RUNS, kill_config, parse_jobs, run_workflow, snakemake_command
 
 from trainmap.tasks.params import parse_params
 from trainmap.tasks.registry import get_task
@@ -203,47 +202,6 @@ def test_unpack_refuses_a_bundle_without_manifest(tmp_path):
         unpack_seed(bundle, 3, outputs)
 
 
-# One training job for two seeds, long enough to be killed in the middle of seed 1.
-KILL_CONFIG = {
-    "source": "train",
-    "task": "sparse_parity",
-    "seeds": 2,
-    "seeds_per_job": 2,
-    "n_bits": 10,
-    "n_train": 200,
-    "n_eval": 50,
-    "hidden": 32,
-    "epochs": 60,
-    "eval_every": 1,
-    "device": "cpu",
-    "resume_every": 0,
-    "features": ["l2", "spectral"],
-    "convergence": {"column": "eval_accuracy", "threshold": 0.9},
-}
-RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
-        for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
-
-
-def kill_config(path: Path, vectorize: bool) -> Path:
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture(scope="session")
-def uninterrupted(tmp_path_factory) -> Path:
-    """KILL_CONFIG's runs trained without interruption (one after another), once per
-    session: the reference of both kill tests (vectorised training is bit-identical)."""
-
-    def build(workdir: Path) -> None:
-        workdir.mkdir(parents=True)
-        configfile = kill_config(workdir / "config.yaml", vectorize=False)
-        run_workflow(workdir, configfile, targets=RUNS, cores=1)
-
-    return shared_directory(tmp_path_factory, "resume_reference", build)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("vectorize", [False, True])
 def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(
@@ -293,10 +251,7 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(
 def test_a_half_written_bundle_is_never_unpacked(tmp_path):
     """What Ctrl-C then --cleanup-metadata leave: a bundle Snakemake takes for complete,
     without the manifest its training job writes last. unpack_run stops and says why."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["settings"] = {"parity": KILL_CONFIG}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
+    configfile = kill_config(tmp_path / "config.yaml", vectorize="auto")
     work = tmp_path / "work"
     write_bundle(work / "results/parity/runs/group0", [0])
     result = run_workflow(work, configfile, targets=RUNS[:2], check=False)
