@@ -120,11 +120,7 @@ def prepare_sequences(
     kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
     kept = kept.groupby("seed", sort=True).head(max_checkpoints)
     _check_run_lengths(kept)
-    notes = [bias_note(bias_free, runs["seed"].nunique(), left_out)] if left_out else []
-    grids = step_grid_note(kept)
-    if grids:
-        log.warning("%s", grids)
-        notes.append(grids)
+    notes = _notes(kept, bias_free, runs["seed"].nunique(), left_out)
     included = sorted(kept["seed"].unique().tolist())
     if folds is not None:
         prepared = _prepare_folds(
@@ -135,6 +131,20 @@ def prepare_sequences(
         return prepared
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
+    table, constant = _split_table(kept, features, normalize, val_runs)
+    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
+    prepared.notes = notes
+    if states:
+        check_state_counts(states, int((table["split"] == "fit").sum()))
+    return prepared
+
+
+def _split_table(
+    kept: pd.DataFrame, features: list[str], normalize: str, val_runs: list
+) -> tuple[pd.DataFrame, dict]:
+    """sequences.parquet of the split: seed, step, split (fit | val) and the z-scored
+    features; and the features constant within a run or overall (``_zscore``)."""
     z, constant = _zscore(kept, features, normalize)
     table = pd.DataFrame(
         {
@@ -144,12 +154,18 @@ def prepare_sequences(
         }
     )
     table[features] = z
-    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
-    prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
-    prepared.notes = notes
-    if states:
-        check_state_counts(states, int((table["split"] == "fit").sum()))
-    return prepared
+    return table, constant
+
+
+def _notes(kept: pd.DataFrame, bias_free: list, n_runs: int, left_out: list[str]) -> list[str]:
+    """What the data cannot carry: bias metrics left out (models without biases), runs
+    logged on different step grids (also logged as a warning)."""
+    notes = [bias_note(bias_free, n_runs, left_out)] if left_out else []
+    grids = step_grid_note(kept)
+    if grids:
+        log.warning("%s", grids)
+        notes.append(grids)
+    return notes
 
 
 def split_runs(

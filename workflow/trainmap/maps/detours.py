@@ -245,6 +245,26 @@ def run_summary(
     }
 
 
+def _unfitted_table(visiting: np.ndarray, converged_visiting: np.ndarray) -> pd.DataFrame:
+    """detours.csv before the fit: visits per state, dead ends (visited, but by no run
+    that converges) marked, every coefficient NaN."""
+    dead_end = (visiting > 0) & (converged_visiting == 0)
+    return pd.DataFrame(
+        {
+            "state": np.arange(len(visiting)),
+            "coefficient": np.nan,
+            "std_error": np.nan,
+            "p_value": np.nan,
+            "runs_visiting": visiting,
+            "is_detour": False,
+            "converged_runs_visiting": converged_visiting,
+            "kind": np.where(dead_end, "dead_end", ""),
+            "coefficient_sd": np.nan,
+            "convergence_if_stayed": np.nan,
+        }
+    )
+
+
 def fit_detour_regression(
     occupancy: pd.DataFrame, convergence: pd.DataFrame, alpha: float
 ) -> tuple[pd.DataFrame, dict]:
@@ -257,7 +277,6 @@ def fit_detour_regression(
     n_censored, alpha, significant, reason``, ...). Dead ends are marked even when the
     regression cannot be fitted; detours only when it is significant.
     """
-    n_states = occupancy.shape[1]
     missing = occupancy.index.difference(convergence.index)
     if len(missing):
         raise ValueError(f"runs without a convergence time: {list(missing)}")
@@ -269,21 +288,7 @@ def fit_detour_regression(
     visiting = visits.sum(axis=0)
     converged_visiting = visits[~censored].sum(axis=0)
     visited = np.flatnonzero(visiting > 0)
-    dead_end = (visiting > 0) & (converged_visiting == 0)
-    table = pd.DataFrame(
-        {
-            "state": np.arange(n_states),
-            "coefficient": np.nan,
-            "std_error": np.nan,
-            "p_value": np.nan,
-            "runs_visiting": visiting,
-            "is_detour": False,
-            "converged_runs_visiting": converged_visiting,
-            "kind": np.where(dead_end, "dead_end", ""),
-            "coefficient_sd": np.nan,
-            "convergence_if_stayed": np.nan,
-        }
-    )
+    table = _unfitted_table(visiting, converged_visiting)
     summary = regression_summary(len(y), alpha, y=y, censored=censored)
     design = fractions[:, visited]
     summary["reason"] = _why_not_interpretable(design, y, censored)
