@@ -43,8 +43,8 @@ class Killed(Exception):
     """Stands in for SIGKILL in the in-process tests (the subprocess test sends one)."""
 
 
-class KillAfterSaves(SeedResume):
-    """A resumer whose run dies right after its n-th save."""
+class DiesAfterSaves:
+    """Mixed into a resumer: its run dies right after the resumer's n-th save."""
 
     def __init__(self, *args, n: int):
         super().__init__(*args)
@@ -54,6 +54,10 @@ class KillAfterSaves(SeedResume):
         super().at_checkpoint(state)
         if self.saves >= self.n:
             raise Killed
+
+
+class KillAfterSaves(DiesAfterSaves, SeedResume):
+    """A seed's resumer whose run dies right after its n-th save."""
 
 
 def params(task_name: str):
@@ -263,17 +267,8 @@ def test_a_half_written_bundle_is_never_unpacked(tmp_path):
     assert not (work / RUNS[0]).exists()
 
 
-class KillGroupAfterSaves(GroupResume):
+class KillGroupAfterSaves(DiesAfterSaves, GroupResume):
     """A vectorised group's resumer whose job dies right after its n-th save."""
-
-    def __init__(self, *args, n: int):
-        super().__init__(*args)
-        self.n = n
-
-    def at_checkpoint(self, group) -> None:
-        super().at_checkpoint(group)
-        if self.saves >= self.n:
-            raise Killed
 
 
 @pytest.mark.parametrize("task_name", ["sparse_parity", "modular_addition"])
