@@ -65,11 +65,14 @@ def run_one(job: tuple) -> dict:
     with threadpool_limits(limits=1):
         out = map_setting(trajectories, setting)
     cpu = time.process_time() - start
-    training_map, support = out["map"], out["map"].get("support")
+    training_map = out["map"]
+    # The map's own calls, each marked "?" where fewer than half the resamples repeat it.
     calls = {
-        kind: sorted(support[f"robust_{kind}s"])
-        if support
-        else sorted(s["id"] for s in training_map["states"] if s["kind"] == kind)
+        kind: sorted(
+            f"S{s['id']}{'?' if s.get('uncertain') else ''}"
+            for s in training_map["states"]
+            if s["kind"] == kind
+        )
         for kind in ("detour", "dead_end")
     }
     fits = [out["model"], *out["refits"]]
@@ -79,9 +82,13 @@ def run_one(job: tuple) -> dict:
         "n_states": out["selection"]["n_states"],
         "split_n_states": out["selection"].get("split_n_states"),
         "picks": out["selection"].get("resamples", {}).get("picks"),
+        "resamples": out["selection"].get("resamples"),
+        "supports": [
+            {k: s.get(k) for k in ("id", "support", "detour_support", "dead_end_support")}
+            for s in training_map["states"]
+        ],
         "detours": calls["detour"],
         "dead_ends": calls["dead_end"],
-        "own_detours": sorted(s["id"] for s in training_map["states"] if s["kind"] == "detour"),
         "route_r2_cv": out["regression"].get("route_r2_cv"),
         "r2": out["regression"].get("r2"),
         "r2_last_state": out["regression"].get("r2_last_state"),
@@ -116,8 +123,9 @@ def report(label: str, results: list[dict], baseline_cpu: float | None) -> dict:
         "detours, dead ends": f"{call_agree}/{len(ks)} ({call[0]}, {call[1]})",
         "ARI mean": round(float(np.mean(aris)), 3) if aris else None,
         "ARI min": round(float(np.min(aris)), 3) if aris else None,
-        "route R2 cv": [None if r["route_r2_cv"] is None else round(r["route_r2_cv"], 2)
-                        for r in results],  # fmt: skip
+        "route R2 cv": [
+            None if r["route_r2_cv"] is None else round(r["route_r2_cv"], 2) for r in results
+        ],  # fmt: skip
         "capped": sum(r["capped"] for r in results),
         "CPU s/seed": round(cpu, 1),
         "vs first": None if not baseline_cpu else round(cpu / baseline_cpu, 2),
@@ -125,7 +133,7 @@ def report(label: str, results: list[dict], baseline_cpu: float | None) -> dict:
     print(json.dumps(row))
     for r in results:
         print(f"   seed {r['seed']}: K {r['n_states']} (split {r['split_n_states']}, picks "
-              f"{r['picks']}), calls {r['detours']}/{r['dead_ends']}, own {r['own_detours']}, "
+              f"{r['picks']}), calls {r['detours']}/{r['dead_ends']}, "
               f"R2 {r['r2']}, last-state {r['r2_last_state']}")  # fmt: skip
     return row
 

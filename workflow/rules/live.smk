@@ -17,7 +17,7 @@ rule write_live_map:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        convergence=get_convergence,
+        convergence=setting_value(SETTINGS, "convergence"),
         code=script_code("write_live_map.py"),
     script:
         "../scripts/write_live_map.py"
@@ -44,7 +44,7 @@ rule evaluate_live_map:
     threads: 1
     params:
         setting=get_setting,
-        fractions=get_live_fractions,
+        fractions=setting_value(SETTINGS, "live", "fractions"),
         code=script_code("evaluate_live_map.py"),
     script:
         "../scripts/evaluate_live_map.py"

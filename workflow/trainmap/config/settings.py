@@ -71,6 +71,9 @@ class Setting:
     vectorize: str = "auto"  # auto | true | false (YAML booleans normalised)
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # source train: training examples per epoch as the task's keys give them (None where
+    # only the data tells; the task's params class knows, trainmap.tasks.params).
+    train_examples: int | None = None
     table: str | None = None
     runs: str | None = None
     series: CheckpointSeries | None = None
@@ -276,6 +279,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
+        train_examples=params.train_examples(),
         probe=probe,
     )
 
@@ -370,7 +374,7 @@ def _predicted_checkpoints(setting: Setting, where: str):
     """(run -> checkpoints, how that is known, which keys give more), or Nones where
     only the data tells."""
     if setting.source == "train":
-        predicted = trained_checkpoints(setting.task, setting.params)
+        predicted = trained_checkpoints(setting.params, setting.train_examples)
         if predicted is None:
             return None, None, None
         count, how = predicted

@@ -130,38 +130,42 @@ def _k_text(training_map: dict) -> str:
 
 
 def _calls(training_map: dict, detours: pd.DataFrame, kind: str) -> str:
-    """'0', '1 (S3)', or with supports '1 (S3 90%)'; a call of this fit that too few
-    resamples repeat gets '?', one the resamples make and this fit does not '(not in
-    this fit)'."""
+    """The map's own calls of ``kind``: '0', '1 (S3)', or with supports '1 (S3 90%)'; a
+    call too few resamples repeat (``uncertain``) gets a question mark."""
     kinds = detours["kind"] if "kind" in detours else pd.Series("", index=detours.index)
     if kind == "detour" and "kind" not in detours:
         kinds = detours["is_detour"].map({True: "detour", False: ""})
     called = detours.loc[kinds == kind, "state"].astype(int).tolist()
-    support = training_map.get("support")
-    if not support:
-        return f"{len(called)} ({', '.join(f'S{k}' for k in called)})" if called else "0"
-    states = {s["id"]: s for s in training_map["states"]}
-    robust = set(support[f"robust_{kind}s"])
+    if not called:
+        return "0"
+    states = {s["id"]: s for s in training_map.get("states", [])}
     names = []
-    for k in sorted(set(called) | robust):
-        share = states[k][f"{kind}_support"]
-        mark = "?" if k not in robust else ""
-        extra = "" if k in called else ", not in this fit"
-        names.append(f"S{k}{mark} {share:.0%}{extra}")
-    return f"{len(robust)} ({'; '.join(names)})" if names else "0"
+    for k in called:
+        share = states.get(k, {}).get(f"{kind}_support")
+        mark = "?" if states.get(k, {}).get("uncertain") else ""
+        names.append(f"S{k}{mark}" + ("" if share is None else f" {share:.0%}"))
+    return f"{len(called)} ({', '.join(names)})"
 
 
 def _support_notes(training_map: dict) -> list[str]:
-    """Plain words on the calls the resamples do not carry."""
+    """Plain words on the calls the resamples do not carry, and on those most resamples
+    make that this map does not."""
     support, notes = training_map["support"], []
+    names = {"detour": "detour", "dead_end": "dead end"}
     for state in training_map["states"]:
         kind = state["kind"]
         if state.get("uncertain"):
-            name = "detour" if kind == "detour" else "dead end"
             notes.append(
-                f"the {name} S{state['id']} is not robust: only "
+                f"the {names[kind]} S{state['id']} is not robust: only "
                 f"{state[f'{kind}_support']:.0%} of {support['resamples']} resamples find it"
             )
+        for other in names:
+            share = state.get(f"{other}_support")
+            if other != kind and share is not None and share >= support["robust"]:
+                notes.append(
+                    f"S{state['id']} is a {names[other]} in {share:.0%} of the resamples but "
+                    "not in this map: read it as unsettled"
+                )
     return notes
 
 
@@ -278,44 +282,12 @@ def summary_markdown(
     live: setting -> its live/evaluation.json (linked, with ``live_line``).
     """
     rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
-    parts = [
-        "# Training maps: summary across settings",
-        "",
-        "K: states of the selected HMM (with support values: the range the resamples pick); "
-        "K agreed by: resamples, folds and restarts that alone would "
-        "pick the same K; detours (with support values: the share of resamples that find "
-        "each one; only calls at least half of them make count, '?' marks the rest): "
-        "states with a positive convergence delay "
-        "that some converged runs pass through and others converge without, in a regression "
-        "significant at the setting's alpha; dead ends: states only runs that never converge "
-        "visit; R² and "
-        "p-value: OLS of convergence time on state occupancy; R² last state: the same from "
-        "the share of the run in its last state alone (the trivial baseline); route R² (CV): "
-        "out-of-sample R² of convergence time on which states a run passes through before "
-        "the state it converges in; censored: runs that never "
-        "reached the convergence threshold (set to their last step).",
-        "",
-        markdown_table(rows),
-        "",
-        "## Figures per setting",
-        "",
+    parts = ["# Training maps: summary across settings", "", KEY, "", markdown_table(rows)]
+    parts += ["", "## Figures per setting", ""]
+    parts += [
+        f"- **{name}**: {_figure_links(name, name in probed, (live or {}).get(name))}"
+        for name in sorted(headlines)
     ]
-    for name in sorted(headlines):
-        links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
-        links += " · interactive: " + " · ".join(
-            f"[{page}.html]({name}/{page}.html)" for page in PAGES
-        )
-        if name in probed:
-            links += (
-                f" · function space: [png]({name}/function_space.png)"
-                f" · [html]({name}/function_space.html)"
-            )
-        if name in (live or {}):
-            links += (
-                f" · live map: [evaluation.png]({name}/live/evaluation.png) "
-                f"({live_line(live[name])}, docs/live.md)"
-            )
-        parts.append(f"- **{name}**: {links}")
     listed = {name: lines for name, lines in sorted((details or {}).items()) if lines}
     if listed:
         parts += ["", "## Runs left out and notes", ""]
@@ -325,15 +297,57 @@ def summary_markdown(
     if not pairs:
         parts.append("No two settings differ in exactly one config key or one switch.")
     for pair in pairs:
-        a, b, switch = pair["a"], pair["b"], pair["switch"]
-        va, vb = pair["differences"][switch]
-        parts += [f"### {a} vs {b}: `{switch}` = {json.dumps(va)} vs {json.dumps(vb)}", ""]
-        others = {k: v for k, v in pair["differences"].items() if k != switch}
-        if others:
-            also = ", ".join(
-                f"`{k}` {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in others.items()
-            )
-            parts += [f"Also different: {also}.", ""]
-        side = [{"": key, a: headlines[a][key], b: headlines[b][key]} for key in headlines[a]]
-        parts += [markdown_table(side), "", f"![{a} vs {b}]({figures[f'{a}--{b}']})", ""]
+        parts += _pair_section(pair, headlines, figures)
     return "\n".join(parts).rstrip() + "\n"
+
+
+# What the summary table's columns mean (the paragraph under its title).
+KEY = (
+    "K: states of the selected HMM (with support values: the range the resamples pick); "
+    "K agreed by: resamples, folds and restarts that alone would "
+    "pick the same K; detours (with support values: the share of resamples that call "
+    "each one so; '?' marks a call fewer than half of them make): "
+    "states with a positive convergence delay "
+    "that some converged runs pass through and others converge without, in a regression "
+    "significant at the setting's alpha; dead ends: states only runs that never converge "
+    "visit; R² and "
+    "p-value: OLS of convergence time on state occupancy; R² last state: the same from "
+    "the share of the run in its last state alone (the trivial baseline); route R² (CV): "
+    "out-of-sample R² of convergence time on which states a run passes through before "
+    "the state it converges in; censored: runs that never "
+    "reached the convergence threshold (set to their last step)."
+)
+
+
+def _figure_links(name: str, probed: bool, live: dict[str, Any] | None = None) -> str:
+    """A setting's figures, interactive pages, (with a probe set) function space and
+    (with ``live:``, its evaluation.json) the live map's evaluation."""
+    links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
+    links += " · interactive: " + " · ".join(f"[{page}.html]({name}/{page}.html)" for page in PAGES)
+    if probed:
+        links += (
+            f" · function space: [png]({name}/function_space.png)"
+            f" · [html]({name}/function_space.html)"
+        )
+    if live is not None:
+        links += (
+            f" · live map: [evaluation.png]({name}/live/evaluation.png) "
+            f"({live_line(live)}, docs/live.md)"
+        )
+    return links
+
+
+def _pair_section(pair: dict[str, Any], headlines: dict, figures: dict[str, str]) -> list[str]:
+    """Two settings that differ in one key or switch: that difference, the others, their
+    headlines side by side and their comparison figure."""
+    a, b, switch = pair["a"], pair["b"], pair["switch"]
+    va, vb = pair["differences"][switch]
+    parts = [f"### {a} vs {b}: `{switch}` = {json.dumps(va)} vs {json.dumps(vb)}", ""]
+    others = {k: v for k, v in pair["differences"].items() if k != switch}
+    if others:
+        also = ", ".join(
+            f"`{k}` {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in others.items()
+        )
+        parts += [f"Also different: {also}.", ""]
+    side = [{"": key, a: headlines[a][key], b: headlines[b][key]} for key in headlines[a]]
+    return parts + [markdown_table(side), "", f"![{a} vs {b}]({figures[f'{a}--{b}']})", ""]

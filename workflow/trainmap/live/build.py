@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainmap.io.files import plain
+
 FORMAT = 1
 PARAMETERS = ("n_states", "covariance", "startprob", "transmat", "means", "covars")
 PER_RUN_REFUSAL = (
@@ -94,7 +96,7 @@ def fit_runs(states: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, Any]]:
         enters = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
         out.append(
             {
-                "seed": _plain(seed),
+                "seed": plain(seed),
                 "starts": path["step"].to_numpy()[enters].astype(int).tolist(),
                 "states": labels[enters].astype(int).tolist(),
                 "convergence_step": int(times.at[seed, "convergence_step"]),
@@ -102,7 +104,3 @@ def fit_runs(states: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value

@@ -29,6 +29,7 @@ from trainmap.hmm.fit import model_from_json
 from trainmap.hmm.options import fit_options
 from trainmap.hmm.selected import fit_all_runs
 from trainmap.hmm.sequences import fold_runs, prepare_sequences
+from trainmap.io.files import plain
 from trainmap.live import baselines
 from trainmap.live.build import live_map
 from trainmap.live.livemap import LiveMap
@@ -62,7 +63,7 @@ def evaluate_live(
                 row = predict_at(fold_map, train_times, run_rows, fraction, rule, training)
                 truth = times.loc[run]
                 rows.append({
-                    "fold": fold, "seed": _plain(run), "fraction": fraction, **row,
+                    "fold": fold, "seed": plain(run), "fraction": fraction, **row,
                     "convergence_step": int(truth["convergence_step"]),
                     "censored": bool(truth["censored"]), "slow": bool(slow.loc[run]),
                 })  # fmt: skip
@@ -70,7 +71,7 @@ def evaluate_live(
     return {
         "setting": setting.name,
         "n_states": n_states,
-        "folds": [[_plain(r) for r in fold] for fold in folds],
+        "folds": [[plain(r) for r in fold] for fold in folds],
         "fractions": list(fractions),
         "methods": list(METHODS),
         "slowest_share": SLOWEST,
@@ -186,7 +187,3 @@ def _auroc(labels: pd.Series, scores: pd.Series) -> float | None:
 
 def _mean(values: np.ndarray) -> float | None:
     return float(np.mean(values)) if np.size(values) else None
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value

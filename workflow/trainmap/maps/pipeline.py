@@ -15,7 +15,7 @@ from trainmap.config.settings import Setting
 from trainmap.hmm.decode import decode_states
 from trainmap.hmm.fit import fit_state_count, model_from_json
 from trainmap.hmm.kfold import fit_fold, refit_all_runs
-from trainmap.hmm.options import fit_options, sequence_options
+from trainmap.hmm.options import fit_options, map_options, sequence_options
 from trainmap.hmm.resample import fit_resample
 from trainmap.hmm.selected import selected_model
 from trainmap.hmm.selection import select_state_count
@@ -59,7 +59,9 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
         for r in range(1, stability["resamples"] + 1)
     ]
     selection = select_state_count(fits, refits or None, stability["rule"])
-    model = selected_model(table, features, selection, fits, refit=hmm["refit"], options=options)
+    model = selected_model(
+        table, features, selection, fits, refit=hmm["refit"], options=map_options(hmm)
+    )
     k = selection["n_states"]
     states = decode_states(model_from_json(model), table, features)
     detours, regression, runs = analyze_detours(states, trajectories, k, convergence, alpha)
