@@ -1,12 +1,18 @@
 """The live map's k-fold evaluation on planted runs, and its baselines on curves whose
 answer is known."""
 
+import importlib.util
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from conftest import REPO
 from planted import FEATURES, planted_runs
 
 from trainmap.config.settings import Setting
 from trainmap.live import baselines
+from trainmap.live.build import LIVE_SETTING_FIELDS
 from trainmap.live.evaluate import evaluate_live, slowest
 from trainmap.maps.detours import convergence_times
 
@@ -88,3 +94,28 @@ def test_slope_regression_recovers_a_linear_rule_and_mean_remaining_averages_the
     assert baselines.mean_remaining(np.array([10.0]), 15, 99.0) == 99.0
     value, slope = baselines.run_features(np.arange(10.0), 2 * np.arange(10.0), 6.5)
     assert (value, slope) == (12.0, pytest.approx(2.0))
+
+
+def test_the_rule_script_takes_the_setting_as_plain_params(tmp_path):
+    """evaluate_live_map.py gets LIVE_SETTING_FIELDS as plain values (common.smk's
+    get_live_setting) and makes the Setting itself: a pickled Setting in params would be
+    loaded from whichever trainmap is installed, before the script's own."""
+    planted = planted_runs(n_runs=10)
+    trajectories, selection = tmp_path / "trajectories.parquet", tmp_path / "selection.json"
+    planted.trajectories.to_parquet(trajectories, index=False)
+    selection.write_text(json.dumps({"n_states": 3}))
+    params = {key: getattr(setting(), key) for key in LIVE_SETTING_FIELDS}
+    assert all(type(v).__module__ == "builtins" for v in params.values())
+    outputs = SimpleNamespace(evaluation=tmp_path / "e.json", figure=tmp_path / "e.png")
+    script = REPO / "workflow" / "scripts" / "evaluate_live_map.py"
+    spec = importlib.util.spec_from_file_location("evaluate_live_map_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(
+        SimpleNamespace(trajectories=trajectories, selection=selection),
+        outputs,
+        SimpleNamespace(setting=params, fractions=[0.5]),
+        str(tmp_path / "log.txt"),
+    )
+    assert json.loads(outputs.evaluation.read_text())["setting"] == "planted"
+    assert outputs.figure.stat().st_size > 0

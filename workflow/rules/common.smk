@@ -10,6 +10,7 @@ from trainmap.training.bundle import unpack_seed
 from trainmap.function_space.features import pc_features
 from trainmap.hmm.options import fit_options, map_options, sequence_options
 from trainmap.config.rule_params import setting_value, wildcard_number
+from trainmap.live.build import LIVE_SETTING_FIELDS
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -222,6 +223,14 @@ def get_support(wildcards):
     if not get_setting(wildcards).stability["resamples"]:
         return []
     return f"results/{wildcards.setting}/support.json"
+
+
+def get_live_setting(wildcards):
+    """The setting's fields the live evaluation reads, as plain values (a params value is
+    unpickled in the script's process before the script puts its own package first: a
+    Setting there would load whichever trainmap is installed)."""
+    setting = get_setting(wildcards)
+    return {key: getattr(setting, key) for key in LIVE_SETTING_FIELDS}
 
 
 def live_settings_pattern():

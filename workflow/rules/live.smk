@@ -43,7 +43,7 @@ rule evaluate_live_map:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        setting=get_setting,
+        setting=get_live_setting,
         fractions=setting_value(SETTINGS, "live", "fractions"),
         code=script_code("evaluate_live_map.py"),
     script:

@@ -27,6 +27,10 @@ import pandas as pd
 from trainmap.io.files import plain
 
 FORMAT = 1
+# What rule evaluate_live_map passes of a setting (plain values; the script makes a
+# trainmap.config.settings.Setting of them).
+LIVE_SETTING_FIELDS = ("name", "source", "convergence", "hmm", "alpha", "stability",
+                       "features", "features_given", "live")  # fmt: skip
 PARAMETERS = ("n_states", "covariance", "startprob", "transmat", "means", "covars")
 PER_RUN_REFUSAL = (
     "the map was fitted with hmm.normalize: per_run: each run's z-scores use the mean and "
