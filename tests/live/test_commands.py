@@ -8,6 +8,7 @@ from planted import FEATURES, planted_runs
 
 from trainmap.cli import main
 from trainmap.live.livemap import LiveMap
+from trainmap.live.watch import Watched
 
 
 @pytest.fixture
@@ -95,8 +96,6 @@ def test_watch_refuses_a_missing_map_or_directory(recorded, tmp_path, capsys):
 
 
 def test_watch_reads_only_new_rows_and_starts_over_when_rows_are_replaced(recorded):
-    from trainmap.live.watch import Watched
-
     planted, runs, live = recorded
     path = runs / "seed13" / "metrics.parquet"
     item = Watched(LiveMap.load(live), 13, path)
