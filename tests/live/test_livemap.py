@@ -9,6 +9,7 @@ from live_maps import planted_live, write_planted_live
 from planted import FEATURES, MEANS, planted_runs
 
 from trainmap.errors import LiveMapError
+from trainmap.live import livemap
 from trainmap.live.livemap import LiveMap, changes
 from trainmap.live.survival import quantiles, survival_curves
 from trainmap.maps.convergence import passed
@@ -166,3 +167,21 @@ def test_the_outlook_is_the_quantiles_of_the_mixture_of_the_states_curves():
             rows = [curves[k] if groups[k].any() else curves[-1] for k in range(3)]
             expected = quantiles(live._ends, p @ np.vstack(rows), [0.5, 0.1, 0.9])
             assert live.outlook(step, p) == tuple(expected), step
+
+
+def test_the_table_made_at_load_gives_what_the_curves_made_on_the_way_give(monkeypatch):
+    """A map small enough gets every stretch's curves when it is loaded; a larger one
+    (TABLE_SIZE) makes them when a run gets there: the same outlook at every step."""
+    data = planted_live()
+    table = LiveMap(data)
+    assert table._table is not None
+    monkeypatch.setattr(livemap, "TABLE_SIZE", 0)
+    on_the_way = LiveMap(data)
+    assert on_the_way._table is None
+    ends = [r["convergence_step"] for r in data["runs"]]
+    starts = [s for r in data["runs"] for s in r["starts"]]
+    steps = sorted({-5, 0, *ends, *starts, *(v - 1 for v in ends + starts), 10**6})
+    rng = np.random.default_rng(1)
+    for step in steps:
+        p = rng.dirichlet(np.ones(3))
+        assert table.outlook(step, p) == on_the_way.outlook(step, p), step

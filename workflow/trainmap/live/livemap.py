@@ -16,6 +16,7 @@ through ``trainmap.record``. The method (docs/live.md):
   run was seen.
 """
 
+import bisect
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ import numpy as np
 
 from trainmap.errors import LiveMapError
 from trainmap.live.gaussian import GaussianFilter
-from trainmap.live.survival import quantile_targets, sorted_times, survival_curves
+from trainmap.live.survival import quantile_targets, sorted_times, state_curves
 from trainmap.maps.convergence import direction
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ BAD_KINDS = ("detour", "dead_end")
 # A live run's checkpoints this many times closer or further apart than the fit runs'
 # make the per-checkpoint transition probabilities wrong: warned about once.
 SPACING_FACTOR = 2.0
+# The curves of every stretch of steps between two changes (a path entering a state, a
+# run converging) are computed when the map is loaded if they hold at most this many
+# numbers (8 bytes each), so that a log only looks them up; a larger map computes them
+# when a run gets to each stretch.
+TABLE_SIZE = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,6 @@ class LiveMap:
             self.threshold = float(self.convergence["threshold"])
             self.above = direction(self.convergence) == "above"
         self.checkpoint_every = float(data.get("checkpoint_every") or 0.0)
-        self._state_ids = np.arange(len(self.kinds))
         self._bad = [k for k, kind in enumerate(self.kinds) if kind in BAD_KINDS]
         self._dead = [k for k, kind in enumerate(self.kinds) if kind == "dead_end"]
         self._targets = quantile_targets(LEVELS)
@@ -134,7 +139,7 @@ class LiveMap:
         which some run enters a state), and the runs in Kaplan-Meier order."""
         self.n_fit_runs = len(runs)
         if not runs:
-            self._grid = np.zeros(0)
+            self._grid, self._table = np.zeros(0), None
             return
         grid = np.unique(np.concatenate([r["starts"] for r in runs]).astype(np.float64))
         ends = np.array([r["convergence_step"] for r in runs], dtype=np.float64)
@@ -148,6 +153,21 @@ class LiveMap:
         self._cache_steps, self._cache = (np.inf, -np.inf), None
         self._ends, self._events = ends[order], events[order]
         self._end_values = [*self._ends.tolist(), None]  # None: a level never reached
+        self._table = self._curve_table()
+
+    def _curve_table(self) -> list[np.ndarray | None] | None:
+        """The curves of every stretch (``state_curves``), (B + 1, K, R) for the B steps
+        at which they change (the grid's after its first, the fit runs' ends), with None
+        where no run is at risk; None when larger than TABLE_SIZE."""
+        breaks = np.unique(np.concatenate([self._grid[1:], self._ends]))
+        if (len(breaks) + 1) * len(self.kinds) * len(self._ends) > TABLE_SIZE:
+            return None
+        # stretch i holds from breaks[i - 1] (-inf for i = 0) up to breaks[i]
+        lows = np.concatenate([[-np.inf], breaks])
+        curves, none_at_risk = state_curves(lows, self._grid, self._paths, self._ends,
+                                            self._events, len(self.kinds))  # fmt: skip
+        self._breaks = breaks.tolist()
+        return [None if none else c for c, none in zip(curves, none_at_risk, strict=True)]
 
     def zscores(self, values: np.ndarray) -> np.ndarray:
         """(..., F) values in the features' units -> z-scores; constant features -> 0."""
@@ -171,7 +191,10 @@ class LiveMap:
         converged, whose filtered state distribution is ``probabilities`` (K,)."""
         if not self.n_fit_runs:
             return (None, None, None)
-        curves = self._curves(step)
+        if self._table is not None:
+            curves = self._table[bisect.bisect_right(self._breaks, step)]
+        else:
+            curves = self._curves(step)
         if curves is None:
             return (None, None, None)  # every fit run converged (or stopped) before here
         # survival.quantiles on the mixture of the states' curves, spelt out: at every log
@@ -193,12 +216,8 @@ class LiveMap:
         if first == len(ends):
             self._cache = None
         else:
-            at_risk = np.arange(len(ends)) >= first
-            states = self._paths[:, column]
-            groups = np.vstack([at_risk & (states == self._state_ids[:, None]), at_risk])
-            curves = survival_curves(groups, self._events)
-            empty = ~groups[:-1].any(axis=1)
-            self._cache = -np.where(empty[:, None], curves[-1], curves[:-1])
+            self._cache = state_curves(np.array([step], dtype=np.float64), grid, self._paths,
+                                       ends, self._events, len(self.kinds))[0][0]  # fmt: skip
         # The same curves hold until a path changes state (the column: steps from
         # grid[column] up to grid[column + 1]; column 0 also below grid[0]) or a run
         # leaves the risk set (steps from ends[first - 1] up to ends[first]).

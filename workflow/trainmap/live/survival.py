@@ -34,6 +34,35 @@ def survival_curves(members: np.ndarray, events: np.ndarray) -> np.ndarray:
     return np.cumprod(1.0 - hazard, axis=1)
 
 
+def state_curves(
+    steps: np.ndarray,
+    grid: np.ndarray,
+    paths: np.ndarray,
+    ends: np.ndarray,
+    events: np.ndarray,
+    n_states: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minus the Kaplan-Meier curves of the fit runs at risk at each of ``steps`` (S,),
+    one per state over the runs whose path was in it there (a state no run at risk was in
+    gets the curve of all runs at risk): (S, K, R), non-decreasing along R; and whether no
+    run was at risk at all: (S,).
+
+    ``grid``: (G,) the steps at which some path enters a state; ``paths``: (R, G) each
+    run's state from that grid step on (before grid[0]: its first); ``ends``, ``events``:
+    (R,) in ``sorted_times`` order; ``n_states``: K.
+    """
+    n_runs = len(ends)
+    columns = np.maximum(np.searchsorted(grid, steps, side="right") - 1, 0)
+    first = np.searchsorted(ends, steps, side="right")  # runs before it converged by then
+    at_risk = np.arange(n_runs)[None, :] >= first[:, None]  # (S, R)
+    states = paths[:, columns].T  # (S, R)
+    groups = at_risk[:, None, :] & (states[:, None, :] == np.arange(n_states)[None, :, None])
+    members = np.concatenate([groups, at_risk[:, None, :]], axis=1)  # (S, K + 1, R)
+    curves = survival_curves(members.reshape(-1, n_runs), events).reshape(members.shape)
+    empty = ~groups.any(axis=2)  # (S, K)
+    return -np.where(empty[..., None], curves[:, -1:, :], curves[:, :-1, :]), first == n_runs
+
+
 # 1 - 0.5 computed as a product of factors may come out 0.5000001
 TOLERANCE = 1e-12
 
