@@ -62,6 +62,8 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     _mark_edge(right, selection, float(selected_bic[0]))
     right.set_ylabel("validation criterion (lower is better)")
     what = "summed over folds" if folded else "on held-out runs"
+    if selection.get("held_out") == "in-sample":  # selection time, a run too short for blocks
+        what = "in sample (too few checkpoints for held-out blocks)"
     right.set_title(f"information criteria {what}", fontsize="medium")
     if folded:
         _fold_curves(axes[2], rows, selection)
