@@ -3,21 +3,30 @@
 ``run_workflow(workdir, configfile)`` is the contract's command line
 (``snakemake -s <repo>/Snakefile --directory <dir> --configfile <cfg> --cores N``) in a
 subprocess, so a test sees what a user sees. ``planned_jobs(...)`` reads a dry run's job
-list, ``tiny_run`` is one finished run of tests/configs/tiny.yaml shared by the session,
-and ``copy_run`` clones it (outputs, mtimes and Snakemake's metadata) for a test to change.
+list, and ``copy_run`` clones a finished run (outputs, mtimes and Snakemake's metadata)
+for a test to change.
+
+A workflow run that several tests read is built once per session, across pytest-xdist
+workers (``shared_directory``), and each test asserts on its part: ``tiny_run``
+(tests/configs/tiny.yaml), ``probe_run`` (tests/configs/tiny_probe.yaml).
 """
 
+import fcntl
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+from slurm_cluster import slurm_cluster  # noqa: F401 (the session's SLURM test cluster)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -28,22 +37,36 @@ RUN_TIMEOUT_S = 900
 
 def pytest_configure(config) -> None:
     """Hypothesis keeps caches in .hypothesis/ of the working directory: keep them out of
-    the checkout (tests write only into temporary directories)."""
+    the checkout (tests write only into temporary directories); so does the digests'."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"trainmap-hypothesis-{os.getuid()}")
+    # The code digests' cache (trainmap.io.provenance), shared by the workers and the
+    # workflows they start, outside the user's own cache folder.
+    os.environ.setdefault(
+        "TRAINMAP_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"trainmap-cache-{os.getuid()}")
+    )
+
+
+# Shared runs whose tests (in two modules each) form one work unit: the worker that builds
+# the run goes on with their tests while the other worker runs the rest, instead of
+# waiting on the lock (tiny_run has too many tests for one unit).
+GROUPED_RUNS = ("recorded_examples", "probe_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into scopes
 def pytest_collection_modifyitems(config, items) -> None:
     """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``): a module's tests
-    stay on one worker, so its module fixtures are built once, and the tests on the SLURM
-    test cluster (one per machine, behind a lock) form one unit that goes first: it is
-    the longest (~10 min, mostly waiting on the cluster) and the other worker runs the
-    rest meanwhile. Without xdist the order changes only."""
+    stay on one worker, so its module fixtures are built once; the tests of a shared run in
+    ``GROUPED_RUNS`` form one unit; and the tests on the SLURM test cluster (one per
+    machine, behind a lock) form one unit that goes first: it is the longest (mostly
+    waiting on the cluster) and the other worker runs the rest meanwhile. Without xdist
+    the order changes only."""
     for item in items:
         slurm = item.get_closest_marker("slurm") is not None
-        item.add_marker(pytest.mark.xdist_group("slurm" if slurm else item.nodeid.split("::")[0]))
+        shared = [name for name in GROUPED_RUNS if name in item.fixturenames]
+        group = "slurm" if slurm else shared[0] if shared else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable sort
 
 
@@ -159,7 +182,6 @@ def copy_run(source: Path, destination: Path) -> Path:
 # Folders of tools, not of the workflow: bytecode, caches, the venv, git itself.
 NOT_WORKFLOW_OUTPUT = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache",
                        ".hypothesis"}  # fmt: skip
-REPO_WRITES = pytest.StashKey[list[str]]()
 
 
 def repository_files() -> dict[str, tuple[int, int]]:
@@ -175,18 +197,177 @@ def repository_files() -> dict[str, tuple[int, int]]:
     return files
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, request) -> Path:
-    """A finished run of the tiny config (target ``all``); copy it before changing it.
-
-    The files of the repository checkout the run created or changed are kept in
-    ``request.config.stash[REPO_WRITES]`` (a test asserts there are none).
+def shared_directory(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """A directory that ``build(directory)`` fills once per test session, however many
+    pytest-xdist workers ask for it: the first takes a lock (``fcntl.flock``) and builds,
+    the others wait on the lock and reuse the result. A failed build is recorded, so that
+    the others fail with its error instead of building again. Tests copy the directory
+    (``copy_run``) before changing anything in it.
     """
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    before = repository_files()
-    run_workflow(workdir, TINY_CONFIG)
-    after = repository_files()
-    request.config.stash[REPO_WRITES] = sorted(
-        path for path, stamp in after.items() if before.get(path) != stamp
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's basetemp
+    directory, built, failed = root / name, root / f"{name}.built", root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if failed.exists():
+            raise WorkflowFailed(f"{name}, built by another worker:\n{failed.read_text()}")
+        if not built.exists():
+            try:
+                build(directory)
+            except BaseException as error:
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
+            built.touch()
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished run of the tiny config (target ``all``) and its report (``report.html``),
+    built once per session; copy it before changing it.
+
+    The files of the repository checkout the run created or changed are listed in
+    ``repo_writes(tiny_run)`` (a test asserts there are none).
+    """
+
+    def build(workdir: Path) -> None:
+        before = repository_files()
+        run_workflow(workdir, TINY_CONFIG)
+        run_workflow(workdir, TINY_CONFIG, extra_args=["--report", "report.html"])
+        after = repository_files()
+        changed = sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+        repo_writes(workdir).write_text(json.dumps(changed))
+
+    return shared_directory(tmp_path_factory, "tiny_run", build)
+
+
+def repo_writes(run: Path) -> Path:
+    """The JSON list of the checkout's files a shared run created or changed (beside it:
+    inside, a copy would carry it)."""
+    return run.with_name(f"{run.name}.repo_writes.json")
+
+
+PROBE_CONFIG = REPO / "tests" / "configs" / "tiny_probe.yaml"
+PC_FEATURES = ["l2", "pc1", "pc2"]
+
+
+@pytest.fixture(scope="session")
+def probe_run(tmp_path_factory) -> Path:
+    """A finished run of tests/configs/tiny_probe.yaml with parity's features
+    ``PC_FEATURES`` (the HMM reads PCs of the probe losses), built once per session; its
+    config is ``config.yaml`` inside it."""
+
+    def build(workdir: Path) -> None:
+        config = yaml.safe_load(PROBE_CONFIG.read_text())
+        config["settings"]["parity"]["features"] = PC_FEATURES
+        workdir.mkdir(parents=True)
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        run_workflow(workdir, workdir / "config.yaml")
+
+    return shared_directory(tmp_path_factory, "probe_run", build)
+
+
+EXAMPLES = REPO / "examples"
+
+
+def run_example(name: str, directory: Path) -> None:
+    """examples/<name>.py, recording its 4 seeds into ``directory`` as a user would."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), str(directory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    return workdir
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _importable(*modules: str) -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+# Example -> (convergence column, threshold) and what it needs beyond the package.
+EXAMPLE_SETTINGS = {
+    "plain_loop": ("eval_accuracy", 0.85, ()),
+    "hf_trainer": ("eval_accuracy", 0.2, ("accelerate",)),
+    "lightning_module": ("val_accuracy", 0.85, ("lightning",)),
+}
+
+
+@pytest.fixture(scope="session")
+def recorded_examples(tmp_path_factory) -> Path:
+    """The examples' recorded runs (runs/<example>/, the ones whose libraries are
+    installed) mapped by one workflow run, built once per session; its config is
+    ``config.yaml`` inside it. Setting ``plain`` maps plain_loop's runs again with PC
+    features [l2, pc1] (probe components 2)."""
+
+    def build(workdir: Path) -> None:
+        hmm = {"states": [1, 2], "restarts": 1, "n_iter": 8, "covariance": "diag",
+               "val_fraction": 0.5}  # fmt: skip
+        config = {"settings": {}, "hmm": hmm}
+        workdir.mkdir(parents=True)
+        for name, (column, threshold, needs) in EXAMPLE_SETTINGS.items():
+            if not _importable(*needs):
+                continue
+            run_example(name, workdir / "runs" / name)
+            config["settings"][name] = {
+                "source": "runs",
+                "runs": f"runs/{name}",  # relative to the working directory
+                "features": ["l2", "spectral", "var_w"],
+                "convergence": {"column": column, "threshold": threshold},
+            }
+        config["settings"]["plain_loop"]["probe"] = {"components": 3}  # it logs probe_losses
+        config["settings"]["plain"] = {
+            **config["settings"]["plain_loop"],
+            "features": ["l2", "pc1"],
+            "probe": {"components": 2},
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        run_workflow(workdir, workdir / "config.yaml")
+
+    return shared_directory(tmp_path_factory, "recorded_examples", build)
+
+
+# One training job for two seeds, long enough to be killed in the middle of seed 1.
+KILL_CONFIG = {
+    "source": "train",
+    "task": "sparse_parity",
+    "seeds": 2,
+    "seeds_per_job": 2,
+    "n_bits": 10,
+    "n_train": 200,
+    "n_eval": 50,
+    "hidden": 32,
+    "epochs": 60,
+    "eval_every": 1,
+    "device": "cpu",
+    "resume_every": 0,
+    "features": ["l2", "spectral"],
+    "convergence": {"column": "eval_accuracy", "threshold": 0.9},
+}
+RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
+        for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
+
+
+def kill_config(path: Path, vectorize: bool | str) -> Path:
+    """A config of KILL_CONFIG's setting (named parity) with this ``vectorize``."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory) -> Path:
+    """KILL_CONFIG's runs trained without interruption (one after another), once per
+    session: the reference of the kill tests (tests/training/test_resume.py; vectorised
+    training is bit-identical) and of the SLURM requeue test."""
+
+    def build(workdir: Path) -> None:
+        workdir.mkdir(parents=True)
+        configfile = kill_config(workdir / "config.yaml", vectorize=False)
+        run_workflow(workdir, configfile, targets=RUNS, cores=1)
+
+    return shared_directory(tmp_path_factory, "resume_reference", build)

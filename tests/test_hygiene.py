@@ -1,6 +1,7 @@
 """Checks over the package's source: no pickle is ever loaded, every output is atomic."""
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,37 @@ def test_the_scans_find_what_they_look_for():
         "open(p)\n"
     )
     assert pickle_loads(good) == [] and non_atomic_writes(good) == []
+
+
+SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_import_without_snakemake(path: Path):
+    """A script runs its `main` only when Snakemake runs it, so tests import and call
+    `main` in-process (no `snakemake` object: importing must run nothing)."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # NameError on `snakemake` if main ran at import
+    assert callable(module.main)
+
+
+MAX_FUNCTION_LINES = 60  # functions short enough to read at once (STYLE.md)
+
+
+def long_functions(root: Path) -> set[str]:
+    """``module:function`` of every function (methods and nested ones too) over
+    ``MAX_FUNCTION_LINES`` lines, decorators aside, under ``root``."""
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                    found.add(f"{path.relative_to(root)}:{node.name}")
+    return found
+
+
+def test_no_function_in_the_package_is_over_60_lines(tmp_path):
+    assert long_functions(REPO / "workflow" / "trainmap") == set()
+    (tmp_path / "m.py").write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert long_functions(tmp_path) == {"m.py:f"}  # the scan finds one

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO as ROOT
-from conftest import TINY_CONFIG, run_workflow
+from conftest import TINY_CONFIG, repo_writes, run_workflow
 from safetensors.torch import load_file
 
 from trainmap.config.settings import load_yaml, validate_config
@@ -134,6 +134,7 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
     selected = json.loads((tiny_run / f"results/{setting}/hmm/selected.json").read_text())
     assert selected["n_states"] == training_map["n_states"]
     assert selected["fitted_on"] == "all runs"
+    assert len(selected["restarts"]) == 20  # hmm.map_restarts, not the fits' 2
     resampled = setting == "parity"  # tiny.yaml: stability: {resamples: 2} for parity only
     assert (tiny_run / f"results/{setting}/support.json").exists() == resampled
     if resampled:
@@ -169,21 +170,6 @@ def test_tiny_run_writes_contract_files(tiny_run, setting):
 
 
 @pytest.mark.slow
-def test_grouped_training_equals_training_alone(tiny_run, tmp_path):
-    """Parity's seed 1, trained in a two-seed job (tiny config; vectorised, `vectorize:
-    auto`), is byte-identical to seed 1 trained in a job of its own (the loop)."""
-    config = load_yaml(TINY_CONFIG)
-    config["settings"]["parity"]["seeds_per_job"] = 1
-    alone = tmp_path / "alone.yaml"
-    alone.write_text(yaml.safe_dump(config))
-    run = "results/parity/runs/seed1"
-    result = run_workflow(tmp_path, alone, targets=[f"{run}/model.safetensors"])
-    assert "train_run" in result.stdout
-    for name in ("metrics.parquet", "model.safetensors"):
-        assert (tmp_path / run / name).read_bytes() == (tiny_run / run / name).read_bytes()
-
-
-@pytest.mark.slow
 def test_saved_weights_are_the_last_checkpoint(tiny_run):
     setting = validate_config(load_yaml(TINY_CONFIG))["modular"]
     task = get_task(setting.task)
@@ -198,21 +184,27 @@ def test_saved_weights_are_the_last_checkpoint(tiny_run):
 
 
 @pytest.mark.slow
-def test_nothing_is_written_into_the_repository(tiny_run, request):
-    """The run writes only under its --directory. Compared with the checkout as it was
-    before the run, so a user's own results/ and logs/ (make run) are no failure."""
-    from conftest import REPO_WRITES
-
-    assert request.config.stash[REPO_WRITES] == []
+def test_nothing_is_written_into_the_repository(tiny_run):
+    """The run (and its report) writes only under its --directory. Compared with the
+    checkout as it was before the run, so a user's own results/ and logs/ (make run) are
+    no failure."""
+    assert json.loads(repo_writes(tiny_run).read_text()) == []
     assert (tiny_run / "logs").is_dir() and (tiny_run / ".snakemake").is_dir()
 
 
 @pytest.mark.slow
-def test_a_second_run_from_scratch_is_byte_identical(tiny_run, tmp_path):
-    """The whole chain is deterministic: training, HMM fits, decoding, map, detours."""
-    settings = validate_config(load_yaml(TINY_CONFIG))
+def test_a_second_run_with_each_seed_alone_is_byte_identical(tiny_run, tmp_path):
+    """The whole chain is deterministic (training, HMM fits, decoding, map, detours), and
+    parity's seeds trained in jobs of their own (the loop) equal the tiny run's two-seed
+    job (vectorised, `vectorize: auto`): one run from scratch checks both."""
+    config = load_yaml(TINY_CONFIG)
+    config["settings"]["parity"]["seeds_per_job"] = 1
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump(config))
+    settings = validate_config(config)
     targets = [f"results/{name}/map.json" for name in settings]  # pulls in all compared
-    run_workflow(tmp_path, TINY_CONFIG, targets=targets)
+    result = run_workflow(tmp_path / "run", alone, targets=targets)
+    assert job_counts(result.stdout)["train_run"] == 4  # parity's two jobs, modular's two
     compared = []
     for name, setting in settings.items():
         files = ["trajectories.parquet", "states.parquet", "map.json", "detours.csv"]
@@ -221,6 +213,7 @@ def test_a_second_run_from_scratch_is_byte_identical(tiny_run, tmp_path):
                   for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
         for file in files:
             path = f"results/{name}/{file}"
-            assert (tmp_path / path).read_bytes() == (tiny_run / path).read_bytes(), path
+            expected = (tiny_run / path).read_bytes()
+            assert (tmp_path / "run" / path).read_bytes() == expected, path
             compared.append(path)
     assert len(compared) == 2 * (4 + 2 + 4)

@@ -169,7 +169,7 @@ def test_predicted_checkpoints_equal_the_trained_rows(overrides, count):
     tiny = {"n_bits": 6, "n_eval": 8, "hidden": 4, "device": "cpu", **overrides}
     params = parse_params(task.params, tiny, "t")
     table, _ = train(task, params, seed=0)
-    predicted, _ = trained_checkpoints("sparse_parity", vars(params))
+    predicted, _ = trained_checkpoints(vars(params), params.train_examples())
     assert predicted == len(table) == count
 
 

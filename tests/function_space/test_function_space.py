@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_workflow
+from conftest import REPO
 
 from trainmap.config.settings import load_yaml, validate_config
 from trainmap.errors import ConfigError
@@ -138,10 +138,11 @@ def test_probe_key_is_validated():
 
 
 @pytest.mark.slow
-def test_a_setting_with_a_probe_maps_its_runs_in_function_space(tmp_path):
-    """tests/configs/tiny_probe.yaml end to end: a vectorised group and a lone seed."""
-    run_workflow(tmp_path, PROBE_CONFIG)
-    results = tmp_path / "results" / "parity"
+def test_a_setting_with_a_probe_maps_its_runs_in_function_space(probe_run):
+    """tests/configs/tiny_probe.yaml end to end (the shared run, features with PCs: the
+    map of function space is drawn the same either way): a vectorised group and a lone
+    seed."""
+    results = probe_run / "results" / "parity"
     runs = results / "runs"
     losses = [pd.read_parquet(runs / f"seed{s}" / "probe_losses.parquet") for s in range(3)]
     metrics = pd.read_parquet(runs / "seed0" / "metrics.parquet")

@@ -2,14 +2,12 @@
 
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_workflow
+from conftest import PC_FEATURES, REPO, copy_run, planned_jobs, run_workflow
 
 from trainmap.config.settings import load_yaml, validate_config
 from trainmap.errors import ConfigError
@@ -149,14 +147,11 @@ def test_the_fit_survives_the_removal_of_stale_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_pc_features_end_to_end(tmp_path):
-    """tests/configs/tiny_probe.yaml with features [l2, pc1, pc2]: the HMM reads the PCs."""
-    config = load_yaml(PROBE_CONFIG)
-    config["settings"]["parity"]["features"] = ["l2", "pc1", "pc2"]
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    run_workflow(tmp_path / "work", configfile)
-    results = tmp_path / "work" / "results" / "parity"
+def test_pc_features_end_to_end(probe_run):
+    """tests/configs/tiny_probe.yaml with features [l2, pc1, pc2] (the shared run): the
+    HMM reads the PCs."""
+    assert PC_FEATURES == ["l2", "pc1", "pc2"]
+    results = probe_run / "results" / "parity"
     trajectories = pd.read_parquet(results / "trajectories.parquet")
     space = pd.read_parquet(results / "function_space.parquet")
     merged = trajectories.merge(space, on=["seed", "step"], suffixes=("", "_map"))
@@ -189,31 +184,28 @@ def test_recorded_runs_take_pc_features_with_probe_components(tmp_path):
 
 
 @pytest.mark.slow
-def test_recorded_runs_with_pc_features_end_to_end(tmp_path):
-    """examples/plain_loop.py records 4 seeds with probe losses; features [l2, pc1]."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    script = REPO / "examples" / "plain_loop.py"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "runs")], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    config = load_yaml(TINY)
-    config["settings"] = {
-        "plain": {
-            "source": "runs",
-            "runs": "runs",
-            "features": ["l2", "pc1"],
-            "convergence": {"column": "eval_accuracy", "threshold": 0.85},
-            "probe": {"components": 2},
-        }
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run_workflow(tmp_path, tmp_path / "config.yaml")
-    results = tmp_path / "results" / "plain"
+def test_recorded_runs_with_pc_features_end_to_end(recorded_examples, tmp_path):
+    """examples/plain_loop.py records 4 seeds with probe losses; setting `plain` of the
+    shared run maps them with features [l2, pc1]. Nothing reruns while the recorded files
+    are unchanged; a file whose content changed under an old mtime reruns its settings."""
+    config = yaml.safe_load((recorded_examples / "config.yaml").read_text())
+    assert config["settings"]["plain"]["features"] == ["l2", "pc1"]
+    results = recorded_examples / "results" / "plain"
     trajectories = pd.read_parquet(results / "trajectories.parquet")
     space = pd.read_parquet(results / "function_space.parquet")
     merged = trajectories.merge(space, on=["seed", "step"], suffixes=("", "_map"))
     assert len(merged) == len(trajectories) == 4 * 21
     assert (merged["pc1"] == merged["pc1_map"]).all() and "pc2" not in trajectories.columns
     assert (results / "map.json").is_file()
-    dry = run_workflow(tmp_path, tmp_path / "config.yaml", extra_args=["-n"])
+    work = copy_run(recorded_examples, tmp_path / "copy")
+    dry = run_workflow(work, work / "config.yaml", extra_args=["-n"])
     assert "Nothing to be done" in dry.stdout
+    path = work / "runs" / "plain_loop" / "seed1" / "metrics.parquet"
+    stat = path.stat()
+    table = pd.read_parquet(path)
+    table.loc[3, "l2"] += 1.0
+    table.to_parquet(path, index=False)
+    os.utime(path, (stat.st_atime, stat.st_mtime))  # an old time: only the content says so
+    jobs = planned_jobs(work, work / "config.yaml")
+    rerun = {job.wildcard_dict["setting"] for job in jobs if job.rule == "collect_trajectories"}
+    assert rerun == {"plain_loop", "plain"}  # both read plain_loop's runs

@@ -56,7 +56,7 @@ def test_rules_over_resamples():
     ]
     summary = resample_summary(resamples, "one_se")
     assert summary["by_rule"] == {
-        "lowest_median": 5,  # medians 101, 100, 104
+        "lowest_median": 5,  # above each resample's best: 4: 3, 8, 1; 5: 0, 9, 0; 6: 4, 0, 20
         "one_se": 4,
         "lowest_mean": 5,
         "most_picked": 4,
@@ -146,7 +146,12 @@ def config_with(stability: dict, seeds=5) -> dict:
             "settings.parity.stability.resamples: 6 resamples, but 5 runs give only 5 "
             "distinct split draws",
         ),
-        ({"resamples": 2}, 1, "settings.parity.stability.resamples: 2 resamples need at least 2"),
+        (
+            {"resamples": 2},
+            1,
+            "settings.parity.stability.resamples: 2 resamples redraw which runs fit and which "
+            "validate, but the setting has one run",
+        ),
         ({"resamples": 2, "method": "bootstrap"}, 2, "settings.parity.stability.method: bootstrap"),
         ({"resamples": 2, "rule": "best"}, 5, "stability.rule"),
     ],
@@ -166,3 +171,34 @@ def test_protocol_paper_fills_the_keys_not_given():
     assert setting.stability["resamples"] == 0
     default = validate_config(config_with({}, seeds=10))["parity"]
     assert default.hmm["normalize"] == "global" and default.hmm["refit"] is True
+
+
+def test_the_median_rule_pairs_each_k_with_its_resamples_best():
+    """Splits shift every K's BIC together; unpaired medians (K=4: 100, K=5: 95) would
+    pick 5 although 4 is best or nearly so in every resample (above best: 0, 5, 0)."""
+    resamples = [
+        {"n_states": 4, "scores": scores({4: 0, 5: 5})},
+        {"n_states": 5, "scores": scores({4: 100, 5: 95})},
+        {"n_states": 4, "scores": scores({4: 200, 5: 210})},
+    ]
+    summary = resample_summary(resamples, "lowest_median")
+    assert summary["n_states"] == 4
+    assert summary["median_above_best"] == {"4": 0.0, "5": 5.0}
+
+
+def test_the_selection_figure_draws_the_resamples_median_curve():
+    from trainmap.figures.selection import plot_selection
+
+    fits = [
+        {"n_states": k, "val_bic": v, "train_loglik": 0.0, "val_loglik": 0.0}
+        for k, v in {3: 120.0, 4: 110.0, 5: 100.0}.items()
+    ]
+    resamples = [
+        {"n_states": 4, "scores": scores({3: 120, 4: 100, 5: 101})},
+        {"n_states": 5, "scores": scores({3: 121, 4: 102, 5: 100})},
+    ]
+    figure = plot_selection(select_state_count(fits, resamples), "parity")
+    panel = figure.axes[-1]
+    assert len(figure.axes) == 3 and "2 resamples" in panel.get_title()
+    median = [line for line in panel.get_lines() if line.get_label() == "median over resamples"]
+    assert median[0].get_ydata().tolist() == [20.5, 1.0, 0.5]

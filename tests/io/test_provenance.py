@@ -62,3 +62,44 @@ def test_comments_docstrings_and_moves_keep_the_digest(tmp_path, monkeypatch):
     assert provenance.code_digest(script) == before
     fit.write_text(fit.read_text().replace("restarts", "restarts ", 1) + "\nY = 2\n")
     assert provenance.code_digest(script) != before
+
+
+def clear_memory() -> None:
+    """Forget what this process parsed, as a new process would."""
+    provenance._source_parts.cache_clear()
+    provenance._read_parts.cache_clear()
+
+
+def test_digests_are_cached_by_file_content(tmp_path, monkeypatch):
+    """A start after the first reads each file's parts from the cache folder; an edited
+    file has new text, hence a new entry, and a broken entry is parsed again."""
+    monkeypatch.setenv("TRAINMAP_CACHE_DIR", str(tmp_path / "cache"))
+    package = copy_package(tmp_path, monkeypatch)
+    script = SCRIPTS / "fit_hmm.py"
+    clear_memory()  # as in a new process
+    cold = provenance.code_digest(script)
+    entries = sorted(provenance.code_cache_dir().glob("*.json"))
+    files = [script, *provenance.local_imports(script)]
+    assert len(entries) == len({file.read_text() for file in files})  # one per text
+    clear_memory()
+    assert provenance.code_digest(script) == cold  # from the folder
+    for entry in entries:
+        entry.write_text('{"imports": ')  # cut short: parsed again, not trusted
+    clear_memory()
+    assert provenance.code_digest(script) == cold
+    fit = package / "hmm" / "fit.py"
+    fit.write_text(fit.read_text() + "\nY = 2\n")
+    clear_memory()
+    assert provenance.code_digest(script) != cold
+    assert len(list(provenance.code_cache_dir().glob("*.json"))) == len(entries) + 1
+
+
+def test_an_unwritable_cache_folder_only_costs_a_parse(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("TRAINMAP_CACHE_DIR", str(tmp_path / "cache"))
+    clear_memory()
+    expected = provenance.code_digest(SCRIPTS / "decode_states.py")
+    monkeypatch.setenv("TRAINMAP_CACHE_DIR", str(blocked))
+    clear_memory()
+    assert provenance.code_digest(SCRIPTS / "decode_states.py") == expected

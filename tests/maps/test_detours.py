@@ -227,3 +227,26 @@ def test_dissimilarity_does_not_depend_on_state_numbering():
     _, other, _ = analyze_detours(relabelled, planted.trajectories, 3, CONVERGENCE, 0.001)
     assert summary["dissimilarity"] == pytest.approx(other["dissimilarity"])
     assert summary["dissimilarity"] > 0
+
+
+def test_a_setting_without_convergence_writes_the_keys_of_a_fitted_regression():
+    """regression.json has one builder: without a convergence column (maps.no_regression)
+    it carries every key a fitted one has (route evidence aside, which needs a fit), with
+    the regression empty and the reason stated; the runs' summary is computed as usual."""
+    from trainmap.maps.no_regression import REASON, describe_without_regression
+
+    planted = planted_runs()
+    table, fitted, _ = analyze_detours(planted.states, planted.trajectories, 3, CONVERGENCE, 0.001)
+    route_keys = {key for key in fitted if key.startswith("route") or "last_state" in key}
+    route_keys |= {"baseline_rule"}
+    bare_table, summary, runs = describe_without_regression(
+        planted.states, planted.trajectories, 3, 0.001
+    )
+    assert list(summary) == [key for key in fitted if key not in route_keys]
+    assert summary["reason"] == REASON and summary["significant"] is False
+    assert summary["r2"] is None and summary["convergence"] is None
+    assert summary["n_runs"] == fitted["n_runs"] and summary["n_detours"] == 0
+    assert summary["dissimilarity"] == pytest.approx(fitted["dissimilarity"])
+    assert list(bare_table.columns) == list(table.columns)
+    assert bare_table["runs_visiting"].tolist() == table["runs_visiting"].tolist()
+    assert runs["in_regression"].all()

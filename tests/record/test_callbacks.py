@@ -2,16 +2,13 @@
 the examples/ scripts' runs go through the workflow (`source: runs`) to a map."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_workflow
+from conftest import REPO
 
 from trainmap.errors import RecordError
 from trainmap.io.columns import METRIC_COLUMNS
@@ -139,64 +136,28 @@ def test_lightning_callback_needs_a_seed(tmp_path, monkeypatch):
         LightningCallback(tmp_path, every_n_steps=2.5)
 
 
-def run_example(name: str, directory: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), str(directory)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.mark.slow
-def test_examples_record_runs_that_the_workflow_maps(tmp_path):
-    """As a user would: the three examples record 4 seeds each, then one config maps them."""
+def test_examples_record_runs_that_the_workflow_maps(recorded_examples):
+    """As a user would: the three examples record 4 seeds each, then one config maps them
+    (the shared run, which also maps plain_loop's runs with PC features)."""
     pytest.importorskip("lightning")
     pytest.importorskip("accelerate")
-    settings = {
-        "plain_loop": ("eval_accuracy", 0.85),
-        "hf_trainer": ("eval_accuracy", 0.2),
-        "lightning_module": ("val_accuracy", 0.85),
-    }
-    config = {"settings": {}, "hmm": {"states": [1, 2], "restarts": 1, "n_iter": 8,
-                                      "covariance": "diag", "val_fraction": 0.5}}  # fmt: skip
-    for name, (column, threshold) in settings.items():
-        run_example(name, tmp_path / "runs" / name)
-        config["settings"][name] = {
-            "source": "runs",
-            "runs": f"runs/{name}",  # relative to the working directory
-            "features": ["l2", "spectral", "var_w"],
-            "convergence": {"column": column, "threshold": threshold},
-        }
-    config["settings"]["plain_loop"]["probe"] = {"components": 3}  # it logs probe_losses
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run_workflow(tmp_path, tmp_path / "config.yaml")
-    for name in settings:
-        trajectories = pd.read_parquet(tmp_path / "results" / name / "trajectories.parquet")
+    work = recorded_examples
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    assert set(config["settings"]) == {"plain_loop", "hf_trainer", "lightning_module", "plain"}
+    for name in ("plain_loop", "hf_trainer", "lightning_module"):
+        trajectories = pd.read_parquet(work / "results" / name / "trajectories.parquet")
         assert sorted(trajectories["seed"].unique()) == [0, 1, 2, 3]
-        recorded = pd.read_parquet(tmp_path / "runs" / name / "seed2" / "metrics.parquet")
+        recorded = pd.read_parquet(work / "runs" / name / "seed2" / "metrics.parquet")
         mine = trajectories[trajectories["seed"] == 2].reset_index(drop=True)
         pd.testing.assert_series_equal(mine["l2"], recorded["l2"])
-        chart = json.loads((tmp_path / "results" / name / "map.json").read_text())
+        chart = json.loads((work / "results" / name / "map.json").read_text())
         assert chart["n_states"] in (1, 2) and chart["states"]
         assert sum(s["runs_visiting"] for s in chart["states"]) >= 4
-        assert (tmp_path / "results" / name / "detours.csv").exists()
+        assert (work / "results" / name / "detours.csv").exists()
     # plain_loop logged its loss on 64 fixed examples: the runs in function space.
-    space = pd.read_parquet(tmp_path / "results" / "plain_loop" / "function_space.parquet")
+    space = pd.read_parquet(work / "results" / "plain_loop" / "function_space.parquet")
     assert list(space.columns) == ["seed", "step", "pc1", "pc2", "pc3", "state"]
     assert sorted(space["seed"].unique()) == [0, 1, 2, 3] and len(space) == 4 * 21
-    assert (tmp_path / "results" / "plain_loop" / "function_space.png").stat().st_size > 0
-    # Every recorded file unchanged: nothing to do; one run's content changed: it reruns.
-    dry = run_workflow(tmp_path, tmp_path / "config.yaml", extra_args=["-n"])
-    assert "Nothing to be done" in dry.stdout
-    path = tmp_path / "runs" / "plain_loop" / "seed1" / "metrics.parquet"
-    stat = path.stat()
-    table = pd.read_parquet(path)
-    table.loc[3, "l2"] += 1.0
-    table.to_parquet(path, index=False)
-    os.utime(path, (stat.st_atime, stat.st_mtime))  # an old time: only the content says so
-    dry = run_workflow(tmp_path, tmp_path / "config.yaml", extra_args=["-n"])
-    assert "collect_trajectories" in dry.stdout and "plain_loop" in dry.stdout
+    assert (work / "results" / "plain_loop" / "function_space.png").stat().st_size > 0
+    # Recorded files unchanged, nothing reruns; one changed, it does: test_pc_features.

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
-from conftest import TINY_CONFIG, parse_jobs, run_workflow, snakemake_command
+from conftest import RUNS, kill_config, parse_jobs, run_workflow, snakemake_command
 
 from trainmap.tasks.params import parse_params
 from trainmap.tasks.registry import get_task
@@ -44,8 +43,8 @@ class Killed(Exception):
     """Stands in for SIGKILL in the in-process tests (the subprocess test sends one)."""
 
 
-class KillAfterSaves(SeedResume):
-    """A resumer whose run dies right after its n-th save."""
+class DiesAfterSaves:
+    """Mixed into a resumer: its run dies right after the resumer's n-th save."""
 
     def __init__(self, *args, n: int):
         super().__init__(*args)
@@ -55,6 +54,10 @@ class KillAfterSaves(SeedResume):
         super().at_checkpoint(state)
         if self.saves >= self.n:
             raise Killed
+
+
+class KillAfterSaves(DiesAfterSaves, SeedResume):
+    """A seed's resumer whose run dies right after its n-th save."""
 
 
 def params(task_name: str):
@@ -186,12 +189,16 @@ def test_unpack_refuses_a_bundle_without_manifest(tmp_path):
     complete; the manifest, written last, is what says the job finished."""
     bundle = tmp_path / "group0"
     write_bundle(bundle, [0, 1])
-    outputs = {"metrics.parquet": tmp_path / "out" / "m", "model.safetensors": tmp_path / "w"}
+    outputs = [tmp_path / "out" / "metrics.parquet", tmp_path / "model.safetensors"]
+    log = tmp_path / "unpack.log"
     with pytest.raises(BundleError, match=r"group0: no complete\.json; it was left by a"):
-        unpack_seed(bundle, 0, outputs)
+        unpack_seed(bundle, 0, outputs, log)
+    assert log.read_text().startswith(f"failed: {bundle}: no complete.json")
     write_manifest(bundle, [0, 1])
-    unpack_seed(bundle, 1, outputs)
-    assert (tmp_path / "out" / "m").read_bytes() == b"m1"
+    unpack_seed(bundle, 1, outputs, log)
+    assert (tmp_path / "out" / "metrics.parquet").read_bytes() == b"m1"
+    assert (tmp_path / "model.safetensors").read_bytes() == b"w1"
+    assert len(log.read_text().splitlines()) == 2  # a line per file copied
     (bundle / "seed0" / "model.safetensors").write_bytes(b"changed")
     with pytest.raises(BundleError, match=r"seed0/model\.safetensors is missing or differs"):
         unpack_seed(bundle, 0, outputs)
@@ -199,37 +206,16 @@ def test_unpack_refuses_a_bundle_without_manifest(tmp_path):
         unpack_seed(bundle, 3, outputs)
 
 
-# One training job for two seeds, long enough to be killed in the middle of seed 1.
-KILL_CONFIG = {
-    "source": "train",
-    "task": "sparse_parity",
-    "seeds": 2,
-    "seeds_per_job": 2,
-    "n_bits": 10,
-    "n_train": 200,
-    "n_eval": 50,
-    "hidden": 32,
-    "epochs": 60,
-    "eval_every": 1,
-    "device": "cpu",
-    "resume_every": 0,
-    "features": ["l2", "spectral"],
-    "convergence": {"column": "eval_accuracy", "threshold": 0.9},
-}
-RUNS = [f"results/parity/runs/seed{s}/{f}" for s in (0, 1)
-        for f in ("metrics.parquet", "model.safetensors")]  # fmt: skip
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("vectorize", [False, True])
-def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectorize, tmp_path):
+def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(
+    vectorize, uninterrupted, tmp_path
+):
     """One after another: seed 0 finishes, seed 1 is killed mid-run and resumed.
-    Vectorised: the group is killed after a save of its state and resumed whole."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["settings"] = {"parity": {**KILL_CONFIG, "vectorize": vectorize}}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    Vectorised: the group is killed after a save of its state and resumed whole. Both
+    end byte-identical to the shared uninterrupted run."""
+    configfile = kill_config(tmp_path / "config.yaml", vectorize)
+    killed = tmp_path / "killed"
     killed.mkdir()
     command = snakemake_command(killed, configfile, targets=RUNS, cores=1)
     job = subprocess.Popen(command, cwd=killed, start_new_session=True,
@@ -249,7 +235,6 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectori
     assert not (killed / RUNS[2]).exists()
     run_workflow(killed, configfile, extra_args=["--unlock"], cores=1)
     run_workflow(killed, configfile, targets=RUNS, extra_args=["--rerun-incomplete"], cores=1)
-    run_workflow(whole, configfile, targets=RUNS, cores=1)
 
     log = (killed / "logs/parity/train_run/group0.log").read_text()
     resumed = [1, 0] if vectorize else [1]
@@ -261,7 +246,7 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectori
         assert step > 0
         assert f"seed {seed} epoch 0/60 step 0/" not in log  # resumed, not restarted
     for path in RUNS:
-        assert (killed / path).read_bytes() == (whole / path).read_bytes(), path
+        assert (killed / path).read_bytes() == (uninterrupted / path).read_bytes(), path
     # The states are gone once the outputs are complete; the bundle once unpacked.
     assert sorted(p.name for p in runs.iterdir()) == ["seed0", "seed1"]
 
@@ -270,10 +255,7 @@ def test_sigkilled_training_job_resumes_and_matches_an_uninterrupted_run(vectori
 def test_a_half_written_bundle_is_never_unpacked(tmp_path):
     """What Ctrl-C then --cleanup-metadata leave: a bundle Snakemake takes for complete,
     without the manifest its training job writes last. unpack_run stops and says why."""
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["settings"] = {"parity": KILL_CONFIG}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
+    configfile = kill_config(tmp_path / "config.yaml", vectorize="auto")
     work = tmp_path / "work"
     write_bundle(work / "results/parity/runs/group0", [0])
     result = run_workflow(work, configfile, targets=RUNS[:2], check=False)
@@ -285,17 +267,8 @@ def test_a_half_written_bundle_is_never_unpacked(tmp_path):
     assert not (work / RUNS[0]).exists()
 
 
-class KillGroupAfterSaves(GroupResume):
+class KillGroupAfterSaves(DiesAfterSaves, GroupResume):
     """A vectorised group's resumer whose job dies right after its n-th save."""
-
-    def __init__(self, *args, n: int):
-        super().__init__(*args)
-        self.n = n
-
-    def at_checkpoint(self, group) -> None:
-        super().at_checkpoint(group)
-        if self.saves >= self.n:
-            raise Killed
 
 
 @pytest.mark.parametrize("task_name", ["sparse_parity", "modular_addition"])

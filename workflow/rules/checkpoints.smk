@@ -17,14 +17,14 @@ rule compute_checkpoint_metrics:
         setting=settings_pattern("checkpoints"),
     conda:
         "../../envs/train.yaml"
-    threads: get_checkpoint_threads
+    threads: setting_value(SETTINGS, "threads")
     resources:
         gpu=get_gpu_count,
     params:
         setting="{setting}",
         seed="{seed}",
         series=get_checkpoint_series,
-        hyper=get_hyperparameters,
+        hyper=setting_value(SETTINGS, "params"),
         code=script_code("compute_checkpoint_metrics.py"),
     script:
         "../scripts/compute_checkpoint_metrics.py"

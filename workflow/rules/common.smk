@@ -1,11 +1,15 @@
-# Helpers shared by the rule files (settings come from SETTINGS, validated in Snakefile).
+# Input functions and paths shared by the rule files (settings come from SETTINGS,
+# validated in Snakefile). Params that only look a value up are made by
+# trainmap/config/rule_params.py (setting_value, wildcard_number), not a getter each.
 
 from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
+from trainmap.training.bundle import unpack_seed
 from trainmap.function_space.features import pc_features
-from trainmap.hmm.options import fit_options, sequence_options
+from trainmap.hmm.options import fit_options, map_options, sequence_options
+from trainmap.config.rule_params import setting_value, wildcard_number
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -27,6 +31,7 @@ def script_code(script):
 
 
 def get_setting(wildcards):
+    """The job's setting (trainmap/config/settings.py's Setting)."""
     return SETTINGS[wildcards.setting]
 
 
@@ -68,11 +73,6 @@ def get_group_seeds(wildcards):
             f"settings.{setting.name}: no seeds in training group {wildcards.group}"
         )
     return seeds
-
-
-def get_vectorize(wildcards):
-    """auto | true | false: how a train_run job trains its group of seeds."""
-    return get_setting(wildcards).vectorize
 
 
 def get_run_bundle(wildcards):
@@ -118,11 +118,6 @@ def get_checkpoint_files(wildcards):
     return files + ([series["evals"]] if series["evals"] else [])
 
 
-def get_checkpoint_threads(wildcards):
-    """A checkpoint series job's threads (the setting's `threads`, default 1)."""
-    return get_setting(wildcards).threads
-
-
 def get_gpu_count(wildcards):
     """Training (and checkpoint metrics) ask for a GPU unless the setting pins device: cpu."""
     return 0 if get_setting(wildcards).params["device"] == "cpu" else 1
@@ -164,53 +159,14 @@ def get_resume_every(wildcards, output):
     return get_setting(wildcards).resume_every
 
 
-def get_source(wildcards):
-    return get_setting(wildcards).source
-
-
-def get_features(wildcards):
-    return get_setting(wildcards).features
-
-
-def get_features_given(wildcards):
-    """Whether the setting named its features (else the default list drops the bias
-    metrics of models without biases)."""
-    return get_setting(wildcards).features_given
-
-
-def get_convergence(wildcards):
-    return get_setting(wildcards).convergence
-
-
-def get_hmm_options(wildcards):
-    return get_setting(wildcards).hmm
-
-
-def get_hyperparameters(wildcards):
-    return get_setting(wildcards).params
-
-
-def get_task_name(wildcards):
-    return get_setting(wildcards).task
-
-
 def get_sequence_options(wildcards):
     """The hmm options prepare_sequences uses (others must not rerun it)."""
-    return sequence_options(get_hmm_options(wildcards))
-
-
-def get_selection_method(wildcards):
-    """split | kfold (hmm.selection)."""
-    return get_hmm_options(wildcards)["selection"]
-
-
-def get_fold(wildcards):
-    return int(wildcards.fold)
+    return sequence_options(get_setting(wildcards).hmm)
 
 
 def get_fold_fits(wildcards):
     """selection kfold: the (K, fold) fits one k<K>.json refit reads; none for split."""
-    hmm = get_hmm_options(wildcards)
+    hmm = get_setting(wildcards).hmm
     if hmm["selection"] != "kfold":
         return []
     return expand(
@@ -223,16 +179,12 @@ def get_fold_fits(wildcards):
 
 def get_fit_options(wildcards):
     """The hmm options fit_hmm uses (others must not rerun the fits)."""
-    return fit_options(get_hmm_options(wildcards))
-
-
-def get_state_count(wildcards):
-    return int(wildcards.k)
+    return fit_options(get_setting(wildcards).hmm)
 
 
 def get_candidates(wildcards):
     """The candidate state counts K of the setting, sorted."""
-    return sorted(get_hmm_options(wildcards)["states"])
+    return sorted(get_setting(wildcards).hmm["states"])
 
 
 def get_hmm_fits(wildcards):
@@ -244,24 +196,16 @@ def get_hmm_fits(wildcards):
     )
 
 
-def get_refit(wildcards):
-    """hmm.refit: the map's model is the selected K refit on all runs."""
-    return get_hmm_options(wildcards)["refit"]
+def get_map_options(wildcards):
+    """The options of the map's model: the fits', with hmm.map_restarts restarts."""
+    return map_options(get_setting(wildcards).hmm)
 
 
 def get_resample_options(wildcards):
     """The hmm options a resample uses: the fits', the candidates and the split size."""
-    hmm = get_hmm_options(wildcards)
+    hmm = get_setting(wildcards).hmm
     keys = ("states", "val_fraction", "max_checkpoints")
     return {**fit_options(hmm), **{key: hmm[key] for key in keys}}
-
-
-def get_stability(wildcards):
-    return get_setting(wildcards).stability
-
-
-def get_resample(wildcards):
-    return int(wildcards.resample)
 
 
 def get_resamples(wildcards):
@@ -269,28 +213,15 @@ def get_resamples(wildcards):
     return expand(
         "results/{setting}/stability/resample{resample}.json",
         setting=wildcards.setting,
-        resample=range(1, get_stability(wildcards)["resamples"] + 1),
+        resample=range(1, get_setting(wildcards).stability["resamples"] + 1),
     )
 
 
 def get_support(wildcards):
     """support.json when the setting has resamples (draw_training_map merges it)."""
-    if not get_stability(wildcards)["resamples"]:
+    if not get_setting(wildcards).stability["resamples"]:
         return []
     return f"results/{wildcards.setting}/support.json"
-
-
-def get_alpha(wildcards):
-    return get_setting(wildcards).alpha
-
-
-def get_probe(wildcards):
-    """The setting's probe: options ({} without one: no probe set, no function space)."""
-    return get_setting(wildcards).probe
-
-
-def get_probe_components(wildcards):
-    return get_setting(wildcards).probe["components"]
 
 
 def probe_settings_pattern():

@@ -16,8 +16,8 @@ rule fit_detour_regression:
     conda:
         "../../envs/analysis.yaml"
     params:
-        convergence=get_convergence,
-        alpha=get_alpha,
+        convergence=setting_value(SETTINGS, "convergence"),
+        alpha=setting_value(SETTINGS, "alpha"),
         code=script_code("fit_detour_regression.py"),
     script:
         "../scripts/fit_detour_regression.py"

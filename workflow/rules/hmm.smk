@@ -15,8 +15,8 @@ rule prepare_sequences:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        features=get_features,
-        features_given=get_features_given,
+        features=setting_value(SETTINGS, "features"),
+        features_given=setting_value(SETTINGS, "features_given"),
         options=get_sequence_options,
         code=script_code("prepare_sequences.py"),
     script:
@@ -30,13 +30,13 @@ rule fit_hmm_fold:
         "results/{setting}/hmm/folds/k{k}_fold{fold}.json",
     log:
         "logs/{setting}/fit_hmm_fold/k{k}_fold{fold}.log",
-    priority: get_state_count
+    priority: wildcard_number("k")
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        n_states=get_state_count,
-        fold=get_fold,
+        n_states=wildcard_number("k"),
+        fold=wildcard_number("fold"),
         options=get_fit_options,
         code=script_code("fit_hmm_fold.py"),
     script:
@@ -53,13 +53,13 @@ rule fit_hmm:
         "logs/{setting}/fit_hmm/k{k}.log",
     # Largest K first: the longest jobs start early, so the parallel fits end together.
     # threads: 1 also makes Snakemake set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, ... to 1.
-    priority: get_state_count
+    priority: wildcard_number("k")
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        n_states=get_state_count,
-        selection=get_selection_method,
+        n_states=wildcard_number("k"),
+        selection=setting_value(SETTINGS, "hmm", "selection"),
         options=get_fit_options,
         code=script_code("fit_hmm.py"),
     script:
@@ -81,11 +81,11 @@ rule fit_resample:
     threads: 1
     params:
         setting="{setting}",
-        resample=get_resample,
+        resample=wildcard_number("resample"),
         hmm=get_resample_options,
-        stability=get_stability,
-        convergence=get_convergence,
-        alpha=get_alpha,
+        stability=setting_value(SETTINGS, "stability"),
+        convergence=setting_value(SETTINGS, "convergence"),
+        alpha=setting_value(SETTINGS, "alpha"),
         code=script_code("fit_resample.py"),
     script:
         "../scripts/fit_resample.py"
@@ -104,7 +104,7 @@ rule select_state_count:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        stability=get_stability,
+        stability=setting_value(SETTINGS, "stability"),
         code=script_code("select_state_count.py"),
     script:
         "../scripts/select_state_count.py"
@@ -142,8 +142,8 @@ rule fit_map_model:
         "../../envs/analysis.yaml"
     threads: 1
     params:
-        refit=get_refit,
-        options=get_fit_options,
+        refit=setting_value(SETTINGS, "hmm", "refit"),
+        options=get_map_options,
         code=script_code("fit_map_model.py"),
     script:
         "../scripts/fit_map_model.py"

@@ -72,7 +72,7 @@ rule fit_function_space:
     conda:
         "../../envs/analysis.yaml"
     params:
-        components=get_probe_components,
+        components=setting_value(SETTINGS, "probe", "components"),
         table_digest=get_input_digest,
         code=script_code("fit_function_space.py"),
     script:

@@ -32,8 +32,8 @@ rule plot_state_trajectories:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        features=get_features,
-        convergence=get_convergence,
+        features=setting_value(SETTINGS, "features"),
+        convergence=setting_value(SETTINGS, "convergence"),
         code=script_code("plot_state_trajectories.py"),
     script:
         "../scripts/plot_state_trajectories.py"
@@ -57,8 +57,8 @@ rule plot_interactive_curves:
         "../../envs/analysis.yaml"
     params:
         setting="{setting}",
-        features=get_features,
-        convergence=get_convergence,
+        features=setting_value(SETTINGS, "features"),
+        convergence=setting_value(SETTINGS, "convergence"),
         code=script_code("plot_interactive_curves.py"),
     script:
         "../scripts/plot_interactive_curves.py"

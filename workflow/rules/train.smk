@@ -19,12 +19,12 @@ rule train_run:
     params:
         setting="{setting}",
         seeds=get_group_seeds,
-        vectorize=get_vectorize,
-        task=get_task_name,
-        hyper=get_hyperparameters,
+        vectorize=setting_value(SETTINGS, "vectorize"),
+        task=setting_value(SETTINGS, "task"),
+        hyper=setting_value(SETTINGS, "params"),
         code=script_code("train_run.py"),
         resume_every=get_resume_every,  # not a rerun trigger (common.smk)
-        probe=get_probe,
+        probe=setting_value(SETTINGS, "probe"),
     script:
         "../scripts/train_run.py"
 
@@ -48,7 +48,10 @@ rule train_tokenizer:
 
 
 # Copies one seed's files out of its group's bundle, once the bundle's manifest says the
-# training job finished (standard library only: the training env serves).
+# training job finished. A `run:` block, inside Snakemake's process (standard library
+# only, training/bundle.py): a process per seed only to copy two files was ~1 s each,
+# 50 of the default run's 88 jobs. (One training job cannot list its group's seed files
+# as outputs: a rule's outputs follow from its wildcards, and a group's seeds do not.)
 rule unpack_run:
     input:
         get_run_bundle,
@@ -58,19 +61,18 @@ rule unpack_run:
     log:
         "logs/{setting}/unpack_run/seed{seed}.log",
     localrule: True
-    conda:
-        "../../envs/train.yaml"
     params:
         # What decides the seed's files: a change reruns this job, hence its group's
         # training (the bundle is temporary and gone by then).
-        task=get_task_name,
-        hyper=get_hyperparameters,
+        task=setting_value(SETTINGS, "task"),
+        hyper=setting_value(SETTINGS, "params"),
         code=script_code("train_run.py"),
-    script:
-        "../scripts/unpack_run.py"
+    run:
+        unpack_seed(input[0], int(wildcards.seed), output, log[0])
 
 
-# A seed's per-example losses on the setting's probe set (settings with probe: only).
+# A seed's per-example losses on the setting's probe set (settings with probe: only),
+# copied as unpack_run copies the seed's other files.
 rule unpack_probe_losses:
     input:
         get_run_bundle,
@@ -81,13 +83,11 @@ rule unpack_probe_losses:
     wildcard_constraints:
         setting=probe_settings_pattern(),
     localrule: True
-    conda:
-        "../../envs/train.yaml"
     params:
-        probe=get_probe,
+        probe=setting_value(SETTINGS, "probe"),
         code=script_code("train_run.py"),
-    script:
-        "../scripts/unpack_probe_losses.py"
+    run:
+        unpack_seed(input[0], int(wildcards.seed), output, log[0])
 
 
 rule collect_trajectories:
@@ -101,9 +101,9 @@ rule collect_trajectories:
     conda:
         "../../envs/analysis.yaml"
     params:
-        source=get_source,
-        features=get_features,
-        convergence=get_convergence,
+        source=setting_value(SETTINGS, "source"),
+        features=setting_value(SETTINGS, "features"),
+        convergence=setting_value(SETTINGS, "convergence"),
         table_digest=get_input_digest,
         code=script_code("collect_trajectories.py"),
     script:

@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.function_space.features import join_coords, pc_features
 from trainmap.io.files import read_parquet, write_parquet
@@ -24,4 +25,5 @@ def main(inputs, output: str, params, log: str) -> None:
     write_parquet(table, output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

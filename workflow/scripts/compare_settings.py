@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.plots import plot_comparison
 from trainmap.figures.style import save_figure
@@ -34,4 +35,11 @@ def main(inputs, output: str, params, wildcards, log: str) -> None:
     save_figure(plot_comparison(first, second, pair), output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.wildcards, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(
+        snakemake.input,
+        snakemake.output[0],
+        snakemake.params,
+        snakemake.wildcards,
+        snakemake.log[0],
+    )

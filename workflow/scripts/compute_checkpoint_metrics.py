@@ -5,7 +5,8 @@ tensors they read beside it (weights.json)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import torch
 
@@ -34,4 +35,5 @@ def main(outputs, params, threads: int, log: str) -> None:
     write_parquet(table, output)
 
 
-main(snakemake.output, snakemake.params, snakemake.threads, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.output, snakemake.params, snakemake.threads, snakemake.log[0])

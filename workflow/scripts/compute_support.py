@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.io.files import read_json, read_parquet, write_json
 from trainmap.io.logs import log_to_file
@@ -20,4 +21,5 @@ def main(inputs, output: str, log: str) -> None:
     write_json(support, output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.log[0])

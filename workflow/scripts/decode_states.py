@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.hmm.decode import decode_states
 from trainmap.hmm.fit import model_from_json
@@ -18,4 +19,5 @@ def main(inputs, output: str, log: str) -> None:
     write_parquet(decode_states(model_from_json(model), table, model["features"]), output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.log[0])

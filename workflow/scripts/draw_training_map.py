@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.map import plot_map
 from trainmap.figures.style import save_figure
@@ -41,4 +42,5 @@ def main(inputs, outputs, params, log: str) -> None:
     save_figure(figure, outputs.figure)
 
 
-main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

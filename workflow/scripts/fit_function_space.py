@@ -4,7 +4,8 @@ pca/coords.parquet (every checkpoint's pc1..pcK) and pca/summary.json."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import logging
 
@@ -23,4 +24,5 @@ def main(inputs, outputs, params, log: str) -> None:
     write_json(info, outputs.summary)
 
 
-main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

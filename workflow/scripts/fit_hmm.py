@@ -8,7 +8,8 @@ blocks of checkpoints itself, then the model on every checkpoint
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.hmm.fit import fit_state_count
 from trainmap.hmm.kfold import refit_all_runs
@@ -42,4 +43,5 @@ def main(inputs, output: str, params, log: str) -> None:
     write_json(result, output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

@@ -7,7 +7,8 @@ and its regression's call of each state (trainmap.maps.pipeline.resample_with_ca
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.io.files import read_parquet, write_json
 from trainmap.io.logs import log_to_file
@@ -30,4 +31,5 @@ def main(inputs, output: str, params, log: str) -> None:
     write_json(result, output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

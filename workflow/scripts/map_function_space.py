@@ -5,7 +5,8 @@ function_space.json, function_space.png and function_space.html."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.function_space import function_space_page, plot_function_space
 from trainmap.figures.html import write_page
@@ -35,4 +36,5 @@ def main(inputs, outputs, params, log: str) -> None:
                outputs.page)  # fmt: skip
 
 
-main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.plots import plot_coefficients, plot_convergence, plot_no_convergence
 from trainmap.figures.style import save_figure
@@ -26,4 +27,5 @@ def main(inputs, outputs, params, log: str) -> None:
     save_figure(figure, outputs.coefficients)
 
 
-main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.plots import plot_trajectories
 from trainmap.figures.style import save_figure
@@ -24,4 +25,5 @@ def main(inputs, output: str, params, log: str) -> None:
     save_figure(figure, output)
 
 
-main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output[0], snakemake.params, snakemake.log[0])

@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.hmm.sequences import prepare_sequences
 from trainmap.io.files import read_parquet, write_json, write_parquet
@@ -29,4 +30,5 @@ def main(trajectories: str, outputs, params, log: str) -> None:
     write_json({"setting": params.setting, **prepared.report(), "options": options}, outputs.report)
 
 
-main(snakemake.input[0], snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input[0], snakemake.output, snakemake.params, snakemake.log[0])

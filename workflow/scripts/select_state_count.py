@@ -4,7 +4,8 @@ write selection.json and its figure."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.figures.selection import plot_selection
 from trainmap.hmm.selection import select_state_count
@@ -23,4 +24,5 @@ def main(inputs, outputs, params, log: str) -> None:
         plot_selection(selection, params.setting).savefig(tmp, format="png", dpi=120)
 
 
-main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.input, snakemake.output, snakemake.params, snakemake.log[0])

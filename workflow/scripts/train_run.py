@@ -11,7 +11,8 @@ a rerun resumes a killed seed and copies finished ones instead of retraining the
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 import logging
 
@@ -58,10 +59,11 @@ def main(bundle: str, params, inputs: dict[str, str], threads: int, log: str) ->
     store.clear(seeds)  # the bundle is complete: the states have served
 
 
-main(
-    snakemake.output[0],
-    snakemake.params,
-    dict(snakemake.input.items()),
-    snakemake.threads,
-    snakemake.log[0],
-)
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(
+        snakemake.output[0],
+        snakemake.params,
+        dict(snakemake.input.items()),
+        snakemake.threads,
+        snakemake.log[0],
+    )

@@ -4,7 +4,8 @@ training lines and save it (a tokenizers JSON file)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from trainmap.io.logs import log_to_file
 from trainmap.tasks.masked_lm.corpus import build_tokenizer
@@ -15,4 +16,5 @@ def main(output: str, options: dict, log: str) -> None:
     build_tokenizer(options["corpus"], options["eval_fraction"], options["vocab_size"], output)
 
 
-main(snakemake.output[0], snakemake.params.options, snakemake.log[0])
+if "snakemake" in globals():  # run by Snakemake; tests import main and call it
+    main(snakemake.output[0], snakemake.params.options, snakemake.log[0])

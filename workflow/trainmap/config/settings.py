@@ -71,6 +71,9 @@ class Setting:
     vectorize: str = "auto"  # auto | true | false (YAML booleans normalised)
     task: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # source train: training examples per epoch as the task's keys give them (None where
+    # only the data tells; the task's params class knows, trainmap.tasks.params).
+    train_examples: int | None = None
     table: str | None = None
     runs: str | None = None
     series: CheckpointSeries | None = None
@@ -230,7 +233,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         "convergence": entry.get("convergence", {}),  # optional for checkpoints only
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
-        "stability": _block("stability", entry, config, given),
+        "stability": _one_run_stability(_block("stability", entry, config, given), hmm, entry),
         "features": list(entry.get("features", METRIC_COLUMNS)),
         "features_given": "features" in entry,
     }
@@ -273,6 +276,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         vectorize=str(entry.get("vectorize", "auto")).lower(),
         task=entry["task"],
         params=dataclasses.asdict(params),
+        train_examples=params.train_examples(),
         probe=probe,
     )
 
@@ -329,6 +333,16 @@ def _one_run_selection(hmm: dict[str, Any], entry: dict) -> dict[str, Any]:
     return hmm
 
 
+def _one_run_stability(stability: dict[str, Any], hmm: dict, entry: dict) -> dict[str, Any]:
+    """Resamples redraw which runs fit and which validate: K over time has none to redraw.
+    Under ``selection: time`` the top-level ``stability.resamples`` (the default config's
+    5) is 0 for the setting; resamples the setting asks for itself are refused
+    (trainmap.hmm.split.check_resamples)."""
+    if hmm["selection"] != "time" or "resamples" in entry.get("stability", {}):
+        return stability
+    return {**stability, "resamples": 0}
+
+
 def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
     """``selection: kfold`` validates every run once: at most one fold per run. A table's
     runs are only known when it is read (trainmap.hmm.sequences checks them there)."""
@@ -365,7 +379,7 @@ def _predicted_checkpoints(setting: Setting, where: str):
     """(run -> checkpoints, how that is known, which keys give more), or Nones where
     only the data tells."""
     if setting.source == "train":
-        predicted = trained_checkpoints(setting.task, setting.params)
+        predicted = trained_checkpoints(setting.params, setting.train_examples)
         if predicted is None:
             return None, None, None
         count, how = predicted

@@ -95,31 +95,7 @@ def function_space_page(
     to ``POINTS_PER_RUN`` checkpoints for display (keeping every change of state)."""
     colors = state_colors(n_states)
     y_name = "pc2" if "pc2" in table else "pc1"
-    traces = {k: {"x": [], "y": [], "customdata": []} for k in [*range(n_states), -1]}
-    starts, ends = [], []
-    for seed, run, state in _runs(table):
-        code = np.where(np.isnan(state), -1, np.nan_to_num(state)).astype(int)
-        rows = display_rows(code, POINTS_PER_RUN)
-        x, y, steps = (run[c].to_numpy()[rows] for c in ("pc1", y_name, "step"))
-        x, y = np.round(x, 5), np.round(y, 5)
-        shown = code[rows]
-        last = None  # (state, index) where the trace's previous segment ended
-        for j in range(1, len(rows)):
-            k = int(shown[j - 1])  # a segment takes the state of its first checkpoint
-            t = traces[k]
-            if last != (k, j - 1):
-                if t["x"]:
-                    for key in t:  # a gap between this run's visits to k
-                        t[key].append(None)
-                t["x"].append(float(x[j - 1]))
-                t["y"].append(float(y[j - 1]))
-                t["customdata"].append([seed, int(steps[j - 1]), _name(shown[j - 1])])
-            t["x"].append(float(x[j]))
-            t["y"].append(float(y[j]))
-            t["customdata"].append([seed, int(steps[j]), _name(shown[j])])
-            last = (k, j)
-        starts.append((x[0], y[0], seed))
-        ends.append((x[-1], y[-1], seed))
+    traces, starts, ends = _state_segments(table, n_states, y_name)
     fig = go.Figure()
     for k, t in traces.items():
         if not t["x"]:
@@ -160,3 +136,34 @@ def function_space_page(
         "checkpoint.</p>"
     )
     return page(f"{setting}: function space", fig, panel, {}, "")
+
+
+def _state_segments(table: pd.DataFrame, n_states: int, y_name: str) -> tuple[dict, list, list]:
+    """Every run's thinned path cut into one line trace per state (-1: undecoded; None
+    between a run's separate visits), and each run's first and last point with its seed."""
+    traces = {k: {"x": [], "y": [], "customdata": []} for k in [*range(n_states), -1]}
+    starts, ends = [], []
+    for seed, run, state in _runs(table):
+        code = np.where(np.isnan(state), -1, np.nan_to_num(state)).astype(int)
+        rows = display_rows(code, POINTS_PER_RUN)
+        x, y, steps = (run[c].to_numpy()[rows] for c in ("pc1", y_name, "step"))
+        x, y = np.round(x, 5), np.round(y, 5)
+        shown = code[rows]
+        last = None  # (state, index) where the trace's previous segment ended
+        for j in range(1, len(rows)):
+            k = int(shown[j - 1])  # a segment takes the state of its first checkpoint
+            t = traces[k]
+            if last != (k, j - 1):
+                if t["x"]:
+                    for key in t:  # a gap between this run's visits to k
+                        t[key].append(None)
+                t["x"].append(float(x[j - 1]))
+                t["y"].append(float(y[j - 1]))
+                t["customdata"].append([seed, int(steps[j - 1]), _name(shown[j - 1])])
+            t["x"].append(float(x[j]))
+            t["y"].append(float(y[j]))
+            t["customdata"].append([seed, int(steps[j]), _name(shown[j])])
+            last = (k, j)
+        starts.append((x[0], y[0], seed))
+        ends.append((x[-1], y[-1], seed))
+    return traces, starts, ends

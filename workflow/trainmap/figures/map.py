@@ -144,13 +144,10 @@ def _edge_look(source: int, target: int, detour_ids: set, dead_ids: set) -> tupl
     return INK, "-"
 
 
-def _draw_edges(
-    ax, training_map: dict, positions, nodes, ids: tuple[set, set], compact: bool
-) -> list[float]:
-    """Draw the non-self-loop edges; returns the lowest and highest y of their labels."""
-    n_runs = max(training_map["n_runs"], 1)
-    detour_ids, dead_ids = ids
-    extent, taken = [], []
+def _draw_edges(ax, training_map: dict, geometry: dict, nodes: dict, compact: bool) -> list:
+    """Draw the non-self-loop edges as ``map_geometry`` laid them out; returns the lowest
+    and highest y of their labels."""
+    positions, extent, taken = geometry["positions"], [], []
     circles = [
         _box(xy, 2 * NODE_RADIUS + 0.05, 2 * NODE_RADIUS + 0.05) for xy in positions.values()
     ]
@@ -159,19 +156,17 @@ def _draw_edges(
         source, target = edge["source"], edge["target"]
         if source == target:
             continue  # self-loops are written under their node ("P(Sk→Sk) = ...")
-        p, q = positions[source], positions[target]
-        rad = _edge_rad(p, q, positions, source, target)
-        color, style = _edge_look(source, target, detour_ids, dead_ids)
-        width = edge_width(edge["runs"], n_runs)
+        look = geometry["edges"][(source, target)]
+        p, q, color = positions[source], positions[target], look["color"]
         ax.add_patch(
             FancyArrowPatch(
                 p,
                 q,
-                connectionstyle=f"arc3,rad={rad}",
+                connectionstyle=f"arc3,rad={look['rad']}",
                 arrowstyle="-|>,head_length=0.55,head_width=0.3",
-                mutation_scale=10 + 1.5 * width,
-                linewidth=width,
-                linestyle=style,
+                mutation_scale=10 + 1.5 * look["width"],
+                linewidth=look["width"],
+                linestyle="--" if look["dashed"] else "-",
                 color=color,
                 alpha=0.85,
                 patchA=nodes[source],  # clip the arrow at the node circles
@@ -185,7 +180,7 @@ def _draw_edges(
         # Label box in data units (about inches): text plus the round box's padding.
         box_w = _text_width(lines, fontsize) + 2 * 0.25 * fontsize / 72 + 0.12
         box_h = len(lines) * fontsize * 1.25 / 72 + 2 * 0.25 * fontsize / 72 + 0.12
-        middle = _place_label(p, q, rad, box_w, box_h, taken, circles)
+        middle = _place_label(p, q, look["rad"], box_w, box_h, taken, circles)
         taken.append(_box(middle, box_w, box_h))
         ax.text(
             *middle,
@@ -248,19 +243,31 @@ def _node_lines(state: dict, n_runs: int, stay: dict | None, kind: str) -> list[
 
 
 def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compact=False) -> None:
-    """Draw the training map on ``ax``: nodes in training order, edge width by runs.
+    """Draw the training map on ``ax`` as ``map_geometry`` lays it out (the interactive
+    page's layout too): nodes in training order, edge width by runs.
 
     compact: leave out the edges' feature changes (for side-by-side comparisons).
     """
+    geometry = map_geometry(training_map, detours, compact=compact)
+    nodes = _draw_nodes(ax, training_map, geometry, compact)
+    labels = _draw_edges(ax, training_map, geometry, nodes, compact)
+    ys = [y for _, y in geometry["positions"].values()] or [0.0]
+    ax.set_xlim(*geometry["limits"][0])
+    # Room for the node labels (under the road and the states below it, over the states
+    # above it) and for the edge labels.
+    low, high = min(ys) - NODE_RADIUS - 1.5, max(ys) + NODE_RADIUS + (1.5 if max(ys) > 0 else 0.3)
+    ax.set_ylim(min([low, *labels]), max([high, *labels]))
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def _draw_nodes(ax, training_map: dict, geometry: dict, compact: bool) -> dict[int, Circle]:
+    """Draw each visited state's circle, name and the text under (or over) it."""
     states = {s["id"]: s for s in training_map["states"]}
     colors = state_colors(training_map["n_states"])
-    detour_ids, dead_ids = detour_states(detours), dead_end_states(detours)
-    column = _column_width(training_map, compact)
-    positions = _layout(training_map, column)
-    loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
     nodes = {}
-    for k, (x, y) in positions.items():
-        kind = "detour" if k in detour_ids else "dead_end" if k in dead_ids else ""
+    for k, (x, y) in geometry["positions"].items():
+        kind = geometry["kinds"][k]
         ring, text_color = KIND_LOOK.get(kind, ("white", INK))
         nodes[k] = Circle(
             (x, y),
@@ -278,7 +285,7 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
         ax.text(
             x,
             y - NODE_RADIUS - 0.12 if below else y + NODE_RADIUS + 0.12,
-            "\n".join(_node_lines(states[k], training_map["n_runs"], loops.get(k), kind)),
+            "\n".join(geometry["node_lines"][k]),
             ha="center",
             va="top" if below else "bottom",
             fontsize=7 if compact else 8,
@@ -287,16 +294,7 @@ def draw_map(ax, training_map: dict, detours: pd.DataFrame | None = None, compac
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
             zorder=5,
         )
-    labels = _draw_edges(ax, training_map, positions, nodes, (detour_ids, dead_ids), compact)
-    xs = [x for x, _ in positions.values()] or [0.0]
-    ys = [y for _, y in positions.values()] or [0.0]
-    ax.set_xlim(min(xs) - column / 2, max(xs) + column / 2)
-    # Room for the node labels (under the road and the states below it, over the states
-    # above it) and for the edge labels.
-    low, high = min(ys) - NODE_RADIUS - 1.5, max(ys) + NODE_RADIUS + (1.5 if max(ys) > 0 else 0.3)
-    ax.set_ylim(min([low, *labels]), max([high, *labels]))
-    ax.set_aspect("equal")
-    ax.axis("off")
+    return nodes
 
 
 def _names(states: set[int]) -> str:
@@ -329,11 +327,36 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         y=1 - 0.08 / fig_height,
         va="top",
     )
+    ax.set_title(_subtitle(training_map, regression, found, dead), fontsize=9)
+    fig.legend(
+        handles=_legend_handles(training_map, dead),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.1 / fig_height),
+        ncols=3,
+        fontsize=8,
+        frameon=False,
+    )
+    return fig
+
+
+def _subtitle(training_map: dict, regression: dict, found: str, dead: list) -> str:
+    """map.png's line under the title: the calls, the regression and the support."""
     states_line = f"detour states: {found}" + (f" \u00b7 dead ends: {_names(dead)}" if dead else "")
     subtitle = f"{states_line} \u00b7 {regression_line(regression)}"
     if len(subtitle) > 90:
         subtitle = f"{states_line}\n{regression_line(regression)}"
-    ax.set_title(subtitle, fontsize=9)
+    support = training_map.get("support")
+    if support:
+        picked = ", ".join(f"{k} ({n}\u00d7)" for k, n in support["n_states"].items())
+        subtitle += (
+            f"\nsupport: share of {support['resamples']} resamples (new splits and "
+            f"restarts) finding each state, edge and call; alone they pick K = {picked}"
+        )
+    return subtitle
+
+
+def _legend_handles(training_map: dict, dead: list) -> list:
+    """map.png's legend: edge widths by runs, the state outlines, how to read the labels."""
     unvisited = [s["id"] for s in training_map["states"] if s["runs_visiting"] == 0]
     n_runs = training_map["n_runs"]
     examples = sorted({max(1, round(f * n_runs)) for f in (1.0, 0.5, 0.1)}, reverse=True)
@@ -342,6 +365,10 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
         for n in examples
     ]
     handles.append(Patch(fc="white", ec=DETOUR, lw=2.5, label="detour state"))
+    if any(s.get("uncertain") for s in training_map["states"]):
+        handles.append(
+            Patch(fc="white", ec=DETOUR, lw=2.5, ls=":", label="call < 50% of resamples repeat")
+        )
     if dead:
         handles.append(
             Patch(fc="white", ec=DEAD_END, lw=2.5, ls="--", label="dead end (no run converges)")
@@ -353,15 +380,7 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
     if unvisited:
         names = ", ".join(f"S{k}" for k in unvisited)
         handles.append(Line2D([], [], ls="", label=f"never visited: {names}"))
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.1 / fig_height),
-        ncols=3,
-        fontsize=8,
-        frameon=False,
-    )
-    return fig
+    return handles
 
 
 def edge_width(runs: int, n_runs: int) -> float:
@@ -370,19 +389,21 @@ def edge_width(runs: int, n_runs: int) -> float:
 
 
 def map_geometry(
-    training_map: dict, detours: pd.DataFrame | None = None, samples: int = 25
+    training_map: dict, detours: pd.DataFrame | None = None, samples: int = 25, compact=False
 ) -> dict:
-    """Where ``plot_map`` puts everything, for another renderer (the interactive map).
+    """Where everything goes on the map: ``draw_map`` (map.png) draws it, the interactive
+    map (map_html.py) renders the same.
 
     Data units are map.png's (about inches). Returns ``positions`` {state: (x, y)} of the
     visited states, ``radius`` of a node, ``kinds`` {state: "detour" | "dead_end" | ""},
     ``node_lines`` {state: the text under the node}, ``limits`` ((x0, x1), (y0, y1)) and
-    ``edges`` {(source, target): {points (samples, 2) along the drawn curve, colour,
-    dashed, width, lines}} for every edge between two states (self-loops have no curve:
-    they are written under their node).
+    ``edges`` {(source, target): {points (samples, 2) along the drawn curve, its ``rad``
+    (matplotlib's arc3 curvature), colour, dashed, width, lines}} for every edge between
+    two states (self-loops have no curve: they are written under their node). compact:
+    columns sized for labels without the edges' feature changes (``draw_map``'s).
     """
     detour_ids, dead_ids = detour_states(detours), dead_end_states(detours)
-    column = _column_width(training_map, compact=False)
+    column = _column_width(training_map, compact)
     positions = _layout(training_map, column)
     states = {s["id"]: s for s in training_map["states"]}
     loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
@@ -402,6 +423,7 @@ def map_geometry(
         color, style = _edge_look(source, target, detour_ids, dead_ids)
         edges[(source, target)] = {
             "points": np.array([_bezier(p, q, rad, t) for t in np.linspace(0, 1, samples)]),
+            "rad": rad,
             "color": color,
             "dashed": style == "--",
             "width": edge_width(edge["runs"], training_map["n_runs"]),

@@ -143,10 +143,44 @@ def _seed_rows(seeds, runs: pd.DataFrame) -> list[list]:
 
 
 def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.Figure:
-    colors = state_colors(training_map["n_states"])
+    """The map as a Plotly figure: edges (curves with arrowheads, a diamond at each middle
+    for hovering), an empty trace for a run's path, the states, their texts and rings."""
     positions, radius = geometry["positions"], geometry["radius"]
     (x0, x1), (y0, y1) = geometry["limits"]
     fig = go.Figure()
+    annotations = _draw_edge_curves(fig, geometry)
+    edge_xy, edge_colors, labels = _edge_middles(training_map, geometry)
+    annotations += labels + _node_texts(geometry)
+    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="run path", hoverinfo="skip",
+                             line={"color": PATH_COLOR, "width": 6}, showlegend=False))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[xy[0] for xy in edge_xy], y=[xy[1] for xy in edge_xy], mode="markers",
+            name="edges", customdata=list(range(len(edge_xy))),
+            marker={"symbol": "diamond", "size": 11, "color": edge_colors,
+                    "line": {"color": "white", "width": 1}},
+            hovertext=hovers["edges"], hoverinfo="text", showlegend=False,
+        )
+    )  # fmt: skip
+    fig.add_trace(_state_markers(training_map, geometry, hovers["states"]))
+    axis = {"visible": False, "fixedrange": False}
+    fig.update_layout(
+        title={"text": title, "x": 0.02, "font": {"size": 15}},
+        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH),
+        height=int((y1 - y0) * PIXELS) + 90,
+        autosize=False, margin={"l": MARGIN, "r": MARGIN, "t": 60, "b": 30},
+        xaxis=axis | {"range": [x0, x1]},
+        yaxis=axis | {"range": [y0, y1], "scaleanchor": "x", "scaleratio": 1},
+        plot_bgcolor="white", paper_bgcolor="white", hovermode="closest",
+        annotations=annotations, shapes=_state_rings(training_map, positions, radius,
+                                                     geometry["kinds"]), dragmode="pan",
+    )  # fmt: skip
+    return fig
+
+
+def _draw_edge_curves(fig: go.Figure, geometry: dict) -> list[dict]:
+    """A line trace per edge between two states; returns their arrowheads (annotations)."""
+    positions, radius = geometry["positions"], geometry["radius"]
     annotations = []
     for (source, target), look in geometry["edges"].items():
         points = _outside_nodes(look["points"], [positions[source], positions[target]], radius)
@@ -162,7 +196,14 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
              "arrowhead": 2, "arrowsize": 1, "arrowwidth": max(1.2, line["width"] * 0.8),
              "arrowcolor": look["color"], "text": ""}
         )  # fmt: skip
-    edge_xy, edge_colors = [], []
+    return annotations
+
+
+def _edge_middles(training_map: dict, geometry: dict) -> tuple[list, list, list[dict]]:
+    """Each edge's hover point (a self-loop's beside its node), colour, and the label of
+    each edge between two states (annotations), in map.json's edge order."""
+    positions, radius = geometry["positions"], geometry["radius"]
+    edge_xy, edge_colors, labels = [], [], []
     for edge in training_map["edges"]:
         key = (edge["source"], edge["target"])
         if key[0] == key[1]:
@@ -172,44 +213,49 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
             look = geometry["edges"][key]
             edge_xy.append(tuple(look["points"][len(look["points"]) // 2]))
             edge_colors.append(look["color"])
-            annotations.append(
+            labels.append(
                 {"x": edge_xy[-1][0], "y": edge_xy[-1][1], "text": look["lines"][0],
                  "showarrow": False, "yshift": 14, "font": {"size": 10, "color": look["color"]},
                  "bgcolor": "rgba(255,255,255,0.8)"}
             )  # fmt: skip
-    for k, (x, y) in positions.items():
+    return edge_xy, edge_colors, labels
+
+
+def _node_texts(geometry: dict) -> list[dict]:
+    """The text under (or over) each state, as annotations."""
+    radius, texts = geometry["radius"], []
+    for k, (x, y) in geometry["positions"].items():
         below = y <= 0
-        annotations.append(
+        texts.append(
             {"x": x, "y": y - radius - 0.08 if below else y + radius + 0.4,
              "yanchor": "top" if below else "bottom", "showarrow": False, "align": "center",
              "text": "<br>".join(html.escape(line) for line in geometry["node_lines"][k]),
              "font": {"size": 10, "color": RING.get(geometry["kinds"][k], INK)},
              "bgcolor": "rgba(255,255,255,0.85)"}
         )  # fmt: skip
-    fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="run path", hoverinfo="skip",
-                             line={"color": PATH_COLOR, "width": 6}, showlegend=False))  # fmt: skip
-    fig.add_trace(
-        go.Scatter(
-            x=[xy[0] for xy in edge_xy], y=[xy[1] for xy in edge_xy], mode="markers",
-            name="edges", customdata=list(range(len(edge_xy))),
-            marker={"symbol": "diamond", "size": 11, "color": edge_colors,
-                    "line": {"color": "white", "width": 1}},
-            hovertext=hovers["edges"], hoverinfo="text", showlegend=False,
-        )
-    )  # fmt: skip
+    return texts
+
+
+def _state_markers(training_map: dict, geometry: dict, hovers: dict) -> go.Scatter:
+    """The states: a circle each, ringed by its kind, named S<k>."""
+    colors = state_colors(training_map["n_states"])
+    positions, radius, kinds = geometry["positions"], geometry["radius"], geometry["kinds"]
     ids = list(positions)
-    kinds = geometry["kinds"]
-    fig.add_trace(
-        go.Scatter(
-            x=[positions[k][0] for k in ids], y=[positions[k][1] for k in ids],
-            mode="markers+text", name="states", customdata=ids,
-            text=[f"S{k}" for k in ids], textfont={"color": "white", "size": 13},
-            marker={"size": 2 * radius * PIXELS, "color": [colors[k] for k in ids],
-                    "line": {"color": [RING.get(kinds[k], "white") for k in ids],
-                             "width": [4.5 if kinds[k] else 2 for k in ids]}},
-            hovertext=[hovers["states"][k] for k in ids], hoverinfo="text", showlegend=False,
-        )
+    return go.Scatter(
+        x=[positions[k][0] for k in ids], y=[positions[k][1] for k in ids],
+        mode="markers+text", name="states", customdata=ids,
+        text=[f"S{k}" for k in ids], textfont={"color": "white", "size": 13},
+        marker={"size": 2 * radius * PIXELS, "color": [colors[k] for k in ids],
+                "line": {"color": [RING.get(kinds[k], "white") for k in ids],
+                         "width": [4.5 if kinds[k] else 2 for k in ids]}},
+        hovertext=[hovers[k] for k in ids], hoverinfo="text", showlegend=False,
     )  # fmt: skip
+
+
+def _state_rings(training_map: dict, positions: dict, radius: float, kinds: dict) -> list:
+    """A dashed ring around each dead end and a dotted one around an uncertain call (a
+    call too few resamples repeat), as shapes."""
+    ids = list(positions)
     shapes = [
         {"type": "circle", "xref": "x", "yref": "y", "x0": positions[k][0] - radius - 0.06,
          "x1": positions[k][0] + radius + 0.06, "y0": positions[k][1] - radius - 0.06,
@@ -218,25 +264,14 @@ def _figure(training_map: dict, geometry: dict, hovers: dict, title: str) -> go.
         for k in ids if kinds[k] == "dead_end"
     ]  # fmt: skip
     uncertain = {s["id"] for s in training_map["states"] if s.get("uncertain")}
-    shapes += [  # a call too few resamples repeat: a dotted ring around the node
+    shapes += [
         {"type": "circle", "xref": "x", "yref": "y", "x0": positions[k][0] - radius - 0.12,
          "x1": positions[k][0] + radius + 0.12, "y0": positions[k][1] - radius - 0.12,
          "y1": positions[k][1] + radius + 0.12, "line": {"color": RING[kinds[k]],
          "dash": "dot", "width": 2}, "layer": "above"}
         for k in ids if k in uncertain and kinds[k]
     ]  # fmt: skip
-    axis = {"visible": False, "fixedrange": False}
-    fig.update_layout(
-        title={"text": title, "x": 0.02, "font": {"size": 15}},
-        width=max(int((x1 - x0) * PIXELS) + 2 * MARGIN, MIN_WIDTH),
-        height=int((y1 - y0) * PIXELS) + 90,
-        autosize=False, margin={"l": MARGIN, "r": MARGIN, "t": 60, "b": 30},
-        xaxis=axis | {"range": [x0, x1]},
-        yaxis=axis | {"range": [y0, y1], "scaleanchor": "x", "scaleratio": 1},
-        plot_bgcolor="white", paper_bgcolor="white", hovermode="closest",
-        annotations=annotations, shapes=shapes, dragmode="pan",
-    )  # fmt: skip
-    return fig
+    return shapes
 
 
 PANEL = """
@@ -325,8 +360,27 @@ def map_page(
     ``censored``); means: (n_states, n_features) state means of the selected HMM in z
     units, columns in ``training_map["features"]`` order.
     """
-    n_runs, features = training_map["n_runs"], training_map["features"]
     geometry = map_geometry(training_map, detours)
+    kind = "forking" if training_map["forking"] else "a single path"
+    title = (
+        f"{setting}: training map — {plural(training_map['n_states'], 'state')}, "
+        f"{plural(training_map['n_runs'], 'run')}, {kind}"
+    )
+    fig = _figure(training_map, geometry, _hovers(training_map, geometry, states, means), title)
+    data = _page_data(training_map, geometry, states, runs)
+    options = "\n".join(
+        f'<option value="{seed}">seed {seed}</option>' for seed in sorted(data["paths"], key=int)
+    )
+    panel = PANEL.format(
+        title=html.escape(f"{setting}: runs"), options=options, left_out=left_out_html(training_map)
+    )
+    return page(f"{setting}: training map", fig, panel, data, SCRIPT)
+
+
+def _hovers(training_map: dict, geometry: dict, states: pd.DataFrame, means: np.ndarray) -> dict:
+    """The hover texts: ``states`` {state: text} of the drawn states, ``edges`` in
+    map.json's edge order."""
+    n_runs, features = training_map["n_runs"], training_map["features"]
     dwell = dwell_times(states, training_map["n_states"])
     state_hovers = {
         s["id"]: state_hover(
@@ -336,16 +390,15 @@ def map_page(
         )
         for s in training_map["states"] if s["id"] in geometry["positions"]
     }  # fmt: skip
-    hovers = {
+    return {
         "states": state_hovers,
         "edges": [edge_hover(e, n_runs) for e in training_map["edges"]],
     }
-    kind = "forking" if training_map["forking"] else "a single path"
-    title = (
-        f"{setting}: training map — {plural(training_map['n_states'], 'state')}, "
-        f"{plural(n_runs, 'run')}, {kind}"
-    )
-    fig = _figure(training_map, geometry, hovers, title)
+
+
+def _page_data(training_map: dict, geometry: dict, states: pd.DataFrame, runs) -> dict:
+    """What the page's script reads: the runs through each state and edge, and each run's
+    path over the map (its points and the states it entered, with the step)."""
     pairs = transitions(states)
     visits = states.drop_duplicates(["seed", "state"]).groupby("state")["seed"]
     by_seed = states.sort_values(["seed", "step"], kind="stable").groupby("seed")
@@ -357,7 +410,7 @@ def map_page(
         entered = run["step"].to_numpy()[stays]
         visits_list = [[int(k), int(s)] for k, s in zip(path[stays], entered, strict=True)]
         paths[str(int(seed))] = {"x": x, "y": y, "visits": visits_list}
-    data = {
+    return {
         "state_seeds": {str(k): _seed_rows(seeds, runs) for k, seeds in visits},
         "edges": [
             {
@@ -374,10 +427,3 @@ def map_page(
         ],  # fmt: skip
         "paths": paths,
     }
-    options = "\n".join(
-        f'<option value="{seed}">seed {seed}</option>' for seed in sorted(paths, key=int)
-    )
-    panel = PANEL.format(
-        title=html.escape(f"{setting}: runs"), options=options, left_out=left_out_html(training_map)
-    )
-    return page(f"{setting}: training map", fig, panel, data, SCRIPT)

@@ -80,16 +80,7 @@ def plot_trajectories(
         ax.set_xlabel("step", fontsize=8)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    kinds = {"detour": " (detour)", "dead_end": " (dead end)"}
-    handles = [
-        Line2D(
-            [], [], color=colors[s["id"]], lw=3, label=f"S{s['id']}" + kinds.get(s.get("kind"), "")
-        )
-        for s in sorted(training_map["states"], key=lambda s: s["order"])
-        if s["runs_visiting"] > 0
-    ]
-    if table["state"].isna().any():
-        handles.append(Line2D([], [], color=UNDECODED, lw=3, label="not decoded"))
+    handles = _state_handles(training_map, colors, undecoded=table["state"].isna().any())
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -103,6 +94,22 @@ def plot_trajectories(
         weight="bold",
     )
     return fig
+
+
+def _state_handles(training_map: dict, colors, undecoded: bool) -> list[Line2D]:
+    """Legend entries of the visited states in training order (with their kind), and of
+    the checkpoints no state was decoded for, if any."""
+    kinds = {"detour": " (detour)", "dead_end": " (dead end)"}
+    handles = [
+        Line2D(
+            [], [], color=colors[s["id"]], lw=3, label=f"S{s['id']}" + kinds.get(s.get("kind"), "")
+        )
+        for s in sorted(training_map["states"], key=lambda s: s["order"])
+        if s["runs_visiting"] > 0
+    ]
+    if undecoded:
+        handles.append(Line2D([], [], color=UNDECODED, lw=3, label="not decoded"))
+    return handles
 
 
 def _visited_detour(runs: pd.DataFrame, detours: pd.DataFrame) -> np.ndarray:

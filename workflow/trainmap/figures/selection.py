@@ -16,65 +16,27 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
     panel with every fold's BIC curve. A K at the edge of the candidates is called out."""
     rows = selection["scores"]
     ks = np.array([row["n_states"] for row in rows])
-
-    def column(key: str) -> np.ndarray:
-        return np.array([row.get(key, np.nan) for row in rows], dtype=float)
-
     chosen = selection["n_states"]
     folded = any("fold_val_bic" in row for row in rows)
-    fig = Figure(figsize=(15 if folded else 10, 4.6), layout="constrained")
-    axes = fig.subplots(1, 3 if folded else 2, sharex=True)
-    left, right = axes[0], axes[1]
-    left.errorbar(
-        ks,
-        column("mean_val_loglik"),
-        yerr=column("sd_val_loglik"),
-        fmt="o--",
-        color="tab:gray",
-        capsize=3,
-        label="restart mean ± SD",
-    )
-    left.plot(ks, column("val_loglik"), "o-", color="tab:blue", label="kept model")
-    left.set_ylabel("validation log-likelihood (nats)")
-    left.set_title("fit to held-out runs (higher is better)", fontsize="medium")
-    _restart_dots(right, rows)
-    right.plot(ks, column("val_aic"), "s-", color="tab:orange", label="AIC (kept model)")
-    right.plot(ks, column("val_bic"), "o-", color="tab:green", label="BIC (kept model)")
-    right.plot(
-        ks, column("mean_val_bic"), "o--", color="tab:green", alpha=0.5, label="BIC (restart mean)"
-    )
-    guarded = column("guard_iterations") > 0
-    if guarded.any():
-        right.plot(
-            ks[guarded],
-            column("val_bic")[guarded],
-            "o",
-            ms=13,
-            mfc="none",
-            mec="tab:red",
-            mew=1.5,
-            label="kept model changed by the covariance guard",
-        )
-    selected_bic = column("val_bic")[ks == chosen]
-    right.plot(
-        [chosen], selected_bic, "*", color="black", markersize=16, label=f"selected K = {chosen}"
-    )
-    _mark_edge(right, selection, float(selected_bic[0]))
-    right.set_ylabel("validation criterion (lower is better)")
-    what = "summed over folds" if folded else "on held-out runs"
-    if selection.get("held_out") == "in-sample":  # selection time, a run too short for blocks
-        what = "in sample (too few checkpoints for held-out blocks)"
-    right.set_title(f"information criteria {what}", fontsize="medium")
+    resampled = "val_bic" in (selection.get("resamples") or {})
+    panels = 2 + folded + resampled
+    fig = Figure(figsize=(5 * panels, 4.6), layout="constrained")
+    axes = fig.subplots(1, panels, sharex=True)
+    _loglik_panel(axes[0], rows, ks)
+    _criteria_panel(axes[1], selection, ks, folded, resampled)
     if folded:
         _fold_curves(axes[2], rows, selection)
+    if resampled:
+        _resample_curves(axes[-1], selection)
     for ax in axes:
         ax.axvline(chosen, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("number of states K")
         ax.set_xticks(ks)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    by = "over resamples" if resampled else "by validation BIC"
     fig.suptitle(
-        f"{setting}: number of states by validation BIC (selected K = {chosen}; "
+        f"{setting}: number of states {by} (selected K = {chosen}; "
         f"agreeing: {stability_text(selection)})"
     )
     notes = selection_notes(selection) + [n for n in [guard_note(selection)] if n]
@@ -82,6 +44,68 @@ def plot_selection(selection: dict[str, Any], setting: str) -> Figure:
         text = "\n".join(textwrap.fill(note, 150) for note in notes)
         fig.supxlabel(text, fontsize="small", color="tab:red")
     return fig
+
+
+def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
+    """One score of every K (NaN where a row lacks it)."""
+    return np.array([row.get(key, np.nan) for row in rows], dtype=float)
+
+
+def _loglik_panel(ax, rows: list[dict[str, Any]], ks: np.ndarray) -> None:
+    """Validation log-likelihood of the kept model and of the restarts (mean +/- SD)."""
+    ax.errorbar(
+        ks,
+        _column(rows, "mean_val_loglik"),
+        yerr=_column(rows, "sd_val_loglik"),
+        fmt="o--",
+        color="tab:gray",
+        capsize=3,
+        label="restart mean ± SD",
+    )
+    ax.plot(ks, _column(rows, "val_loglik"), "o-", color="tab:blue", label="kept model")
+    ax.set_ylabel("validation log-likelihood (nats)")
+    ax.set_title("fit to held-out runs (higher is better)", fontsize="medium")
+
+
+def _criteria_panel(
+    ax, selection: dict[str, Any], ks: np.ndarray, folded: bool, resampled: bool
+) -> None:
+    """AIC and BIC of the kept models, each restart's BIC, the covariance guard's changes
+    and the selected K."""
+    rows, chosen = selection["scores"], selection["n_states"]
+    _restart_dots(ax, rows)
+    ax.plot(ks, _column(rows, "val_aic"), "s-", color="tab:orange", label="AIC (kept model)")
+    ax.plot(ks, _column(rows, "val_bic"), "o-", color="tab:green", label="BIC (kept model)")
+    ax.plot(
+        ks,
+        _column(rows, "mean_val_bic"),
+        "o--",
+        color="tab:green",
+        alpha=0.5,
+        label="BIC (restart mean)",
+    )
+    guarded = _column(rows, "guard_iterations") > 0
+    if guarded.any():
+        ax.plot(
+            ks[guarded],
+            _column(rows, "val_bic")[guarded],
+            "o",
+            ms=13,
+            mfc="none",
+            mec="tab:red",
+            mew=1.5,
+            label="kept model changed by the covariance guard",
+        )
+    selected_bic = _column(rows, "val_bic")[ks == chosen]
+    label = f"selected K = {chosen}"
+    ax.plot([chosen], selected_bic, "*", color="black", markersize=16, label=label)
+    _mark_edge(ax, selection, float(selected_bic[0]))
+    ax.set_ylabel("validation criterion (lower is better)")
+    what = "summed over folds" if folded else "on held-out runs"
+    what += " (the configured split)" if resampled and not folded else ""
+    if selection.get("held_out") == "in-sample":  # selection time, a run too short for blocks
+        what = "in sample (too few checkpoints for held-out blocks)"
+    ax.set_title(f"information criteria {what}", fontsize="medium")
 
 
 def _restart_dots(ax, rows: list[dict[str, Any]]) -> None:
@@ -132,3 +156,24 @@ def _fold_curves(ax, rows: list[dict[str, Any]], selection: dict[str, Any]) -> N
             ax.plot([pick], bic[ks.index(pick)], "*", ms=11, color=line.get_color())
     ax.set_ylabel("validation BIC of the fold's kept model")
     ax.set_title("each fold alone (its runs held out)", fontsize="medium")
+
+
+def _resample_curves(ax, selection: dict[str, Any]) -> None:
+    """Each resample's validation BIC above its own lowest, against K, and their median
+    (the default rule's curve, trainmap.hmm.selection); the selected K starred."""
+    resamples = selection["resamples"]
+    ks = sorted(int(k) for k in resamples["val_bic"])
+    table = np.array([resamples["val_bic"][str(k)] for k in ks])  # (K, resamples)
+    above = table - table.min(axis=0)
+    for r in range(above.shape[1]):
+        ax.plot(ks, above[:, r], "o-", ms=3, alpha=0.35, color="tab:purple",
+                label="each resample" if r == 0 else None)  # fmt: skip
+    median = np.median(above, axis=1)
+    ax.plot(ks, median, "o-", color="black", label="median over resamples")
+    chosen = selection["n_states"]
+    if chosen in ks:
+        ax.plot([chosen], [median[ks.index(chosen)]], "*", ms=16, color="black")
+    ax.set_ylabel("validation BIC above the resample's lowest")
+    ax.set_title(
+        f"{len(resamples['picks'])} resamples (rule: {resamples['rule']})", fontsize="medium"
+    )

@@ -259,39 +259,9 @@ def summary_markdown(
     details: setting -> ``setting_details(...)``, listed under "Runs left out and notes".
     """
     rows = [{"setting": name, **row} for name, row in sorted(headlines.items())]
-    parts = [
-        "# Training maps: summary across settings",
-        "",
-        "K: states of the selected HMM (with support values: the range the resamples pick); "
-        "K agreed by: resamples, folds and restarts that alone would "
-        "pick the same K; detours (with support values: the share of resamples that call "
-        "each one so; '?' marks a call fewer than half of them make): "
-        "states with a positive convergence delay "
-        "that some converged runs pass through and others converge without, in a regression "
-        "significant at the setting's alpha; dead ends: states only runs that never converge "
-        "visit; R² and "
-        "p-value: OLS of convergence time on state occupancy; R² last state: the same from "
-        "the share of the run in its last state alone (the trivial baseline); route R² (CV): "
-        "out-of-sample R² of convergence time on which states a run passes through before "
-        "the state it converges in; censored: runs that never "
-        "reached the convergence threshold (set to their last step).",
-        "",
-        markdown_table(rows),
-        "",
-        "## Figures per setting",
-        "",
-    ]
-    for name in sorted(headlines):
-        links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
-        links += " · interactive: " + " · ".join(
-            f"[{page}.html]({name}/{page}.html)" for page in PAGES
-        )
-        if name in probed:
-            links += (
-                f" · function space: [png]({name}/function_space.png)"
-                f" · [html]({name}/function_space.html)"
-            )
-        parts.append(f"- **{name}**: {links}")
+    parts = ["# Training maps: summary across settings", "", KEY, "", markdown_table(rows)]
+    parts += ["", "## Figures per setting", ""]
+    parts += [f"- **{name}**: {_figure_links(name, name in probed)}" for name in sorted(headlines)]
     listed = {name: lines for name, lines in sorted((details or {}).items()) if lines}
     if listed:
         parts += ["", "## Runs left out and notes", ""]
@@ -301,15 +271,51 @@ def summary_markdown(
     if not pairs:
         parts.append("No two settings differ in exactly one config key or one switch.")
     for pair in pairs:
-        a, b, switch = pair["a"], pair["b"], pair["switch"]
-        va, vb = pair["differences"][switch]
-        parts += [f"### {a} vs {b}: `{switch}` = {json.dumps(va)} vs {json.dumps(vb)}", ""]
-        others = {k: v for k, v in pair["differences"].items() if k != switch}
-        if others:
-            also = ", ".join(
-                f"`{k}` {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in others.items()
-            )
-            parts += [f"Also different: {also}.", ""]
-        side = [{"": key, a: headlines[a][key], b: headlines[b][key]} for key in headlines[a]]
-        parts += [markdown_table(side), "", f"![{a} vs {b}]({figures[f'{a}--{b}']})", ""]
+        parts += _pair_section(pair, headlines, figures)
     return "\n".join(parts).rstrip() + "\n"
+
+
+# What the summary table's columns mean (the paragraph under its title).
+KEY = (
+    "K: states of the selected HMM (with support values: the range the resamples pick); "
+    "K agreed by: resamples, folds and restarts that alone would "
+    "pick the same K; detours (with support values: the share of resamples that call "
+    "each one so; '?' marks a call fewer than half of them make): "
+    "states with a positive convergence delay "
+    "that some converged runs pass through and others converge without, in a regression "
+    "significant at the setting's alpha; dead ends: states only runs that never converge "
+    "visit; R² and "
+    "p-value: OLS of convergence time on state occupancy; R² last state: the same from "
+    "the share of the run in its last state alone (the trivial baseline); route R² (CV): "
+    "out-of-sample R² of convergence time on which states a run passes through before "
+    "the state it converges in; censored: runs that never "
+    "reached the convergence threshold (set to their last step)."
+)
+
+
+def _figure_links(name: str, probed: bool) -> str:
+    """A setting's figures, interactive pages and (with a probe set) function space."""
+    links = " · ".join(f"[{fig}]({name}/{fig}.png)" for fig in FIGURES)
+    links += " · interactive: " + " · ".join(f"[{page}.html]({name}/{page}.html)" for page in PAGES)
+    if probed:
+        links += (
+            f" · function space: [png]({name}/function_space.png)"
+            f" · [html]({name}/function_space.html)"
+        )
+    return links
+
+
+def _pair_section(pair: dict[str, Any], headlines: dict, figures: dict[str, str]) -> list[str]:
+    """Two settings that differ in one key or switch: that difference, the others, their
+    headlines side by side and their comparison figure."""
+    a, b, switch = pair["a"], pair["b"], pair["switch"]
+    va, vb = pair["differences"][switch]
+    parts = [f"### {a} vs {b}: `{switch}` = {json.dumps(va)} vs {json.dumps(vb)}", ""]
+    others = {k: v for k, v in pair["differences"].items() if k != switch}
+    if others:
+        also = ", ".join(
+            f"`{k}` {json.dumps(x)} vs {json.dumps(y)}" for k, (x, y) in others.items()
+        )
+        parts += [f"Also different: {also}.", ""]
+    side = [{"": key, a: headlines[a][key], b: headlines[b][key]} for key in headlines[a]]
+    return parts + [markdown_table(side), "", f"![{a} vs {b}]({figures[f'{a}--{b}']})", ""]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from trainmap.hmm.fit import n_free_parameters
+from trainmap.io.files import plain
 
 NEAR_MEANS = 0.1  # z units (SDs of each feature), largest difference over the features
 NEGLIGIBLE = 1e-6  # learned transition probability
@@ -33,7 +34,7 @@ def step_grids(runs: pd.DataFrame) -> dict[int, list]:
     for run, steps in runs.sort_values(["seed", "step"]).groupby("seed")["step"]:
         if len(steps) > 1:
             interval = int(np.median(np.diff(steps.to_numpy())))
-            grids.setdefault(interval, []).append(_plain(run))
+            grids.setdefault(interval, []).append(plain(run))
     return dict(sorted(grids.items()))
 
 
@@ -106,7 +107,7 @@ def negligible_transitions_note(
         return None
     listed = [
         f"S{s}→S{t} (probability {group['probability'].iloc[0]:.1e}, seed(s) "
-        f"{_listed(sorted(_plain(x) for x in group['seed'].unique()))})"
+        f"{_listed(sorted(plain(x) for x in group['seed'].unique()))})"
         for (s, t), group in rare.groupby(["source", "target"])
     ]
     return (
@@ -126,7 +127,3 @@ def _ks(ks: list[int]) -> str:
 def _listed(items: list, limit: int = 8) -> str:
     shown = ", ".join(map(str, items[:limit]))
     return shown + (", ..." if len(items) > limit else "")
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value

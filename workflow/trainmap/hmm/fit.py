@@ -210,34 +210,14 @@ def fit_state_count(
     """
     if keep_by not in KEEP_BY:
         raise ValueError(f"keep_by: {keep_by!r} is not one of {KEEP_BY}")
-    runs, models = [], []
+    options = {"covariance": covariance, "n_iter": n_iter, "tol": tol, "min_covar": min_covar,
+               "covariance_guard": covariance_guard}  # fmt: skip
     everything = np.concatenate([fit[0], val[0]]), np.concatenate([fit[1], val[1]])
+    runs, models = [], []
     for restart in range(restarts):
-        entry: dict[str, Any] = {"restart": restart, "seed": restart_seed(seed, n_states, restart)}
-        try:
-            model, report = fit_restart(
-                *fit,
-                n_states,
-                covariance=covariance,
-                n_iter=n_iter,
-                seed=entry["seed"],
-                tol=tol,
-                min_covar=min_covar,
-                covariance_guard=covariance_guard,
-            )
-            # Scored and decoded in log space, as a model rebuilt from its JSON is.
-            model.implementation = "log"
-            model, order = number_by_first_reach(model, *everything)
-            guarded = report["guard"]["states"]
-            report["guard"]["states"] = sorted(order.index(k) for k in guarded)
-            scores = scorer(model) if scorer else score_model(model, fit, val)
-            if not np.isfinite(list(scores.values())).all():
-                raise FloatingPointError(f"non-finite scores {scores}")
-            entry.update(scores, **report, state_order=order, error=None)
-        except (FloatingPointError, ValueError, np.linalg.LinAlgError) as error:
-            log.warning("K=%d restart %d failed: %s", n_states, restart, error)
-            model = None
-            entry.update(dict.fromkeys(SCORES), error=f"{type(error).__name__}: {error}")
+        entry, model = _fit_one_restart(
+            fit, val, everything, n_states, restart, seed, options, scorer=scorer
+        )
         runs.append(entry)
         models.append(model)
     ok = [r for r in runs if r["error"] is None]
@@ -246,35 +226,65 @@ def fit_state_count(
     best = max(ok, key=lambda r: r[keep_by])  # first of equals: lowest restart index
     result = model_to_json(models[best["restart"]], features)
     result.update({name: best[name] for name in SCORES})
+    result.update(_kept_restart(best, runs, keep_by, covariance_guard))
     result.update(
-        kept_restart=best["restart"],
-        kept_by=keep_by,
-        state_order=best["state_order"],
-        capped=sum(not r["converged"] for r in ok),
-        guard={
+        n_params=n_free_parameters(n_states, len(features), covariance),
+        n_fit_rows=int(len(fit[0])),
+        n_val_rows=int(len(val[0])),
+        options={"restarts": restarts, "n_iter": n_iter, "tol": tol, "min_covar": min_covar,
+                 "covariance_guard": covariance_guard, "seed": seed, "keep_by": keep_by},
+        restarts=runs,
+        n_failed=restarts - len(ok),
+        mean={name: float(np.mean([r[name] for r in ok])) for name in SCORES},
+        sd={name: float(np.std([r[name] for r in ok])) for name in SCORES},
+    )  # fmt: skip
+    return result
+
+
+def _fit_one_restart(
+    fit, val, everything, n_states: int, restart: int, seed: int, options, scorer=None
+):
+    """One restart of ``fit_state_count``: (its k<K>.json entry, the model or None).
+
+    The model's states are numbered in first-reach order over ``everything`` (fit and
+    validation runs) before scoring (``scorer``, else ``score_model``); a restart whose EM
+    breaks down, or whose scores are not finite, is recorded with its error and null
+    scores."""
+    entry: dict[str, Any] = {"restart": restart, "seed": restart_seed(seed, n_states, restart)}
+    try:
+        model, report = fit_restart(*fit, n_states, seed=entry["seed"], **options)
+        # Scored and decoded in log space, as a model rebuilt from its JSON is.
+        model.implementation = "log"
+        model, order = number_by_first_reach(model, *everything)
+        guarded = report["guard"]["states"]
+        report["guard"]["states"] = sorted(order.index(k) for k in guarded)
+        scores = scorer(model) if scorer else score_model(model, fit, val)
+        if not np.isfinite(list(scores.values())).all():
+            raise FloatingPointError(f"non-finite scores {scores}")
+        entry.update(scores, **report, state_order=order, error=None)
+    except (FloatingPointError, ValueError, np.linalg.LinAlgError) as error:
+        log.warning("K=%d restart %d failed: %s", n_states, restart, error)
+        model = None
+        entry.update(dict.fromkeys(SCORES), error=f"{type(error).__name__}: {error}")
+    return entry, model
+
+
+def _kept_restart(best: dict, runs: list[dict], keep_by: str, covariance_guard: str) -> dict:
+    """Which restart was kept and why, its state order, how many restarts stopped at
+    ``n_iter``, and the covariance guard's work (k<K>.json keys, in the file's order)."""
+    ok = [r for r in runs if r["error"] is None]
+    return {
+        "kept_restart": best["restart"],
+        "kept_by": keep_by,
+        "state_order": best["state_order"],
+        "capped": sum(not r["converged"] for r in ok),
+        "guard": {
             "rule": covariance_guard,
             "iterations": best["guard"]["iterations"],
             "states": best["guard"]["states"],
             "per_restart": [r["guard"]["iterations"] if r["error"] is None else None for r in runs],
         },
-        n_params=n_free_parameters(n_states, len(features), covariance),
-        n_fit_rows=int(len(fit[0])),
-        n_val_rows=int(len(val[0])),
-        options={
-            "restarts": restarts,
-            "n_iter": n_iter,
-            "tol": tol,
-            "min_covar": min_covar,
-            "covariance_guard": covariance_guard,
-            "seed": seed,
-            "keep_by": keep_by,
-        },
-        restarts=runs,
-        n_failed=restarts - len(ok),
-        mean={name: float(np.mean([r[name] for r in ok])) for name in SCORES},
-        sd={name: float(np.std([r[name] for r in ok])) for name in SCORES},
-    )
-    return result
+    }
 
 
 def model_to_json(model: GaussianHMM, features: list[str]) -> dict[str, Any]:

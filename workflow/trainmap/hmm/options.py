@@ -22,6 +22,12 @@ def fit_options(hmm: dict) -> dict:
     return {key: hmm[key] for key in FIT_OPTIONS}
 
 
+def map_options(hmm: dict) -> dict:
+    """The options of the map's model (trainmap.hmm.selected): the fits', with
+    ``hmm.map_restarts`` restarts."""
+    return {**fit_options(hmm), "restarts": hmm["map_restarts"]}
+
+
 def sequence_options(hmm: dict) -> dict:
     """The ``prepare_sequences`` options of a setting's ``hmm`` block; ``folds`` only with
     selection: kfold and ``blocks`` (``hmm.folds``: blocks of each run) only with time, so

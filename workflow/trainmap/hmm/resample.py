@@ -27,6 +27,7 @@ from trainmap.hmm.fit import fit_state_count, model_from_json
 from trainmap.hmm.order import viterbi_paths
 from trainmap.hmm.selection import lowest
 from trainmap.hmm.sequences import observations
+from trainmap.io.files import plain
 from trainmap.seeding import derive_seed
 
 METHODS = split.RESAMPLE_METHODS
@@ -104,14 +105,10 @@ def fit_resample(
     return {
         "resample": resample,
         "method": method,
-        "fit_runs": _plain(fit_runs),
-        "val_runs": _plain(val_runs),
+        "fit_runs": plain(fit_runs),
+        "val_runs": plain(val_runs),
         "scores": scores,
         "n_states": pick,
         "model": model,
         "states": np.concatenate(paths).astype(int).tolist(),
     }
-
-
-def _plain(values: list) -> list:
-    return [v.item() if isinstance(v, np.generic) else v for v in values]

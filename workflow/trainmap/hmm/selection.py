@@ -20,13 +20,15 @@ selection.json; the job logs a warning, the figure and summary.md say so.
 redraws the split and the restarts and scores every K on its own validation runs; with
 resamples K comes from all of them, so the K a reader is told is a property of the runs,
 not of ``hmm.seed``. **Decision** (``stability.rule``, bench/bench_stability.py and
-docs/stability.md): ``lowest_median`` (default), the K with the lowest validation BIC in
-the typical resample, the median over them. On the default parity runs BIC is nearly
-flat from K = 5 to 8 and EM's optima for 6 or more states are rugged: a resample where EM
-lands on an unusually good optimum for a large K moves the mean (and, through its noisy
-gap, a one-standard-error band) but not the median. ``one_se`` (the smallest K within
-one standard error of the lowest mean, paired over resamples), ``lowest_mean`` and
-``most_picked`` (the K most resamples pick alone) are the alternatives.
+docs/stability.md): ``lowest_median`` (default), the K whose validation BIC is least
+above each resample's lowest in the typical resample (the median over resamples of that
+gap: paired, as a split shifts every K's BIC together by thousands). On the default
+parity runs BIC is nearly flat from K = 5 to 8 and EM's optima for 6 or more states are
+rugged: a resample where EM lands on an unusually good optimum for a large K moves the
+mean (and, through its noisy gap, a one-standard-error band) but not the median.
+``one_se`` (the smallest K within one standard error of the lowest mean, paired over
+resamples), ``lowest_mean`` and ``most_picked`` (the K most resamples pick alone) are
+the alternatives.
 ``resamples`` lists every pick, their counts, each K's mean and SE and what each rule
 picks; ``split_n_states`` keeps what the configured split alone picks. When no more than
 half of the resamples pick the selected K alone, a note says the runs do not settle K.
@@ -180,8 +182,9 @@ def _over_time(fits: list[dict[str, Any]]) -> dict[str, Any]:
 
 RESAMPLE_RULES = {
     "lowest_median": (
-        "the lowest validation BIC in the typical resample (the median over the resamples; "
-        "each resample: its kept model per K); ties go to the smaller K"
+        "the K whose validation BIC is least above each resample's lowest, in the typical "
+        "resample (median over the resamples; each resample: its kept model per K); ties "
+        "go to the smaller K"
     ),
     "one_se": (
         "the smallest K whose validation BIC, averaged over the resamples, is above the "
@@ -201,7 +204,8 @@ def resample_summary(resamples: list[dict[str, Any]], rule: str) -> dict[str, An
     median and mean, the standard error of its gap to the best mean, every pick and their
     counts, and what each rule picks (``by_rule``).
 
-    ``lowest_median``: the lowest median BIC over the resamples (ties to the smaller K).
+    ``lowest_median``: the lowest median over the resamples of K's BIC above the
+    resample's lowest (paired; ties to the smaller K).
     ``one_se``: the smallest K whose mean BIC exceeds the lowest mean by at most the
     standard error of that gap (paired over resamples: SD (ddof=1) of the per-resample
     differences / sqrt(resamples)). Resamples share most of their runs, so the SE is a
@@ -218,7 +222,11 @@ def resample_summary(resamples: list[dict[str, Any]], rule: str) -> dict[str, An
     if not ks:
         raise ValueError("no state count has a finite validation BIC in every resample")
     mean = {k: float(np.mean(bics[k])) for k in ks}
-    median = {k: float(np.median(bics[k])) for k in ks}
+    # Each resample's BIC of K above its best K: a split moves every K's BIC together by
+    # thousands, so unpaired medians of different K may come from different splits.
+    table = np.array([bics[k] for k in ks])  # (K, resamples)
+    above = table - table.min(axis=0)
+    median = {k: float(np.median(row)) for k, row in zip(ks, above, strict=True)}
     best = min(ks, key=lambda k: (mean[k], k))
     # Paired: each resample's BIC of K minus its BIC of the best K. The resamples' splits
     # move every K's BIC together, which an unpaired SE would count as uncertainty.
@@ -238,7 +246,7 @@ def resample_summary(resamples: list[dict[str, Any]], rule: str) -> dict[str, An
         "picks": picks,
         "counts": {str(k): picks.count(k) for k in sorted(set(picks))},
         "val_bic": {str(k): bics[k] for k in ks},  # per resample, in resample order
-        "median_val_bic": {str(k): median[k] for k in ks},
+        "median_above_best": {str(k): median[k] for k in ks},
         "mean_val_bic": {str(k): mean[k] for k in ks},
         "se_gap": {str(k): se[k] for k in ks},
     }

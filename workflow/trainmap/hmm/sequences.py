@@ -25,6 +25,7 @@ from trainmap.hmm import split
 from trainmap.hmm.adequacy import step_grid_note
 from trainmap.io.biases import BiasFeatureError, bias_note, usable_features
 from trainmap.io.divergence import divergence, loss_columns
+from trainmap.io.files import plain
 from trainmap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -67,18 +68,18 @@ class Prepared:
     def report(self) -> dict[str, Any]:
         """JSON-ready summary (``prepare.json``)."""
         rows = self.table["split"].value_counts()
-        extra = {} if self.folds is None else {"folds": [_plain(f) for f in self.folds]}
+        extra = {} if self.folds is None else {"folds": [plain(f) for f in self.folds]}
         extra.update({} if self.time is None else {"time": self.time})
         return {
             "normalize": self.normalize,
             "features": self.features,
-            "fit_runs": _plain(self.fit_runs),
-            "val_runs": _plain(self.val_runs),
-            "excluded": [{**e, "seed": _plain(e["seed"])} for e in self.excluded],
-            "constant_features": {k: _plain(v) for k, v in self.constant_features.items()},
+            "fit_runs": plain(self.fit_runs),
+            "val_runs": plain(self.val_runs),
+            "excluded": [{**e, "seed": plain(e["seed"])} for e in self.excluded],
+            "constant_features": {k: plain(v) for k, v in self.constant_features.items()},
             "n_fit_rows": int(rows.get("fit", 0)),
             "n_val_rows": int(rows.get("val", 0)),
-            "bias_free_runs": _plain(self.bias_free_runs),
+            "bias_free_runs": plain(self.bias_free_runs),
             "left_out_features": self.left_out_features,
             "notes": self.notes,
             **extra,
@@ -128,22 +129,30 @@ def prepare_sequences(
     kept = runs[~runs["seed"].isin([e["seed"] for e in excluded])]
     kept = kept.groupby("seed", sort=True).head(max_checkpoints)
     _check_run_lengths(kept)
-    notes = [bias_note(bias_free, runs["seed"].nunique(), left_out)] if left_out else []
-    grids = step_grid_note(kept)
-    if grids:
-        log.warning("%s", grids)
-        notes.append(grids)
+    notes = _notes(kept, bias_free, runs["seed"].nunique(), left_out)
     included = sorted(kept["seed"].unique().tolist())
     if folds is not None or blocks is not None:
         how = _prepare_folds if blocks is None else _prepare_blocks
-        prepared = how(
-            kept, features, normalize, included, folds or blocks, seed, excluded, states
-        )
+        prepared = how(kept, features, normalize, included, folds or blocks, seed, excluded, states)
         prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
         prepared.notes = notes + prepared.notes
         return prepared
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
+    table, constant = _split_table(kept, features, normalize, val_runs)
+    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
+    prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
+    prepared.notes = notes
+    if states:
+        check_state_counts(states, int((table["split"] == "fit").sum()))
+    return prepared
+
+
+def _split_table(
+    kept: pd.DataFrame, features: list[str], normalize: str, val_runs: list
+) -> tuple[pd.DataFrame, dict]:
+    """sequences.parquet of the split: seed, step, split (fit | val) and the z-scored
+    features; and the features constant within a run or overall (``_zscore``)."""
     z, constant = _zscore(kept, features, normalize)
     table = pd.DataFrame(
         {
@@ -153,12 +162,18 @@ def prepare_sequences(
         }
     )
     table[features] = z
-    prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
-    prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
-    prepared.notes = notes
-    if states:
-        check_state_counts(states, int((table["split"] == "fit").sum()))
-    return prepared
+    return table, constant
+
+
+def _notes(kept: pd.DataFrame, bias_free: list, n_runs: int, left_out: list[str]) -> list[str]:
+    """What the data cannot carry: bias metrics left out (models without biases), runs
+    logged on different step grids (also logged as a warning)."""
+    notes = [bias_note(bias_free, n_runs, left_out)] if left_out else []
+    grids = step_grid_note(kept)
+    if grids:
+        log.warning("%s", grids)
+        notes.append(grids)
+    return notes
 
 
 def split_runs(
@@ -205,7 +220,7 @@ def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, s
     for fold, members in enumerate(dealt):
         if rows[fold] < MIN_VAL_ROWS:
             raise SequenceError(
-                f"fold {fold} validates {rows[fold]} rows (run(s) {_plain(members[:5])}); "
+                f"fold {fold} validates {rows[fold]} rows (run(s) {plain(members[:5])}); "
                 f"choosing K needs at least {MIN_VAL_ROWS} per fold: lower hmm.folds "
                 f"(now {folds}), add runs, or log more checkpoints per run"
             )
@@ -249,7 +264,7 @@ def _block_steps(table: pd.DataFrame) -> dict[str, list[list[int]]]:
     spans = table.groupby(["seed", "block"], sort=True)["step"].agg(["min", "max"])
     out: dict[str, list[list[int]]] = {}
     for (run, _), row in spans.iterrows():
-        out.setdefault(str(_plain(run)), []).append([int(row["min"]), int(row["max"])])
+        out.setdefault(str(plain(run)), []).append([int(row["min"]), int(row["max"])])
     return out
 
 
@@ -257,7 +272,7 @@ def _check_run_lengths(kept: pd.DataFrame) -> None:
     lengths = kept.groupby("seed", sort=True).size()
     short = lengths[lengths < MIN_RUN_CHECKPOINTS]
     if len(short):
-        runs = [_plain(r) for r in short.index[:5]]
+        runs = [plain(r) for r in short.index[:5]]
         rows = ", ".join(str(int(n)) for n in short.to_numpy()[:5])
         raise SequenceError(
             f"run(s) {runs} have fewer than {MIN_RUN_CHECKPOINTS} checkpoints "
@@ -287,7 +302,7 @@ def _check_validation_rows(kept: pd.DataFrame, val_runs: list, val_fraction: flo
     if n_rows < MIN_VAL_ROWS:
         raise SequenceError(
             f"the validation split has {n_rows} rows ({len(val_runs)} run(s) "
-            f"{_plain(val_runs[:5])}); choosing K needs at least {MIN_VAL_ROWS}: raise "
+            f"{plain(val_runs[:5])}); choosing K needs at least {MIN_VAL_ROWS}: raise "
             f"hmm.val_fraction (now {val_fraction}), add runs, or log more checkpoints per run"
         )
 
@@ -380,7 +395,7 @@ def _zscore(
         else:
             z[rows] = block_z
         # plain ints: a warning lists runs as [0, 3], not [np.int64(0), np.int64(3)]
-        which = _plain(sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]])
+        which = plain(sorted(pd.unique(seeds)) if rows is None else [seeds[rows][0]])
         for name in np.asarray(features)[flat]:
             constant.setdefault(str(name), []).extend(which)
     for name, runs in constant.items():
@@ -399,10 +414,3 @@ def _power_of_two_scaled(block: np.ndarray) -> np.ndarray:
     largest = np.abs(block).max(axis=0, initial=0.0)
     _, exponent = np.frexp(np.where(largest > 0, largest, 1.0))
     return block / np.ldexp(1.0, exponent - 1)  # 2**1024 itself would overflow
-
-
-def _plain(value):
-    """NumPy scalars and lists of them as plain Python (for JSON)."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value

@@ -20,9 +20,6 @@ from trainmap.seeding import derive_seed
 # noise (it flipped with hmm.seed on 1-3 rows); a run needs two checkpoints for a transition.
 MIN_VAL_ROWS = 10
 MIN_RUN_CHECKPOINTS = 2
-# Training examples of the data sets whose size the config alone does not give.
-MNIST_TRAIN_SIZE = 60_000
-CIFAR100_TRAIN_SIZE = 50_000
 
 
 RESAMPLE_METHODS = ("split", "bootstrap")
@@ -58,27 +55,17 @@ def split_runs(
     return fit, val
 
 
-def train_examples(task: str, params: dict) -> int | None:
-    """Training examples per epoch of a task, or None where only the data tells
-    (the masked LM's corpus)."""
-    sizes = {
-        "sparse_parity": lambda p: p["n_train"],
-        "modular_addition": lambda p: round(p["train_fraction"] * p["p"] * p["p"]),
-        "mnist_mlp": lambda p: p["train_from_test"] or MNIST_TRAIN_SIZE,
-        "cifar100_resnet18": lambda p: p["fake_images"] or CIFAR100_TRAIN_SIZE,
-    }
-    return sizes[task](params) if task in sizes else None
-
-
-def trained_checkpoints(task: str, params: dict) -> tuple[int, str] | None:
+def trained_checkpoints(params: dict, n_train: int | None) -> tuple[int, str] | None:
     """Checkpoints a trained run logs when it does not diverge, and how that follows from
     the keys (train.py: step 0, every ``eval_every`` epochs or steps, and the last step);
-    None where the number of steps is not known before training."""
+    None where the number of steps is not known before training.
+
+    n_train: training examples per epoch (the task's ``train_examples()``), None where
+    only the data tells."""
     every, unit = params["eval_every"], params["eval_unit"]
     if unit == "epoch":
         total, how = params["epochs"], f"epochs {params['epochs']}"
     else:
-        n_train = train_examples(task, params)
         if n_train is None:
             return None
         per_epoch = math.ceil(n_train / params["batch_size"])

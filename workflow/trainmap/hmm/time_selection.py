@@ -52,7 +52,6 @@ from trainmap.hmm.blocks import BLOCKS, IN_SAMPLE, SELECTION
 from trainmap.hmm.fit import fit_state_count, n_free_parameters
 from trainmap.hmm.kfold import refit_all_runs
 from trainmap.hmm.selected import VAL_SCORES, fit_all_runs
-from trainmap.hmm.sequences import observations
 from trainmap.seeding import derive_seed
 
 

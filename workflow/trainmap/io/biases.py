@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from trainmap.io.columns import METRIC_COLUMNS
+from trainmap.io.files import plain
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def bias_free_runs(table: pd.DataFrame) -> list:
     values = table[columns].to_numpy(dtype=np.float64)
     missing = pd.Series(np.isnan(values).all(axis=1), index=table.index)
     free = missing.groupby(table["seed"]).all()
-    return sorted(_plain(run) for run in free.index[free.to_numpy()])
+    return sorted(plain(run) for run in free.index[free.to_numpy()])
 
 
 def bias_free_cells(table: pd.DataFrame, features: list[str]) -> np.ndarray:
@@ -102,10 +103,6 @@ def bias_note(free: list, n_runs: int, left_out: list[str]) -> str:
 def _listed(runs: list, limit: int = 8) -> str:
     shown = ", ".join(map(str, runs[:limit]))
     return shown + (", ..." if len(runs) > limit else "")
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def bias_free_columns(table: pd.DataFrame) -> list[str]:

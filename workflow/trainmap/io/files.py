@@ -1,5 +1,6 @@
 """File IO at the edges: Parquet, JSON and CSV files, written atomically, read with errors
-that name the file (``log_to_file`` lives in ``trainmap.io.logs``).
+that name the file (``log_to_file`` lives in ``trainmap.io.logs``), and ``plain``, the one
+conversion of NumPy values to what JSON (and a message) shows as plain Python.
 
 Atomic writes (to a temporary name, then rename) mean a killed job never leaves a file
 that looks complete.
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trainmap.errors import CorruptFileError
@@ -16,7 +18,15 @@ from trainmap.io.atomic import atomic_path
 from trainmap.io.logs import log_to_file
 
 __all__ = ["atomic_path", "log_to_file", "read_csv", "read_json", "read_parquet"]
-__all__ += ["write_json", "write_parquet"]
+__all__ += ["plain", "write_json", "write_parquet"]
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar, or a list of values, as plain Python: ``np.int64(3)`` -> ``3`` (JSON
+    cannot hold NumPy scalars; a message lists runs as [0, 3], not [np.int64(0), ...])."""
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def write_parquet(table: pd.DataFrame, path: str | Path) -> None:

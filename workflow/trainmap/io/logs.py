@@ -1,6 +1,6 @@
 """A job's log file: its log records, warnings and any uncaught error with its traceback.
 
-Standard library only, so that light jobs (``unpack_run``) start fast.
+Standard library only, so that light jobs start fast.
 """
 
 import logging

@@ -10,11 +10,24 @@ those files as a syntax tree, without docstrings, comments and the package's own
 lines, as a sorted set. Moving a function to another module, re-wrapping a docstring or
 editing a comment reruns nothing; changing what a function does, or reaching a module
 with other code, does.
+
+Every Snakemake start digests ~20 rules' code, ~500 file visits over ~130 files. What a
+file gives (the modules it imports, its units) depends on its text alone, so it is
+computed once per process per text (``functools.cache``) and kept across processes in a
+cache folder of JSON files named by the text's SHA-256 (``code_cache_dir``): an edited
+file has another name, so a stale entry is never read, and a start after the first parses
+only the files that changed. Snakemake jobs, SLURM jobs and test workers share it.
 """
 
 import ast
+import functools
 import hashlib
+import json
+import os
+import sys
 from pathlib import Path
+
+from trainmap.io.atomic import atomic_path
 
 PACKAGE = "trainmap"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -22,8 +35,13 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 def _module_file(name: str) -> Path | None:
     """The file of module ``trainmap.a.b`` (a module or a package's __init__)."""
+    return _module_file_in(PACKAGE_DIR, name)
+
+
+@functools.cache  # a Snakemake start resolves each name ~20 times (once per rule's digest)
+def _module_file_in(package_dir: Path, name: str) -> Path | None:
     parts = name.split(".")[1:]
-    base = PACKAGE_DIR.joinpath(*parts)
+    base = package_dir.joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
@@ -50,8 +68,63 @@ def _imported_modules(tree: ast.Module) -> set[str]:
     return {name for name in names if name.split(".")[0] == PACKAGE}
 
 
-def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+# Bump when what a cache entry holds changes (the units' form or the imports' rules).
+CACHE_FORMAT = 1
+
+
+def code_cache_dir() -> Path:
+    """$TRAINMAP_CACHE_DIR, else trainmap/ in the user's cache folder ($XDG_CACHE_HOME or
+    ~/.cache), in a folder per Python version (``ast.dump`` differs between versions)."""
+    root = os.environ.get("TRAINMAP_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainmap"
+    version = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    return Path(root) / f"code-units-{version}-v{CACHE_FORMAT}"
+
+
+def _read_cached(path: Path) -> tuple[frozenset[str], frozenset[str]] | None:
+    try:
+        entry = json.loads(path.read_text())
+        return frozenset(entry["imports"]), frozenset(entry["units"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or cut short: parse the source again
+
+
+def _write_cached(path: Path, imports: frozenset[str], units: frozenset[str]) -> None:
+    entry = {"imports": sorted(imports), "units": sorted(units)}
+    try:
+        with atomic_path(path) as tmp:  # concurrent writers each write the same content
+            tmp.write_text(json.dumps(entry))
+    except OSError:
+        pass  # a read-only or full cache folder only costs the next start a parse
+
+
+@functools.cache
+def _source_parts(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(trainmap modules imported, code units) of one file's text: from the cache folder,
+    or parsed and stored there."""
+    cached = code_cache_dir() / f"{hashlib.sha256(source.encode()).hexdigest()}.json"
+    parts = _read_cached(cached)
+    if parts is None:
+        tree = ast.parse(source)
+        imports = frozenset(_imported_modules(tree))  # before _substance drops them
+        parts = imports, frozenset(_units(tree))
+        _write_cached(cached, *parts)
+    return parts
+
+
+def _file_parts(path: Path) -> tuple[frozenset[str], frozenset[str]]:
+    info = Path(path).stat()
+    return _read_parts(Path(path), info.st_mtime_ns, info.st_size)
+
+
+@functools.cache  # each rule's digest visits the shared modules again: read them once
+def _read_parts(path: Path, mtime_ns: int, size: int) -> tuple[frozenset[str], frozenset[str]]:
+    try:
+        return _source_parts(path.read_text())
+    except SyntaxError as error:
+        error.filename = str(path)  # the text alone does not say which file it was
+        raise
 
 
 def local_imports(path: str | Path) -> list[Path]:
@@ -59,7 +132,8 @@ def local_imports(path: str | Path) -> list[Path]:
     seen: set[Path] = set()
     todo = [Path(path)]
     while todo:
-        for name in _imported_modules(_parse(todo.pop())):
+        imports, _ = _file_parts(todo.pop())
+        for name in sorted(imports):
             parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)]
             for module in parents:  # importing a.b.c runs a/__init__ and a/b/__init__ too
                 file = _module_file(module)
@@ -93,8 +167,12 @@ def code_units(path: Path) -> set[str]:
     """A file's top-level statements as syntax trees (no docstrings, no package imports);
     an import statement gives one unit per name, so that merging or splitting files whose
     imports overlap changes nothing."""
+    return set(_file_parts(path)[1])
+
+
+def _units(tree: ast.Module) -> set[str]:
     units = set()
-    for node in _substance(_parse(path)).body:
+    for node in _substance(tree).body:
         if isinstance(node, ast.ImportFrom):
             units.update(ast.dump(ast.ImportFrom(node.module, [a], node.level)) for a in node.names)
         elif isinstance(node, ast.Import):
@@ -108,7 +186,7 @@ def code_digest(script: str | Path) -> str:
     """A short digest of the code of ``script`` and of every trainmap module it imports."""
     files = [Path(script), *local_imports(script)]
     digest = hashlib.sha256()
-    for unit in sorted(set().union(*(code_units(file) for file in files))):
+    for unit in sorted(frozenset().union(*(_file_parts(file)[1] for file in files))):
         digest.update(unit.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]

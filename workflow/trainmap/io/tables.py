@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from trainmap.io.biases import bias_free_cells
 from trainmap.io.divergence import loss_columns
-from trainmap.io.files import read_parquet
+from trainmap.io.files import plain, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +162,9 @@ def _read(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
         raise TableError(f"{path}: cannot read the table: {error}") from error
 
 
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _first_bad(values: pd.Series, bad: np.ndarray) -> str:
     index = int(np.flatnonzero(bad)[0])
-    return f"{_plain(values.iloc[index])!r} (data row {index + 1})"
+    return f"{plain(values.iloc[index])!r} (data row {index + 1})"
 
 
 def _run_ids(values: pd.Series, path: Path, column: str) -> pd.Series:
@@ -227,7 +223,7 @@ def _check_unique(table: pd.DataFrame, path: Path, run_column: str) -> None:
     duplicated = table.duplicated(["seed", "step"], keep=False).to_numpy()
     if duplicated.any():
         first = int(np.flatnonzero(duplicated)[0])
-        run, step = (_plain(table[c].iloc[first]) for c in ("seed", "step"))
+        run, step = (plain(table[c].iloc[first]) for c in ("seed", "step"))
         raise TableError(
             f"{path}: duplicate ({run_column}, step) rows, e.g. {run_column}={run!r} "
             f"step={step!r} ({int(duplicated.sum())} rows in duplicate pairs)"

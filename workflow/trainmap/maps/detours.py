@@ -45,7 +45,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy.stats import wasserstein_distance
 
-from trainmap.io.files import read_csv
+from trainmap.io.files import plain, read_csv
 from trainmap.maps.convergence import direction, passed
 from trainmap.maps.evidence import route_evidence
 
@@ -115,14 +115,10 @@ def unmeasured_runs(times: pd.DataFrame, column: str) -> list:
     """Runs with no finite value in the convergence column, logged: they are left out of
     the regression (as diverged runs are left out of the HMM), not counted as censored,
     since nothing says whether they ever crossed the threshold."""
-    runs = [_plain(run) for run in times.index[~times["measured"]]]
+    runs = [plain(run) for run in times.index[~times["measured"]]]
     if runs:
         log.warning("run(s) %s left out of the detour regression: no finite %s value", runs, column)
     return runs
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def occupancy_fractions(states: pd.DataFrame, n_states: int) -> pd.DataFrame:
@@ -190,24 +186,83 @@ def _why_not_interpretable(design: np.ndarray, y: np.ndarray, censored: np.ndarr
     return None
 
 
-def _unfitted_summary(y: np.ndarray, censored: np.ndarray, alpha: float) -> dict:
-    """regression.json before the fit: counts, mean and SD of convergence time, the rules."""
-    sd = float(np.std(y, ddof=1)) if len(y) > 1 else None
+def regression_summary(
+    n_runs: int,
+    alpha: float,
+    reason: str | None = None,
+    y: np.ndarray | None = None,
+    censored: np.ndarray | None = None,
+) -> dict:
+    """The head of regression.json before (or without) a fit: counts, mean and SD of the
+    convergence times ``y`` (None without convergence times), the rules. With
+    ``run_summary`` it is the one builder of regression.json, for a setting with a
+    regression (``analyze_detours``) and without one (``maps.no_regression``), so the
+    two files keep the same keys."""
+    sd = float(np.std(y, ddof=1)) if y is not None and len(y) > 1 else None
     return {
         "r2": None,
         "f_pvalue": None,
-        "n_runs": len(y),
-        "n_censored": int(censored.sum()),
+        "n_runs": n_runs,
+        "n_censored": None if censored is None else int(censored.sum()),
         "alpha": alpha,
         "significant": False,
-        "reason": None,
-        "mean_convergence": float(y.mean()) if len(y) else None,
+        "reason": reason,
+        "mean_convergence": float(y.mean()) if y is not None and len(y) else None,
         "sd_convergence": sd,
         "outcome": OUTCOME,
         "censoring": CENSORING_RULE,
         "detour_rule": DETOUR_RULE,
         "coefficient_sd_rule": SD_SCALE,
     }
+
+
+def run_summary(
+    table: pd.DataFrame,
+    occupancy: pd.DataFrame,
+    states: pd.DataFrame,
+    *,
+    censored_runs: list,
+    excluded_runs: list,
+    unmeasured_runs: list,
+    convergence: dict | None,
+) -> dict:
+    """The tail of regression.json: how alike the runs' routes are (``dissimilarity``),
+    the detours and dead ends of ``table``, and which runs were censored, left out by
+    the HMM (excluded) or never measured."""
+    n_states = occupancy.shape[1]
+    positions = np.empty(n_states)
+    positions[training_order(states, n_states)] = np.arange(n_states)
+    dissimilarity = trajectory_dissimilarity(occupancy, positions)
+    return {
+        "dissimilarity": None if np.isnan(dissimilarity) else dissimilarity,
+        "n_detours": int(table["is_detour"].sum()),
+        "n_dead_ends": int((table["kind"] == "dead_end").sum()),
+        "censored_runs": censored_runs,
+        "excluded_runs": excluded_runs,
+        "unmeasured_runs": unmeasured_runs,
+        "unmeasured_rule": UNMEASURED_RULE,
+        "convergence": convergence,
+    }
+
+
+def _unfitted_table(visiting: np.ndarray, converged_visiting: np.ndarray) -> pd.DataFrame:
+    """detours.csv before the fit: visits per state, dead ends (visited, but by no run
+    that converges) marked, every coefficient NaN."""
+    dead_end = (visiting > 0) & (converged_visiting == 0)
+    return pd.DataFrame(
+        {
+            "state": np.arange(len(visiting)),
+            "coefficient": np.nan,
+            "std_error": np.nan,
+            "p_value": np.nan,
+            "runs_visiting": visiting,
+            "is_detour": False,
+            "converged_runs_visiting": converged_visiting,
+            "kind": np.where(dead_end, "dead_end", ""),
+            "coefficient_sd": np.nan,
+            "convergence_if_stayed": np.nan,
+        }
+    )
 
 
 def fit_detour_regression(
@@ -222,7 +277,6 @@ def fit_detour_regression(
     n_censored, alpha, significant, reason``, ...). Dead ends are marked even when the
     regression cannot be fitted; detours only when it is significant.
     """
-    n_states = occupancy.shape[1]
     missing = occupancy.index.difference(convergence.index)
     if len(missing):
         raise ValueError(f"runs without a convergence time: {list(missing)}")
@@ -234,22 +288,8 @@ def fit_detour_regression(
     visiting = visits.sum(axis=0)
     converged_visiting = visits[~censored].sum(axis=0)
     visited = np.flatnonzero(visiting > 0)
-    dead_end = (visiting > 0) & (converged_visiting == 0)
-    table = pd.DataFrame(
-        {
-            "state": np.arange(n_states),
-            "coefficient": np.nan,
-            "std_error": np.nan,
-            "p_value": np.nan,
-            "runs_visiting": visiting,
-            "is_detour": False,
-            "converged_runs_visiting": converged_visiting,
-            "kind": np.where(dead_end, "dead_end", ""),
-            "coefficient_sd": np.nan,
-            "convergence_if_stayed": np.nan,
-        }
-    )
-    summary = _unfitted_summary(y, censored, alpha)
+    table = _unfitted_table(visiting, converged_visiting)
+    summary = regression_summary(len(y), alpha, y=y, censored=censored)
     design = fractions[:, visited]
     summary["reason"] = _why_not_interpretable(design, y, censored)
     if summary["reason"] is not None:
@@ -298,22 +338,21 @@ def analyze_detours(
     occupancy = occupancy[~occupancy.index.isin(unmeasured)]
     table, summary = fit_detour_regression(occupancy, times, alpha)
     table["runs_visiting"] = runs_visiting(states, n_states)
-    positions = np.empty(n_states)
-    positions[training_order(states, n_states)] = np.arange(n_states)
-    dissimilarity = trajectory_dissimilarity(occupancy, positions)
     excluded = times.index.difference(occupancy.index).difference(unmeasured)
     in_regression = states[states["seed"].isin(occupancy.index)]
     if summary["r2"] is not None:
         summary.update(route_evidence(in_regression, times, n_states))
+    censored = times.index[times["censored"] & times.index.isin(occupancy.index)]
     summary.update(
-        dissimilarity=None if np.isnan(dissimilarity) else dissimilarity,
-        n_detours=int(table["is_detour"].sum()),
-        n_dead_ends=int((table["kind"] == "dead_end").sum()),
-        censored_runs=times.index[times["censored"] & times.index.isin(occupancy.index)].tolist(),
-        excluded_runs=excluded.tolist(),
-        unmeasured_runs=unmeasured,
-        unmeasured_rule=UNMEASURED_RULE,
-        convergence=dict(convergence),
+        run_summary(
+            table,
+            occupancy,
+            states,
+            censored_runs=censored.tolist(),
+            excluded_runs=excluded.tolist(),
+            unmeasured_runs=unmeasured,
+            convergence=dict(convergence),
+        )
     )
     runs = times.copy()
     runs["in_regression"] = runs.index.isin(occupancy.index)

@@ -11,8 +11,11 @@ reason stated (``analyze_runs`` picks the path), so every downstream rule runs u
 - detours.csv: one row per state with ``runs_visiting`` filled in; coefficients, standard
   errors, p-values and ``converged_runs_visiting`` empty (NaN), ``is_detour`` false,
   ``kind`` empty;
-- regression.json: ``r2``, ``f_pvalue``, ``n_censored`` null, ``significant`` false,
-  ``reason`` saying why, ``dissimilarity`` computed as usual (it needs no convergence);
+- regression.json: the keys of a fitted one (the same builders,
+  ``trainmap.maps.detours.regression_summary`` and ``run_summary``), with ``r2``,
+  ``f_pvalue``, ``n_censored``, the convergence statistics and ``convergence`` null,
+  ``significant`` false, ``reason`` saying why, ``dissimilarity`` computed as usual (it
+  needs no convergence);
 - convergence.parquet: per run, ``convergence_step`` NaN, ``censored`` false, the run's
   ``last_step``, ``in_regression`` (here: decoded) and the occupancy fractions.
 """
@@ -22,11 +25,11 @@ import pandas as pd
 
 from trainmap.maps.detours import (
     TABLE_COLUMNS,
-    occupancy_fractions,
-    runs_visiting,
     analyze_detours,
-    training_order,
-    trajectory_dissimilarity,
+    occupancy_fractions,
+    regression_summary,
+    run_summary,
+    runs_visiting,
 )
 
 REASON = (
@@ -40,7 +43,10 @@ ONE_RUN = (
 
 
 def analyze_runs(
-    states: pd.DataFrame, trajectories: pd.DataFrame, n_states: int, convergence: dict,
+    states: pd.DataFrame,
+    trajectories: pd.DataFrame,
+    n_states: int,
+    convergence: dict,
     alpha: float,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """What ``fit_detour_regression`` writes: ``analyze_detours`` with a convergence
@@ -71,27 +77,20 @@ def describe_without_regression(
     table["runs_visiting"] = runs_visiting(states, n_states)
     table["is_detour"] = False
     table["kind"] = ""
-    positions = np.empty(n_states)
-    positions[training_order(states, n_states)] = np.arange(n_states)
-    dissimilarity = trajectory_dissimilarity(occupancy, positions)
     last = trajectories.groupby("seed")["step"].max()
     excluded = last.index.difference(occupancy.index)
-    summary = {
-        "r2": None,
-        "f_pvalue": None,
-        "n_runs": len(occupancy),
-        "n_censored": None,
-        "alpha": alpha,
-        "significant": False,
-        "reason": reason,
-        "mean_convergence": None,
-        "dissimilarity": None if np.isnan(dissimilarity) else dissimilarity,
-        "n_detours": 0,
-        "n_dead_ends": 0,
-        "censored_runs": [],
-        "excluded_runs": excluded.tolist(),
-        "convergence": None,
-    }
+    summary = regression_summary(len(occupancy), alpha, reason)
+    summary.update(
+        run_summary(
+            table,
+            occupancy,
+            states,
+            censored_runs=[],
+            excluded_runs=excluded.tolist(),
+            unmeasured_runs=[],
+            convergence=None,
+        )
+    )
     runs = pd.DataFrame({"convergence_step": np.nan, "censored": False, "last_step": last})
     runs["in_regression"] = runs.index.isin(occupancy.index)
     runs = runs.join(occupancy.add_prefix("state")).rename_axis("seed").reset_index()

@@ -15,7 +15,7 @@ from trainmap.config.settings import Setting
 from trainmap.hmm.decode import decode_states
 from trainmap.hmm.fit import fit_state_count, model_from_json
 from trainmap.hmm.kfold import fit_fold, refit_all_runs
-from trainmap.hmm.options import fit_options, sequence_options
+from trainmap.hmm.options import fit_options, map_options, sequence_options
 from trainmap.hmm.resample import fit_resample
 from trainmap.hmm.selected import selected_model
 from trainmap.hmm.selection import select_state_count
@@ -23,8 +23,8 @@ from trainmap.hmm.sequences import feature_columns, observations, prepare_sequen
 from trainmap.hmm.split import check_resamples
 from trainmap.hmm.time_selection import fit_over_time
 from trainmap.maps.detours import analyze_detours
-from trainmap.maps.no_regression import analyze_runs
 from trainmap.maps.graph import build_map, mark_detours
+from trainmap.maps.no_regression import analyze_runs
 from trainmap.maps.notes import fit_notes, with_notes
 from trainmap.maps.phases import with_phases
 from trainmap.maps.support import attach_support, map_support
@@ -62,7 +62,9 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
         for r in range(1, stability["resamples"] + 1)
     ]
     selection = select_state_count(fits, refits or None, stability["rule"])
-    model = selected_model(table, features, selection, fits, refit=hmm["refit"], options=options)
+    model = selected_model(
+        table, features, selection, fits, refit=hmm["refit"], options=map_options(hmm)
+    )
     k = selection["n_states"]
     states = decode_states(model_from_json(model), table, features)
     detours, regression, runs = analyze_runs(states, trajectories, k, convergence, alpha)

@@ -79,29 +79,9 @@ def map_support(
     seeds, steps = kept["seed"].to_numpy(), kept["step"].to_numpy()
     path = kept["state"].to_numpy(dtype=int)
     kept_edges = sorted(_edges(seeds, steps, path))
-    found = np.zeros(n_states)
-    detour, dead_end = np.zeros(n_states), np.zeros(n_states)
-    edge_found = Counter()
-    for refit in refits:
-        states = np.asarray(refit["states"], dtype=int)
-        if len(states) != len(path):
-            raise ValueError(
-                f"resample {refit.get('resample')} decoded {len(states)} checkpoints, "
-                f"the kept map {len(path)}: they were fitted on different sequences"
-            )
-        matches = {
-            k: j
-            for k, (j, jaccard) in match_states(path, states).items()
-            if jaccard >= MATCH_JACCARD
-        }
-        refit_edges = _edges(seeds, steps, states)
-        for k, j in matches.items():
-            found[k] += 1
-            detour[k] += refit["kinds"][j] == "detour"
-            dead_end[k] += refit["kinds"][j] == "dead_end"
-        for a, b in kept_edges:
-            if a in matches and b in matches and (matches[a], matches[b]) in refit_edges:
-                edge_found[(a, b)] += 1
+    found, detour, dead_end, edge_found = _count_matches(
+        seeds, steps, path, kept_edges, n_states, refits
+    )
     n = len(refits)
 
     def share(count: float) -> float | None:
@@ -125,6 +105,36 @@ def map_support(
         ],
         "rule": RULE,
     }
+
+
+def _count_matches(seeds, steps, path, kept_edges, n_states: int, refits: list) -> tuple:
+    """Over the refits: how often each kept state is matched (found), matched by a detour
+    and by a dead end, and how often each kept edge joins two matched states in the
+    refit too. seeds, steps, path: (checkpoints,) arrays of the kept map."""
+    found = np.zeros(n_states)
+    detour, dead_end = np.zeros(n_states), np.zeros(n_states)
+    edge_found = Counter()
+    for refit in refits:
+        states = np.asarray(refit["states"], dtype=int)
+        if len(states) != len(path):
+            raise ValueError(
+                f"resample {refit.get('resample')} decoded {len(states)} checkpoints, "
+                f"the kept map {len(path)}: they were fitted on different sequences"
+            )
+        matches = {
+            k: j
+            for k, (j, jaccard) in match_states(path, states).items()
+            if jaccard >= MATCH_JACCARD
+        }
+        refit_edges = _edges(seeds, steps, states)
+        for k, j in matches.items():
+            found[k] += 1
+            detour[k] += refit["kinds"][j] == "detour"
+            dead_end[k] += refit["kinds"][j] == "dead_end"
+        for a, b in kept_edges:
+            if a in matches and b in matches and (matches[a], matches[b]) in refit_edges:
+                edge_found[(a, b)] += 1
+    return found, detour, dead_end, edge_found
 
 
 def robust_calls(support: dict[str, Any], kind: str) -> list[int]:

@@ -319,47 +319,66 @@ def metrics_of_layers(
     backend = backend or ("numpy" if device.type == "cpu" else "torch")
     if backend not in ("numpy", "torch") or (backend == "numpy" and device.type != "cpu"):
         raise ValueError(f"backend {backend!r} cannot compute on device {device}")
-    sums, counts = np.zeros(8), np.zeros(8)
-    weights, biases = Pooled(), Pooled()
-    n_matrices = fallbacks = 0
+    totals = _Totals()
     with _blas().limit(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for groups in layers():
-            in_weights = [id(t) for t in groups.weights]
             rows = _matrix_rows(
                 groups.matrices, device, pool if threads > 1 else None, backend, spectra
             )
-            pooled_done = set()
-            for w, (row, host, gram) in zip(groups.matrices, rows, strict=True):
-                # one singular value has no variance: skipped for variance_lambda
-                counted = np.arange(8) < (7 if min(host.wd.shape) == 1 else 8)
-                sums += np.where(counted, row, 0.0)
-                counts += counted
-                n_matrices += 1
-                fallbacks += not gram
-                if id(w) in in_weights and id(w) not in pooled_done:
-                    for _ in range(in_weights.count(id(w))):
-                        weights.add(host.wd, _as_numpy(w), host.fro2)
-                    pooled_done.add(id(w))
-            for kernel in groups.kernels:
-                values, counted = (v[:, 0].numpy() for v in kernel_metrics(kernel.cpu()))
-                sums += values
-                counts += counted
-            for t in groups.weights:
-                if id(t) not in pooled_done:
-                    weights.add(_as_float64(t))
-            for t in groups.biases:
-                biases.add(_as_float64(t))
-        while busy := [p for p in (weights, biases) if p.needs_pass]:  # the median's passes
-            for groups in layers():
-                for pooled, tensors in ((weights, groups.weights), (biases, groups.biases)):
-                    if pooled in busy:
-                        for t in tensors:
-                            pooled.collect(_as_numpy(t))
-            for pooled in busy:
-                pooled.end_pass()
+            totals.add(groups, rows)
+        _median_passes(layers, totals.weights, totals.biases)
     if report is not None:
-        report.update(matrices=n_matrices, svd_fallbacks=fallbacks)
+        report.update(matrices=totals.n_matrices, svd_fallbacks=totals.fallbacks)
     with np.errstate(divide="ignore", invalid="ignore"):
-        means = sums / counts  # nothing counted: 0/0 -> NaN
-    row = [*means.tolist(), *weights.result(), *biases.result()]
+        means = totals.sums / totals.counts  # nothing counted: 0/0 -> NaN
+    row = [*means.tolist(), *totals.weights.result(), *totals.biases.result()]
     return dict(zip(METRIC_COLUMNS, row, strict=True))
+
+
+class _Totals:
+    """What metrics_of_layers sums over the parts: the 8 per-matrix metrics and their
+    counts, the pooled weights and biases, matrices seen and SVD fallbacks."""
+
+    def __init__(self) -> None:
+        self.sums, self.counts = np.zeros(8), np.zeros(8)
+        self.weights, self.biases = Pooled(), Pooled()
+        self.n_matrices = self.fallbacks = 0
+
+    def add(self, groups: WeightGroups, rows: list) -> None:
+        """One part: its matrices' rows (from _matrix_rows), kernels, weights and biases.
+        A matrix that is also a pooled weight gives the pool its float64 copy (and its
+        squared norm) once per time it is listed."""
+        in_weights = [id(t) for t in groups.weights]
+        pooled_done = set()
+        for w, (row, host, gram) in zip(groups.matrices, rows, strict=True):
+            # one singular value has no variance: skipped for variance_lambda
+            counted = np.arange(8) < (7 if min(host.wd.shape) == 1 else 8)
+            self.sums += np.where(counted, row, 0.0)
+            self.counts += counted
+            self.n_matrices += 1
+            self.fallbacks += not gram
+            if id(w) in in_weights and id(w) not in pooled_done:
+                for _ in range(in_weights.count(id(w))):
+                    self.weights.add(host.wd, _as_numpy(w), host.fro2)
+                pooled_done.add(id(w))
+        for kernel in groups.kernels:
+            values, counted = (v[:, 0].numpy() for v in kernel_metrics(kernel.cpu()))
+            self.sums += values
+            self.counts += counted
+        for t in groups.weights:
+            if id(t) not in pooled_done:
+                self.weights.add(_as_float64(t))
+        for t in groups.biases:
+            self.biases.add(_as_float64(t))
+
+
+def _median_passes(layers: Callable[[], Iterable[WeightGroups]], weights, biases) -> None:
+    """The pooled medians' further passes over the parts, while a pool needs one."""
+    while busy := [p for p in (weights, biases) if p.needs_pass]:
+        for groups in layers():
+            for pooled, tensors in ((weights, groups.weights), (biases, groups.biases)):
+                if pooled in busy:
+                    for t in tensors:
+                        pooled.collect(_as_numpy(t))
+        for pooled in busy:
+            pooled.end_pass()

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from trainmap.errors import ConfigError
 
+# Training and test examples of the data sets whose size the config alone does not give.
+MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
+CIFAR100_TRAIN_SIZE = 50_000
 # MNIST's IDX files are accepted in torchvision's layout (what download: true writes,
 # <root>/MNIST/raw/<name>) or directly in the root, uncompressed or gzipped (as LeCun's
 # site and ../shared/data/mnist ship them).

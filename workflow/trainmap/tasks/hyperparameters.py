@@ -1,4 +1,13 @@
-"""Task name -> its hyperparameter class, for every registered task (torch-free).
+"""Task name -> its hyperparameter class, for every registered task (torch-free): the
+keys, their checks and the data sizes they give (``train_examples()``, which config
+validation uses to predict a run's checkpoints).
+
+Why a second list beside ``trainmap.tasks.registry.TASKS``: every Snakemake start and
+cluster job validates the config, which must not import torch (seconds); and the code
+digests (trainmap.io.provenance) follow static imports, so the torch side must import
+each task's factories by name rather than look them up lazily. A task's data sizes live
+in its params class only (no table over task names elsewhere);
+tests/config/test_settings.py checks that the two lists name the same tasks and classes.
 
 Add a task: a folder ``tasks/<name>/`` with ``params.py`` (its keys, torch-free) and
 ``task.py`` (data, model, loss: its ``Task``), then one line here and one in

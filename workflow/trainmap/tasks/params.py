@@ -81,6 +81,13 @@ class TrainingParams:
         """Checks across keys: (key, problem) pairs; none for the shared keys."""
         return []
 
+    def train_examples(self) -> int | None:
+        """Training examples per epoch as the keys give them (config validation predicts
+        a run's checkpoints from it, trainmap.hmm.split); None where only the data tells
+        (the masked LM's corpus). Each task states its own: the registry of tasks is
+        the one place that knows them."""
+        return None
+
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0

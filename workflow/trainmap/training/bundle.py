@@ -6,7 +6,10 @@ bundle with a matching manifest is unpacked: after Ctrl-C and Snakemake's
 ``--cleanup-metadata`` hint, Snakemake takes a half-written bundle for complete, and
 without the manifest a rerun would copy seeds out of it (or fail on a missing file).
 
-Standard library only: the local ``unpack_run`` jobs start fast.
+Standard library only: ``unpack_run`` and ``unpack_probe_losses`` call ``unpack_seed``
+from a ``run:`` block, in Snakemake's own process (a process per seed to copy two files
+cost ~1 s each, 50 of the default run's 88 jobs), so they must not import what Snakemake
+does not.
 """
 
 import json
@@ -47,13 +50,38 @@ def _unfinished(bundle: Path, why: str) -> BundleError:
     )
 
 
-def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -> None:
+def unpack_seed(
+    bundle: str | Path, seed: int, outputs: list[str | Path], log: str | Path | None = None
+) -> None:
     """Copy ``seed``'s files out of a complete bundle, each checked against the manifest.
 
-    outputs: file name in the bundle (``metrics.parquet``, ``model.safetensors``,
-    ``probe_losses.parquet``) -> path.
+    outputs: the seed's result files; each is ``seed<seed>/<its name>`` in the bundle
+    (``metrics.parquet``, ``model.safetensors``, ``probe_losses.parquet``). log: the
+    rule's log, which gets a line per file or the error (this runs inside Snakemake's
+    process, whose logging is not the job's).
     """
     bundle = Path(bundle)
+    lines = []
+    try:
+        digests = _manifest_files(bundle, seed)
+        for destination in map(Path, outputs):
+            source = bundle / f"seed{seed}" / destination.name
+            if not source.is_file() or file_sha256(source) != digests.get(destination.name):
+                raise _unfinished(bundle, f"{source} is missing or differs from {MANIFEST}")
+            with atomic_path(destination) as tmp:
+                shutil.copyfile(source, tmp)
+            lines.append(f"{destination}: {source}, sha256 {digests[destination.name]}")
+    except BundleError as error:
+        lines.append(f"failed: {error}")
+        raise
+    finally:
+        if log is not None:
+            with atomic_path(log) as tmp:
+                tmp.write_text("".join(f"{line}\n" for line in lines))
+
+
+def _manifest_files(bundle: Path, seed: int) -> dict[str, str]:
+    """File name -> SHA-256 of ``seed``'s files, as the bundle's manifest lists them."""
     try:
         manifest = json.loads((bundle / MANIFEST).read_text())
     except FileNotFoundError:
@@ -62,10 +90,9 @@ def unpack_seed(bundle: str | Path, seed: int, outputs: dict[str, str | Path]) -
         raise _unfinished(bundle, f"unreadable {MANIFEST} ({error})") from None
     if seed not in manifest["seeds"]:
         raise _unfinished(bundle, f"seed {seed} is not among its seeds {manifest['seeds']}")
-    for name, destination in outputs.items():
-        source = bundle / f"seed{seed}" / name
-        expected = manifest["files"].get(f"seed{seed}/{name}")
-        if not source.is_file() or file_sha256(source) != expected:
-            raise _unfinished(bundle, f"{source} is missing or differs from {MANIFEST}")
-        with atomic_path(destination) as tmp:
-            shutil.copyfile(source, tmp)
+    prefix = f"seed{seed}/"
+    return {
+        path.removeprefix(prefix): digest
+        for path, digest in manifest["files"].items()
+        if path.startswith(prefix)
+    }

@@ -143,14 +143,7 @@ def train(
         if state.order is None:
             state.order = torch.randperm(n_train, generator=state.order_gen).to(device)
         for start in range(state.position, n_train, p.batch_size):
-            idx = state.order[start : start + p.batch_size]
-            x, y = data.train_x[idx], data.train_y[idx]
-            if task.train_batch is not None:
-                x, y = task.train_batch(p, x, y, state.batch_gen)
-            loss = task.loss(state.model(x), y)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
+            _optimizer_step(task, p, data, state, state.order[start : start + p.batch_size])
             state.step += 1
             state.position = start + p.batch_size
             end_of_epoch = state.position >= n_train
@@ -165,6 +158,22 @@ def train(
                     break
                 if resume is not None and not last:
                     resume.at_checkpoint(state)
+    return _run_outputs(state)
+
+
+def _optimizer_step(task: Task, p: TrainingParams, data, state: RunState, idx) -> None:
+    """One optimizer step on the training examples ``idx`` (a batch of the epoch's order)."""
+    x, y = data.train_x[idx], data.train_y[idx]
+    if task.train_batch is not None:
+        x, y = task.train_batch(p, x, y, state.batch_gen)
+    loss = task.loss(state.model(x), y)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+
+
+def _run_outputs(state: RunState) -> tuple[pd.DataFrame, dict]:
+    """The finished run's checkpoint table and its final weights (CPU copies)."""
     table = pd.DataFrame(state.rows, columns=["step", *RUN_COLUMNS, *METRIC_COLUMNS])
     table["diverged"] = state.diverged
     table = with_probe_losses(table, state.rows)

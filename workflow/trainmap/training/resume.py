@@ -12,7 +12,9 @@ complete. It holds
 - ``state.safetensors`` while the seed trains: every tensor of the state (model,
   optimizer, each ``torch.Generator``'s state, the epoch's data order) as tensors, and
   everything else (counters, the rows logged so far, the optimizer's settings) as JSON in
-  the file's metadata. No pickle anywhere: safetensors and JSON are data, not code.
+  the file's metadata (``tree_to_file``, the one serialiser: a seed's state and a
+  vectorised group's are both nested structures of tensors and JSON values). No pickle
+  anywhere: safetensors and JSON are data, not code.
 - ``metrics.parquet``, ``model.safetensors`` and ``done.json`` once the seed finished, so
   that a rerun of a group job copies finished seeds instead of retraining them.
 
@@ -52,7 +54,7 @@ from trainmap.io.files import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the layout below changes: older states are then discarded
+FORMAT = 2  # bump when the layout below changes: older states are then discarded
 META_KEY = "trainmap_resume"
 STATE_FILE = "state.safetensors"
 GROUP_FILE = "group.safetensors"
@@ -73,35 +75,23 @@ def _cpu(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def state_to_file(state: Any, path: Path, run_fingerprint: str) -> None:
-    """Write every field of ``state`` (a dataclass) to one safetensors file, atomically."""
-    tensors: dict[str, torch.Tensor] = {}
-    plain: dict[str, Any] = {}
-    optimizers: dict[str, Any] = {}
+    """Write every field of ``state`` (a dataclass) to one safetensors file, atomically:
+    a module's or optimizer's ``state_dict()``, a generator's state, a tensor or a JSON
+    value, each as ``tree_to_file`` writes a nested structure (the one serialiser)."""
+    saved: dict[str, Any] = {}
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
-        if isinstance(value, nn.Module):
-            for key, tensor in value.state_dict().items():
-                tensors[f"{f.name}/{key}"] = _cpu(tensor)
-        elif isinstance(value, torch.optim.Optimizer):
-            optimizers[f.name] = _optimizer_to(value.state_dict(), f.name, tensors)
+        if isinstance(value, nn.Module | torch.optim.Optimizer):
+            saved[f.name] = value.state_dict()
         elif isinstance(value, torch.Generator):
-            tensors[f"{f.name}/generator"] = value.get_state()
-        elif isinstance(value, torch.Tensor):
-            tensors[f"{f.name}/tensor"] = _cpu(value)
-        elif isinstance(value, JSON_TYPES):
-            plain[f.name] = value
+            saved[f.name] = value.get_state()
+        elif isinstance(value, (torch.Tensor, *JSON_TYPES)):
+            saved[f.name] = value
         elif callable(value):
             continue  # a hook is code, not state: the fresh state's own is kept
         else:
             raise TypeError(f"RunState.{f.name}: cannot save a {type(value).__name__}")
-    meta = {
-        "format": FORMAT,
-        "fingerprint": run_fingerprint,
-        "plain": plain,
-        "optimizers": optimizers,
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=_number)})
+    tree_to_file(saved, path, run_fingerprint)
 
 
 def _number(value: Any) -> Any:
@@ -111,52 +101,34 @@ def _number(value: Any) -> Any:
     raise TypeError(f"cannot save {value!r} in a resumable state")
 
 
-def _optimizer_to(sd: dict, name: str, tensors: dict[str, torch.Tensor]) -> dict:
-    """Tensors of an optimizer's ``state_dict`` into ``tensors``; the rest as JSON."""
-    other: dict[str, dict[str, Any]] = {}
-    for param_id, values in sd["state"].items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{name}/{param_id}/{key}"] = _cpu(value)
-            else:
-                other.setdefault(str(param_id), {})[key] = value
-    return {"param_groups": sd["param_groups"], "other": other}
-
-
 def state_from_file(state: Any, path: Path, run_fingerprint: str) -> bool:
     """Load the saved fields into a freshly initialised ``state`` (same config and seed).
 
     Returns False, leaving ``state`` untouched, when the file is stale (another
-    fingerprint or format); a corrupt file raises ``SafetensorError`` or ``ValueError``.
+    fingerprint or format); a corrupt file raises ``SafetensorError``, ``ValueError`` or
+    ``KeyError``.
     """
-    with safe_open(str(path), framework="pt") as file:
-        meta = json.loads((file.metadata() or {})[META_KEY])
-        if meta.get("format") != FORMAT or meta.get("fingerprint") != run_fingerprint:
-            return False
-        tensors = {key: file.get_tensor(key) for key in file.keys()}
+    saved = tree_from_file(path, run_fingerprint)
+    if saved is None:
+        return False
     # Every field is looked up before any is loaded: a damaged file raises here and
     # leaves ``state`` fresh, never half restored.
     device = _device(state)
     loads = []
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
-        if isinstance(value, nn.Module):
-            prefix = f"{f.name}/"
-            saved = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            loads.append((value.load_state_dict, saved))
-        elif isinstance(value, torch.optim.Optimizer):
-            saved = _optimizer_from(meta["optimizers"][f.name], f.name, tensors, value)
-            loads.append((value.load_state_dict, saved))
+        if isinstance(value, nn.Module | torch.optim.Optimizer):
+            loads.append((value.load_state_dict, saved[f.name]))
         elif isinstance(value, torch.Generator):
-            loads.append((value.set_state, tensors[f"{f.name}/generator"]))
-        elif f"{f.name}/tensor" in tensors:
-            loads.append((_setter(state, f.name), tensors[f"{f.name}/tensor"].to(device)))
-        elif callable(value) and f.name not in meta["plain"]:
+            loads.append((value.set_state, saved[f.name]))
+        elif callable(value) and f.name not in saved:
             continue
         else:
-            loads.append((_setter(state, f.name), meta["plain"][f.name]))
-    for load, saved in loads:
-        load(saved)
+            item = saved[f.name]
+            item = item.to(device) if isinstance(item, torch.Tensor) else item
+            loads.append((_setter(state, f.name), item))
+    for load, item in loads:
+        load(item)
     return True
 
 
@@ -171,28 +143,6 @@ def _device(state: Any) -> torch.device:
         if isinstance(value, nn.Module):
             return next(value.parameters()).device
     return torch.device("cpu")
-
-
-def _optimizer_from(saved: dict, name: str, tensors: dict, fresh: torch.optim.Optimizer) -> dict:
-    """The optimizer ``state_dict`` that ``_optimizer_to`` took apart."""
-    state: dict[int, dict[str, Any]] = {}
-    prefix = f"{name}/"
-    for key, tensor in tensors.items():
-        if key.startswith(prefix):
-            param_id, item = key[len(prefix) :].split("/", 1)
-            state.setdefault(int(param_id), {})[item] = tensor
-    for param_id, values in saved["other"].items():
-        state.setdefault(int(param_id), {}).update(values)
-    # JSON turned tuples (AdamW's betas) into lists: give settings back their types
-    groups = []
-    for group, fresh_group in zip(saved["param_groups"], fresh.param_groups, strict=True):
-        groups.append(
-            {
-                key: tuple(value) if isinstance(fresh_group.get(key), tuple) else value
-                for key, value in group.items()
-            }
-        )
-    return {"state": state, "param_groups": groups}
 
 
 def tree_to_file(tree: Any, path: Path, run_fingerprint: str) -> None:

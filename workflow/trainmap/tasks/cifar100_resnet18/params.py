@@ -23,5 +23,8 @@ class Cifar100ResNet18Params(ImageParams):
 
     RANGES: ClassVar[dict[str, Range]] = {"fake_images": NON_NEGATIVE}
 
+    def train_examples(self) -> int:
+        return self.fake_images or data_files.CIFAR100_TRAIN_SIZE
+
     def dataset_files(self) -> dict[str, list[str]]:
         return {} if self.fake_images else data_files.CIFAR100_FILES

@@ -25,6 +25,9 @@ class MnistMlpParams(ImageParams):
         "train_from_test": Range(0, data_files.MNIST_TEST_SIZE, high_open=True),
     }
 
+    def train_examples(self) -> int:
+        return self.train_from_test or data_files.MNIST_TRAIN_SIZE
+
     def dataset_files(self) -> dict[str, list[str]]:
         splits = ("t10k",) if self.train_from_test else ("train", "t10k")
         return data_files.mnist_files(splits)

@@ -38,6 +38,9 @@ class ModularAdditionParams(TrainingParams):
         "d_mlp": AT_LEAST_ONE,
     }
 
+    def train_examples(self) -> int:
+        return round(self.train_fraction * self.p * self.p)  # as task.py's make_data splits
+
     def relations(self) -> list[tuple[str, str]]:
         pairs = self.p * self.p
         n_train = round(self.train_fraction * pairs)

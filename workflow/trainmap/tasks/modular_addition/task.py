@@ -14,7 +14,7 @@ def make_data(p: ModularAdditionParams, gen: torch.Generator) -> Splits:
     tokens = torch.stack([a, b, torch.full_like(a, p.p)], dim=1)
     labels = (a + b) % p.p
     order = torch.randperm(p.p * p.p, generator=gen)
-    n_train = round(p.train_fraction * p.p * p.p)
+    n_train = p.train_examples()
     train, held_out = order[:n_train], order[n_train:]
     return Splits(tokens[train], labels[train], tokens[held_out], labels[held_out])
 

@@ -34,6 +34,9 @@ class SparseParityParams(TrainingParams):
         "n_eval": AT_LEAST_ONE,
     }
 
+    def train_examples(self) -> int:
+        return self.n_train
+
     def relations(self) -> list[tuple[str, str]]:
         if self.k > self.n_bits:
             return [("k", f"{self.k} exceeds n_bits ({self.n_bits}); allowed: 1 .. n_bits")]
