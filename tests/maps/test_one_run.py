@@ -2,9 +2,13 @@
 K is chosen on held-out blocks of its checkpoints (or in sample when the run is short),
 there is no detour regression, and the config checks name the keys."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import TINY_CONFIG, run_workflow
 from threadpoolctl import threadpool_limits
 
 from trainmap.config.settings import validate_config
@@ -206,3 +210,36 @@ def test_a_table_run_too_short_for_time_is_refused_naming_the_key():
     with pytest.raises(SequenceError, match="hmm.selection time: one run of 8 checkpoints"):
         prepare_sequences(trajectory, FEATURES, max_checkpoints=1000, normalize="global",
                           val_fraction=0.2, seed=0, states=[1, 2], blocks=5)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_setting_of_one_seed_maps_end_to_end(tmp_path):
+    """The whole workflow on one trained seed: K over time (2 folds of blocks of its 21
+    checkpoints), map.json with the run's phases, no regression, and summary.md says so."""
+    config = {
+        "settings": {
+            "solo": {
+                **yaml.safe_load(TINY_CONFIG.read_text())["settings"]["parity"],
+                "seeds": [1],
+                "seeds_per_job": 1,
+                "stability": {"resamples": 0},
+            }
+        },
+        "hmm": {"states": [1, 2], "restarts": 2, "n_iter": 8, "covariance": "diag", "folds": 2},
+        "stability": {"resamples": 2},  # off for the one-seed setting, not refused
+    }
+    path = tmp_path / "solo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_workflow(tmp_path / "run", path)
+    results = tmp_path / "run" / "results"
+    selection = json.loads((results / "solo/hmm/selection.json").read_text())
+    assert selection["selection"] == "time" and selection["held_out"] == "blocks"
+    assert len(selection["fold_n_states"]) == 2
+    training_map = json.loads((results / "solo/map.json").read_text())
+    phases = training_map["phases"]
+    assert training_map["n_runs"] == 1 and phases[0]["first_step"] == 0
+    assert sum(p["checkpoints"] for p in phases) == 21
+    regression = json.loads((results / "solo/regression.json").read_text())
+    assert regression["reason"] == ONE_RUN
+    summary = (results / "summary.md").read_text()
+    assert "no detour regression" in summary and "phases of the one run: S0 (steps 0–" in summary
