@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from trainmap.config.settings import validate_config
 from trainmap.errors import ConfigError
+from trainmap.figures.map import map_geometry, plot_map
 from trainmap.figures.summary import setting_details
 from trainmap.hmm.blocks import IN_SAMPLE
 from trainmap.hmm.sequences import SequenceError, prepare_sequences
@@ -107,6 +108,17 @@ def test_one_run_has_no_detour_regression_and_says_so(planted_map):
     assert all(s["kind"] == "" for s in result["map"]["states"])
     details = setting_details(result["map"])
     assert details[-1].startswith("phases of the one run: S0 (steps 0–")
+
+
+def test_the_map_of_one_run_writes_the_dwell_under_each_state(planted_map):
+    result, _ = planted_map
+    training_map = result["map"]
+    lines = map_geometry(training_map, result["detours"])["node_lines"]
+    first = training_map["phases"][0]
+    assert lines[0][0] == f"steps 0–{first['last_step']} · {first['checkpoints']} checkpoints"
+    assert not any("runs" in line for k in lines for line in lines[k])
+    figure = plot_map(training_map, result["detours"], result["regression"], "one")
+    assert "one run: no detour regression" in figure.axes[0].get_title()
 
 
 def test_kept_model_is_fit_on_every_checkpoint(planted_map):

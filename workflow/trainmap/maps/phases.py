@@ -65,3 +65,15 @@ def phases_text(phases: list[dict]) -> str:
         f"checkpoint{'s' if p['checkpoints'] != 1 else ''})"
         for p in phases
     )
+
+
+def dwell_lines(phases: list[dict] | None) -> dict[int, list[str]]:
+    """Per state, a line for each stay of the one run there (``steps 0–400 · 5
+    checkpoints``), for the text under the map's nodes; empty without phases."""
+    lines: dict[int, list[str]] = {}
+    for p in phases or []:
+        plural = "s" if p["checkpoints"] != 1 else ""
+        lines.setdefault(p["state"], []).append(
+            f"steps {p['first_step']}–{p['last_step']} · {p['checkpoints']} checkpoint{plural}"
+        )
+    return lines
