@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 
 # What `import trainmap.record` must not bring into a training process.
 WORKFLOW_MODULES = {"snakemake", "matplotlib", "plotly", "hmmlearn", "sklearn", "statsmodels",
-                    "networkx", "scipy", "jsonschema", "yaml", "datasets", "torchvision",
+                    "networkx", "jsonschema", "yaml", "datasets", "torchvision",
                     "transformers", "lightning"}  # fmt: skip
 # Not copied to build the wheel: tool folders and outputs.
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "build",

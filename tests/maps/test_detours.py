@@ -238,7 +238,7 @@ def test_a_setting_without_convergence_writes_the_keys_of_a_fitted_regression():
     planted = planted_runs()
     table, fitted, _ = analyze_detours(planted.states, planted.trajectories, 3, CONVERGENCE, 0.001)
     route_keys = {key for key in fitted if key.startswith("route") or "last_state" in key}
-    route_keys |= {"baseline_rule"}
+    route_keys |= {"baseline_rule", "n_converged"}  # the route evidence's own count
     bare_table, summary, runs = describe_without_regression(
         planted.states, planted.trajectories, 3, 0.001
     )

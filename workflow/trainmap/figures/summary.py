@@ -138,7 +138,7 @@ def _calls(training_map: dict, detours: pd.DataFrame, kind: str) -> str:
     called = detours.loc[kinds == kind, "state"].astype(int).tolist()
     if not called:
         return "0"
-    states = {s["id"]: s for s in training_map["states"]}
+    states = {s["id"]: s for s in training_map.get("states", [])}
     names = []
     for k in called:
         share = states.get(k, {}).get(f"{kind}_support")
