@@ -16,6 +16,7 @@ import pandas as pd
 
 from trainmap.config.settings import Setting
 from trainmap.hmm.selection import selection_notes, stability_text
+from trainmap.maps.phases import phases_text
 
 
 def flat_config(setting: Setting) -> dict[str, Any]:
@@ -204,12 +205,15 @@ def _left_out_note(training_map: dict) -> str:
 
 def setting_details(training_map: dict) -> list[str]:
     """summary.md's lines for one setting under "Runs left out and notes": every run the
-    map or the regression left out, with its reason, then every note (map.json)."""
+    map or the regression left out, with its reason, every note (map.json), and the
+    phases of a setting with one run."""
     lines = [
         f"run {e['seed']} left out of the {e['left_out_of']}: {e['reason']}"
         for e in training_map.get("excluded_runs") or []
     ]
-    return lines + list(training_map.get("notes") or [])
+    phases = training_map.get("phases")
+    tail = [f"phases of the one run: {phases_text(phases)}"] if phases else []
+    return lines + list(training_map.get("notes") or []) + tail
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
