@@ -199,3 +199,12 @@ def test_more_parameters_than_fit_rows_is_a_warning_naming_the_largest_k(tmp_pat
     assert "(K=2: 241 with 14 features, full covariance)" in line
     assert "the largest K they carry is K=1" in line
     assert "covariance: diag (K=2: 59 parameters)" in line
+
+
+def test_one_recorded_run_maps_over_time_and_a_split_points_there(tmp_path, capsys):
+    record(tmp_path / "runs", 0, steps=range(0, 600, 20))  # 30 checkpoints
+    entry = {"source": "runs", "runs": "runs", "features": ["l2", "spectral", "var_w"]}
+    status, err, _ = check(tmp_path, capsys, entry, hmm={"states": [1, 2], "selection": "time"})
+    assert status == 0, err
+    status, err, _ = check(tmp_path, capsys, entry, hmm={"states": [1, 2]})
+    assert status == 1 and "for one run use hmm.selection: time" in " ".join(err)

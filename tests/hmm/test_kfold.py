@@ -44,7 +44,7 @@ def test_folds_deal_every_run_once_from_the_sorted_list():
     [
         ({"selection": "kfold", "folds": 1}, "folds: 1 is less than the minimum of 2"),
         ({"selection": "kfold", "folds": 4}, "settings.parity.hmm.folds: 4 folds need at least 4"),
-        ({"selection": "loo"}, "selection: 'loo' is not one of ['split', 'kfold']"),
+        ({"selection": "loo"}, "selection: 'loo' is not one of ['split', 'kfold', 'time']"),
     ],
 )
 def test_bad_fold_settings_are_refused(hmm, message):

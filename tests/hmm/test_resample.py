@@ -146,7 +146,12 @@ def config_with(stability: dict, seeds=5) -> dict:
             "settings.parity.stability.resamples: 6 resamples, but 5 runs give only 5 "
             "distinct split draws",
         ),
-        ({"resamples": 2}, 1, "settings.parity.stability.resamples: 2 resamples need at least 2"),
+        (
+            {"resamples": 2},
+            1,
+            "settings.parity.stability.resamples: 2 resamples redraw which runs fit and which "
+            "validate, but the setting has one run",
+        ),
         ({"resamples": 2, "method": "bootstrap"}, 2, "settings.parity.stability.method: bootstrap"),
         ({"resamples": 2, "rule": "best"}, 5, "stability.rule"),
     ],

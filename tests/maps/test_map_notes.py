@@ -130,3 +130,22 @@ def test_step_grids():
     runs = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "step": [0, 20, 40, 0, 40, 80]})
     assert "every 20 steps (seed(s) 0); every 40 steps (seed(s) 1)" in step_grid_note(runs)
     assert step_grid_note(runs[runs["seed"] == 0]) is None
+
+
+def test_the_summary_says_how_much_of_r2_one_state_boundary_carries():
+    """The occupancy R² is called "mostly the last state's share" only when that share
+    alone gives most of it, and a route that explains less than nothing says "nothing"."""
+    planted = planted_runs(n_runs=10)
+    detours, _, _ = analyze_detours(planted.states, planted.trajectories, 3, CONVERGENCE, 0.5)
+    training_map = {"n_states": 3, "forking": False}
+
+    def note(r2, last, route):
+        regression = {"r2": r2, "r2_last_state": last, "route_r2_cv": route, "significant": True}
+        return headline(training_map, detours, regression)["note"]
+
+    assert "R² 1.00 is mostly the last state's share (alone 0.86)" in note(0.996, 0.86, -0.06)
+    assert "explains nothing out of sample" in note(0.996, 0.86, -0.06)
+    mixed = note(0.87, 0.45, 0.09)
+    assert "mostly" not in mixed and "(the last state's share alone: 0.45)" in mixed
+    assert "explains only 0.09 out of sample" in mixed
+    assert "passes through" not in note(0.9, 0.2, 0.6)  # the route carries the evidence

@@ -14,6 +14,7 @@ from trainmap.io.logs import log_to_file
 from trainmap.maps.detours import read_detour_table
 from trainmap.maps.graph import build_map, mark_detours
 from trainmap.maps.notes import fit_notes, with_notes
+from trainmap.maps.phases import with_phases
 from trainmap.maps.support import attach_support
 
 
@@ -31,7 +32,7 @@ def main(inputs, outputs, params, log: str) -> None:
         states,
         runs,  # every decoded run; one without a convergence value is marked unmeasured
     )
-    training_map = mark_detours(training_map, detours)
+    training_map = with_phases(mark_detours(training_map, detours), states)  # one run
     notes = fit_notes(params.candidates, model_json, sequences, states)
     training_map = with_notes(training_map, read_json(inputs.prepare), regression, notes)
     if inputs.support:  # stability.resamples > 0

@@ -11,18 +11,15 @@ import logging
 from trainmap.io.atomic import atomic_path
 from trainmap.io.files import read_json, read_parquet, write_json, write_parquet
 from trainmap.io.logs import log_to_file
-from trainmap.maps.detours import analyze_detours
-from trainmap.maps.no_regression import describe_without_regression
+from trainmap.maps.no_regression import analyze_runs
 
 
 def main(inputs, outputs, params, log: str) -> None:
     log_to_file(log)
     n_states = read_json(inputs.selection)["n_states"]
     states, trajectories = read_parquet(inputs.states), read_parquet(inputs.trajectories)
-    if params.convergence:
-        analysis = analyze_detours(states, trajectories, n_states, params.convergence, params.alpha)
-    else:  # a checkpoint series without evals: no convergence times, no regression
-        analysis = describe_without_regression(states, trajectories, n_states, params.alpha)
+    # no regression for a checkpoint series without evals, nor for one run
+    analysis = analyze_runs(states, trajectories, n_states, params.convergence, params.alpha)
     table, summary, runs = analysis
     logging.info("regression: %s", {k: summary[k] for k in ("r2", "f_pvalue", "reason")})
     with atomic_path(outputs.detours) as tmp:

@@ -1,7 +1,9 @@
 """Snakemake adapter: fit every restart of one (setting, K) and write k<K>.json.
 
 With ``selection: kfold`` the model is refit on all runs and carries the (K, fold) fits'
-cross-validated scores (trainmap.hmm.kfold)."""
+cross-validated scores (trainmap.hmm.kfold); with ``time`` the job fits every fold of
+blocks of checkpoints itself, then the model on every checkpoint
+(trainmap.hmm.time_selection)."""
 
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ if "snakemake" in globals():  # run by Snakemake: the package is beside scripts/
 from trainmap.hmm.fit import fit_state_count
 from trainmap.hmm.kfold import refit_all_runs
 from trainmap.hmm.sequences import feature_columns, observations
+from trainmap.hmm.time_selection import fit_over_time
 from trainmap.io.files import read_json, read_parquet, write_json
 from trainmap.io.logs import log_to_file
 
@@ -26,6 +29,9 @@ def main(inputs, output: str, params, log: str) -> None:
     if params.selection == "kfold":
         folds = [read_json(path) for path in inputs.folds]
         write_json(refit_all_runs(table, features, params.n_states, folds, **options), output)
+        return
+    if params.selection == "time":
+        write_json(fit_over_time(table, features, params.n_states, **options), output)
         return
     result = fit_state_count(
         observations(table, features, "fit"),

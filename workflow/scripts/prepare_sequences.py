@@ -23,6 +23,7 @@ def main(trajectories: str, outputs, params, log: str) -> None:
         seed=options["seed"],
         states=options["states"],
         folds=options.get("folds"),  # only given with selection: kfold
+        blocks=options.get("blocks"),  # only given with selection: time
         features_given=params.features_given,
     )
     write_parquet(prepared.table, outputs.sequences)

@@ -99,8 +99,9 @@ def _prepare(setting: Setting, table, problems: list[str]) -> list[str]:
         problems.append(str(error))
         return []
     n_fit = int((prepared.table["split"] == "fit").sum())
-    if options.get("folds"):  # each fold fits on the other folds' rows
-        n_fit -= int(prepared.table.groupby("fold").size().max())
+    for folds in ("fold", "block"):  # kfold, time: each fold fits on the other folds' rows
+        if folds in prepared.table:
+            n_fit -= int(prepared.table.groupby(folds).size().max())
     note = parameter_note(hmm["states"], len(prepared.features), n_fit, hmm["covariance"])
     return [note] if note else []
 

@@ -17,6 +17,7 @@ import yaml
 from trainmap.checkpoints.series import CheckpointSeries, build_series
 from trainmap.errors import ConfigError
 from trainmap.function_space.features import pc_features, pc_number
+from trainmap.hmm.blocks import check_predicted_blocks
 from trainmap.hmm.split import check_predicted_split, check_resamples, trained_checkpoints
 from trainmap.io.columns import METRIC_COLUMNS, RUN_COLUMNS
 from trainmap.tasks.hyperparameters import HYPERPARAMETERS, task_params
@@ -227,7 +228,7 @@ def _block(block: str, entry: dict, config: dict, given: dict) -> dict[str, Any]
 
 def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting:
     where = f"settings.{name}"
-    hmm = _block("hmm", entry, config, given)
+    hmm = _one_run_selection(_block("hmm", entry, config, given), entry)
     source = entry["source"]
     common = {
         "name": name,
@@ -235,7 +236,7 @@ def _build_setting(name: str, entry: dict, config: dict, given: dict) -> Setting
         "convergence": entry.get("convergence", {}),  # optional for checkpoints only
         "hmm": hmm,
         "alpha": entry.get("alpha", config["detours"]["alpha"]),
-        "stability": _block("stability", entry, config, given),
+        "stability": _one_run_stability(_block("stability", entry, config, given), hmm, entry),
         "features": list(entry.get("features", METRIC_COLUMNS)),
         "features_given": "features" in entry,
         "live": _live(entry, hmm, where),
@@ -342,6 +343,26 @@ def _check_pc_features(features: list[str], probe: dict, where: str) -> None:
         )
 
 
+def _one_run_selection(hmm: dict[str, Any], entry: dict) -> dict[str, Any]:
+    """A setting of one seed has no second run to validate on: ``selection: split`` (the
+    default) becomes ``time``, K chosen on blocks of its checkpoints (trainmap.hmm.blocks).
+    A table's or a runs folder's runs are only known from the data: with one run, set
+    ``hmm.selection: time`` (the split says so)."""
+    if "seeds" in entry and len(_seed_list(entry["seeds"])) == 1 and hmm["selection"] == "split":
+        return {**hmm, "selection": "time"}
+    return hmm
+
+
+def _one_run_stability(stability: dict[str, Any], hmm: dict, entry: dict) -> dict[str, Any]:
+    """Resamples redraw which runs fit and which validate: K over time has none to redraw.
+    Under ``selection: time`` the top-level ``stability.resamples`` (the default config's
+    5) is 0 for the setting; resamples the setting asks for itself are refused
+    (trainmap.hmm.split.check_resamples)."""
+    if hmm["selection"] != "time" or "resamples" in entry.get("stability", {}):
+        return stability
+    return {**stability, "resamples": 0}
+
+
 def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
     """``selection: kfold`` validates every run once: at most one fold per run. A table's
     runs are only known when it is read (trainmap.hmm.sequences checks them there)."""
@@ -351,7 +372,8 @@ def _check_folds(hmm: dict[str, Any], entry: dict, where: str) -> None:
     if hmm["folds"] > n_runs:
         raise ConfigError(
             f"{where}.hmm.folds: {hmm['folds']} folds need at least {hmm['folds']} runs, "
-            f"the setting has {n_runs}; lower hmm.folds or use selection: split"
+            f"the setting has {n_runs}; lower hmm.folds or use selection: split "
+            "(selection: time for one run)"
         )
 
 
@@ -365,7 +387,10 @@ def check_split(setting: Setting) -> None:
         check_resamples(
             counts or dict.fromkeys(setting.seeds), setting.stability, setting.hmm, where
         )
-    if setting.hmm.get("selection") == "kfold" or counts is None:
+    if setting.hmm.get("selection") == "time" and counts is not None:
+        check_predicted_blocks(counts, setting.hmm, where, how, more)
+        return
+    if setting.hmm.get("selection") in ("kfold", "time") or counts is None:
         return  # kfold: each fold's rows are checked when the runs are dealt
     check_predicted_split(counts, setting.hmm, where, how, more)
 

@@ -5,7 +5,9 @@ our own (no external ``dot``): columns by mean first-visit order, states most ru
 on a second row. Detour states get a red ring, dead ends (states only runs that never
 converge visit) a dashed grey one, and the arrows into them the same look. Transition
 probabilities are written "P(S2→S0) = 0.14" (self-loops under their node), so that they
-are not read as the regression's p-values.
+are not read as the regression's p-values. The map of one run (map.json ``phases``)
+writes under each state the run's stays there (steps and checkpoints: the dwell) in
+place of the runs visiting it.
 """
 
 import numpy as np
@@ -28,6 +30,7 @@ from trainmap.figures.style import (
     state_colors,
     transition_label,
 )
+from trainmap.maps.phases import dwell_lines
 
 NODE_RADIUS = 0.34
 TEXT_TO_PATH = TextToPath()  # measures text without a figure
@@ -47,8 +50,9 @@ def _column_width(training_map: dict, compact: bool) -> float:
     labels = [_edge_lines(e, compact) for e in training_map["edges"] if e["source"] != e["target"]]
     loops = {e["source"]: e for e in training_map["edges"] if e["source"] == e["target"]}
     # Measured with the widest kind title, so that the width holds whatever each kind is.
+    dwell = dwell_lines(training_map.get("phases"))  # the map of one run
     nodes = [
-        _node_lines(s, training_map["n_runs"], loops.get(s["id"]), "dead_end")
+        _node_lines(s, training_map["n_runs"], loops.get(s["id"]), "dead_end", dwell.get(s["id"]))
         for s in training_map["states"]
     ]
     edge = max((_text_width(lines, 7.5) for lines in labels), default=0)
@@ -225,11 +229,14 @@ def _ring_style(state: dict, kind: str) -> str:
     return ":" if state.get("uncertain") else "--" if kind == "dead_end" else "-"
 
 
-def _node_lines(state: dict, n_runs: int, stay: dict | None, kind: str) -> list[str]:
-    """Text under a node: its kind (and the call's support), runs visiting, the state's
-    support, P(stay), label features, starts/ends."""
+def _node_lines(
+    state: dict, n_runs: int, stay: dict | None, kind: str, dwell: list[str] | None = None
+) -> list[str]:
+    """Text under a node: its kind (and the call's support), runs visiting (or, for the
+    map of one run, its stays there: ``dwell``), the state's support, P(stay), label
+    features, starts/ends."""
     lines = [kind_title(state, kind)] if kind in KIND_TITLES else []
-    lines.append(f"{state['runs_visiting']}/{n_runs} runs")
+    lines += dwell or [f"{state['runs_visiting']}/{n_runs} runs"]
     if state.get("support") is not None:  # stability.resamples
         lines.append(f"support {state['support']:.0%}")
     if stay is not None:
@@ -410,8 +417,10 @@ def map_geometry(
     kinds = {
         k: "detour" if k in detour_ids else "dead_end" if k in dead_ids else "" for k in positions
     }
+    dwell = dwell_lines(training_map.get("phases"))  # the map of one run
     node_lines = {
-        k: _node_lines(states[k], training_map["n_runs"], loops.get(k), kinds[k]) for k in positions
+        k: _node_lines(states[k], training_map["n_runs"], loops.get(k), kinds[k], dwell.get(k))
+        for k in positions
     }
     edges = {}
     for edge in training_map["edges"]:

@@ -103,6 +103,8 @@ def _criteria_panel(
     ax.set_ylabel("validation criterion (lower is better)")
     what = "summed over folds" if folded else "on held-out runs"
     what += " (the configured split)" if resampled and not folded else ""
+    if selection.get("held_out") == "in-sample":  # selection time, a run too short for blocks
+        what = "in sample (too few checkpoints for held-out blocks)"
     ax.set_title(f"information criteria {what}", fontsize="medium")
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from trainmap.config.settings import Setting
 from trainmap.hmm.selection import selection_notes, stability_text
+from trainmap.maps.phases import phases_text
 
 
 def flat_config(setting: Setting) -> dict[str, Any]:
@@ -170,14 +171,20 @@ def _support_notes(training_map: dict) -> list[str]:
 
 
 def _evidence_notes(regression: dict) -> list[str]:
-    """Says when the occupancy R² is one state boundary, not the states' route."""
+    """Says when the occupancy R² is not the states' route: how much of it the last
+    state's share alone gives, and what the route explains out of sample."""
     r2, route = regression.get("r2"), regression.get("route_r2_cv")
     if r2 is None or route is None or route >= 0.1:
         return []
-    return [
-        f"R² {r2:.2f} is mostly the last state's share (alone {regression['r2_last_state']:.2f});"
-        f" which states a run passes through explains {max(route, 0):.2f} out of sample"
-    ]
+    last = regression.get("r2_last_state")
+    if last is None:
+        first = f"R² {r2:.2f}"
+    elif last >= 0.75 * r2:
+        first = f"R² {r2:.2f} is mostly the last state's share (alone {last:.2f})"
+    else:
+        first = f"R² {r2:.2f} (the last state's share alone: {last:.2f})"
+    explains = "nothing" if route <= 0 else f"only {route:.2f}"
+    return [f"{first}; which states a run passes through explains {explains} out of sample"]
 
 
 def _note(regression: dict) -> str:
@@ -199,12 +206,15 @@ def _left_out_note(training_map: dict) -> str:
 
 def setting_details(training_map: dict) -> list[str]:
     """summary.md's lines for one setting under "Runs left out and notes": every run the
-    map or the regression left out, with its reason, then every note (map.json)."""
+    map or the regression left out, with its reason, every note (map.json), and the
+    phases of a setting with one run."""
     lines = [
         f"run {e['seed']} left out of the {e['left_out_of']}: {e['reason']}"
         for e in training_map.get("excluded_runs") or []
     ]
-    return lines + list(training_map.get("notes") or [])
+    phases = training_map.get("phases")
+    tail = [f"phases of the one run: {phases_text(phases)}"] if phases else []
+    return lines + list(training_map.get("notes") or []) + tail
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:

@@ -40,6 +40,7 @@ Every restart reports in how many iterations the guard acted and for which state
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -193,6 +194,7 @@ def fit_state_count(
     min_covar: float = 1e-3,
     covariance_guard: str = "singular",
     keep_by: str = "train_loglik",
+    scorer: Callable[[GaussianHMM], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """All restarts for one K; the JSON-ready ``k<K>.json`` (kept model, every restart).
 
@@ -203,7 +205,8 @@ def fit_state_count(
     is scored (``state_order``: EM's label of each new state). ``guard`` summarises the
     covariance guard: its rule, the kept restart's count and the per-restart counts of
     iterations in which it acted (null for failed restarts); ``capped``: restarts that
-    stopped at ``n_iter`` before EM met ``tol``.
+    stopped at ``n_iter`` before EM met ``tol``. ``scorer``: model -> ``SCORES``, in place
+    of ``score_model(model, fit, val)`` (held-out blocks, trainmap.hmm.time_selection).
     """
     if keep_by not in KEEP_BY:
         raise ValueError(f"keep_by: {keep_by!r} is not one of {KEEP_BY}")
@@ -212,7 +215,9 @@ def fit_state_count(
     everything = np.concatenate([fit[0], val[0]]), np.concatenate([fit[1], val[1]])
     runs, models = [], []
     for restart in range(restarts):
-        entry, model = _fit_one_restart(fit, val, everything, n_states, restart, seed, options)
+        entry, model = _fit_one_restart(
+            fit, val, everything, n_states, restart, seed, options, scorer=scorer
+        )
         runs.append(entry)
         models.append(model)
     ok = [r for r in runs if r["error"] is None]
@@ -236,12 +241,15 @@ def fit_state_count(
     return result
 
 
-def _fit_one_restart(fit, val, everything, n_states: int, restart: int, seed: int, options):
+def _fit_one_restart(
+    fit, val, everything, n_states: int, restart: int, seed: int, options, scorer=None
+):
     """One restart of ``fit_state_count``: (its k<K>.json entry, the model or None).
 
     The model's states are numbered in first-reach order over ``everything`` (fit and
-    validation runs) before scoring; a restart whose EM breaks down, or whose scores are
-    not finite, is recorded with its error and null scores."""
+    validation runs) before scoring (``scorer``, else ``score_model``); a restart whose EM
+    breaks down, or whose scores are not finite, is recorded with its error and null
+    scores."""
     entry: dict[str, Any] = {"restart": restart, "seed": restart_seed(seed, n_states, restart)}
     try:
         model, report = fit_restart(*fit, n_states, seed=entry["seed"], **options)
@@ -250,7 +258,7 @@ def _fit_one_restart(fit, val, everything, n_states: int, restart: int, seed: in
         model, order = number_by_first_reach(model, *everything)
         guarded = report["guard"]["states"]
         report["guard"]["states"] = sorted(order.index(k) for k in guarded)
-        scores = score_model(model, fit, val)
+        scores = scorer(model) if scorer else score_model(model, fit, val)
         if not np.isfinite(list(scores.values())).all():
             raise FloatingPointError(f"non-finite scores {scores}")
         entry.update(scores, **report, state_order=order, error=None)

@@ -87,6 +87,8 @@ def refit_all_runs(
     features: list[str],
     n_states: int,
     fold_fits: list[dict[str, Any]],
+    *,
+    selection: str = "kfold",
     **options: Any,
 ) -> dict[str, Any]:
     """``k<K>.json`` under kfold: the model refit on all runs (best training
@@ -95,6 +97,8 @@ def refit_all_runs(
     ``val_loglik/val_aic/val_bic``: summed over folds (each fold's kept model);
     ``mean``/``sd``: over restarts of the restart's summed score; ``cv``: per fold and
     per restart (``cross_validation``). Restarts list only training scores.
+    ``selection``: the label written (``time``: the folds are blocks of checkpoints,
+    trainmap.hmm.time_selection).
     """
     cv = cross_validation(fold_fits)
     result = fit_all_runs(table, features, n_states, **options)
@@ -103,7 +107,7 @@ def refit_all_runs(
     for stat, reduce in (("mean", np.mean), ("sd", np.std)):
         result[stat].update({key: _reduce(cv[f"restart_{key}"], reduce) for key in VAL_SCORES})
     result.update(
-        selection="kfold",
+        selection=selection,
         kept_by="train_loglik (refit on all runs; nothing held out)",
         n_val_rows=int(np.sum(cv["fold_n_val_rows"])),
         cv=cv,

@@ -2,7 +2,7 @@
 Snakefile reads these to give each rule only its own options, so that changing another
 key reruns nothing)."""
 
-# prepare_sequences (plus ``states``, and ``folds`` under selection: kfold)
+# prepare_sequences (plus ``folds`` under selection: kfold, ``blocks`` under time)
 SEQUENCE_OPTIONS = ("max_checkpoints", "normalize", "val_fraction", "seed", "states")
 # trainmap.hmm.fit.fit_state_count's keyword options
 FIT_OPTIONS = (
@@ -30,8 +30,11 @@ def map_options(hmm: dict) -> dict:
 
 def sequence_options(hmm: dict) -> dict:
     """The ``prepare_sequences`` options of a setting's ``hmm`` block; ``folds`` only with
-    selection: kfold, so a split setting's options stay as they were."""
+    selection: kfold and ``blocks`` (``hmm.folds``: blocks of each run) only with time, so
+    a split setting's options stay as they were."""
     options = {key: hmm[key] for key in SEQUENCE_OPTIONS}
     if hmm["selection"] == "kfold":
         options["folds"] = hmm["folds"]
+    if hmm["selection"] == "time":
+        options["blocks"] = hmm["folds"]
     return options

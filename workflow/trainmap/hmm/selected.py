@@ -54,13 +54,14 @@ def selected_model(
     ``fits``: every ``k<K>.json``; ``options``: ``fit_state_count``'s. With ``refit`` the
     model is refit on all runs (restart seeds derived from ``hmm.seed`` and "map"), the
     selected K's split scores kept under ``split_scores``; without, or under
-    ``selection: kfold`` (whose k<K>.json is already refit on all runs), it is the
-    selected K's k<K>.json. ``fitted_on`` says which.
+    ``selection: kfold`` or ``time`` (whose k<K>.json is already fit on all runs), it is
+    the selected K's k<K>.json. ``fitted_on`` says which.
     """
     k = selection["n_states"]
     (kept,) = [fit for fit in fits if fit["n_states"] == k]
-    if not refit or kept.get("selection") == "kfold":
-        on = "all runs" if kept.get("selection") == "kfold" else "the configured split's fit runs"
+    on_all = kept.get("selection") in ("kfold", "time")
+    if not refit or on_all:
+        on = "all runs" if on_all else "the configured split's fit runs"
         return {**kept, "fitted_on": on}
     result = fit_all_runs(
         table, features, k, **{**options, "seed": derive_seed(options["seed"], "map")}

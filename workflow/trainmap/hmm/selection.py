@@ -38,12 +38,19 @@ the lowest validation BIC (restarts of different K have their own seeds, so repl
 are independent draws of EM's randomness). ``stability.restarts`` lists those picks and
 the share that agrees with the selected K; under ``selection: kfold`` ``stability.folds``
 does the same for the K each fold alone picks. A share below ``LOW_SHARE`` gets a note.
+
+**Over time** (``selection: time``, trainmap.hmm.time_selection): the folds are folds of
+blocks of consecutive checkpoints, with the kfold keys (``folds``, ``fold_n_states``,
+``stability.folds``), ``selection: "time"`` and ``held_out: "blocks"``; or, for runs too
+short for blocks, ``held_out: "in-sample"`` (K by the in-sample BIC, with a note).
 """
 
 import logging
 from typing import Any
 
 import numpy as np
+
+from trainmap.hmm.blocks import BLOCKS, IN_SAMPLE, SELECTION
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,8 @@ def select_state_count(
         selection["folds"] = len(fold_picks)
         selection["fold_n_states"] = fold_picks
         selection["stability"]["folds"] = agreement(fold_picks, selected)
+    if any(fit.get("selection") == SELECTION for fit in fits):
+        selection.update(_over_time(fits))
     if summary:
         selection["rule"] = RESAMPLE_RULES[rule]
         selection["split_n_states"] = split_selected
@@ -146,6 +155,29 @@ def select_state_count(
         selection["stability"]["resamples"] = agreement(summary["picks"], selected)
     warn_about(selection)
     return selection
+
+
+TIME_RULES = {
+    BLOCKS: (
+        "lowest held-out BIC summed over the folds of blocks of consecutive checkpoints "
+        "(each block scored given the checkpoints before it; each fold's kept model); "
+        "ties go to the smaller K"
+    ),
+    IN_SAMPLE: (
+        "lowest in-sample BIC of a fit on every checkpoint (the run is too short for "
+        "held-out blocks); ties go to the smaller K"
+    ),
+}
+
+
+def _over_time(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """selection.json's keys under ``selection: time``: how K was scored."""
+    held = {fit.get("held_out") for fit in fits}
+    if len(held) != 1 or not held <= set(TIME_RULES):
+        scored = sorted(map(str, held))
+        raise ValueError(f"fits over time scored as {scored}: expected one of {sorted(TIME_RULES)}")
+    (how,) = held
+    return {"selection": SELECTION, "held_out": how, "rule": TIME_RULES[how]}
 
 
 RESAMPLE_RULES = {
@@ -288,7 +320,19 @@ def selection_notes(selection: dict[str, Any]) -> list[str]:
                 "with care"
             )
         return notes
-    if folds and folds["share"] <= LOW_SHARE:
+    if selection.get("held_out") == IN_SAMPLE:
+        notes.append(
+            f"K = {k} is chosen by the in-sample BIC: the run is too short for held-out "
+            "blocks of checkpoints (hmm.folds, docs/state_count.md); in-sample BIC favours "
+            "more states"
+        )
+    if folds and folds["share"] <= LOW_SHARE and selection.get("selection") == SELECTION:
+        notes.append(
+            f"K = {k} is unstable over time: only {folds['agree']}/{folds['n']} folds of "
+            f"blocks of checkpoints alone pick it (picks {folds['picks']}); log more "
+            "checkpoints before reading K"
+        )
+    elif folds and folds["share"] <= LOW_SHARE:
         notes.append(
             f"K = {k} is unstable across runs: only {folds['agree']}/{folds['n']} folds alone "
             f"pick it (picks {folds['picks']}); add runs before reading K"

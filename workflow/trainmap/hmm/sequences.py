@@ -8,6 +8,9 @@ validation sets. Every check that would make a fit impossible runs here, before 
 With ``folds`` (``hmm.selection: kfold``) the runs are dealt into folds instead
 (``fold_runs``): the table gets a ``fold`` column (the fold that validates the run) and
 every run is ``fit``, as the kept model is refit on all runs (trainmap.hmm.kfold).
+With ``blocks`` (``hmm.selection: time``, trainmap.hmm.blocks) every run is ``fit`` and,
+where the runs are long enough, a ``block`` column says which block of consecutive
+checkpoints of its run each row is in; without that column K comes from the in-sample BIC.
 """
 
 import logging
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainmap.hmm import blocks as time_blocks
 from trainmap.hmm import split
 from trainmap.hmm.adequacy import step_grid_note
 from trainmap.io.biases import BiasFeatureError, bias_note, usable_features
@@ -27,7 +31,7 @@ from trainmap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("per_run", "global")
-ID_COLUMNS = ("seed", "step", "split", "fold")
+ID_COLUMNS = ("seed", "step", "split", "fold", "block")
 # Below MIN_VAL_ROWS validation rows the choice of K is noise (trainmap.hmm.split).
 MIN_VAL_ROWS = split.MIN_VAL_ROWS
 MIN_RUN_CHECKPOINTS = split.MIN_RUN_CHECKPOINTS
@@ -59,6 +63,7 @@ class Prepared:
     bias_free_runs: list = field(default_factory=list)
     left_out_features: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the data cannot carry (adequacy)
+    time: dict[str, Any] | None = None  # selection time: the blocks, or why in-sample
     # normalize global: {"mean": {feature: value}, "sd": {feature: value}} in the features'
     # own units (sd 0: constant, z = 0), what a live map z-scores a new run's rows with.
     scale: dict[str, dict[str, float]] | None = None
@@ -67,6 +72,7 @@ class Prepared:
         """JSON-ready summary (``prepare.json``)."""
         rows = self.table["split"].value_counts()
         extra = {} if self.folds is None else {"folds": [plain(f) for f in self.folds]}
+        extra.update({} if self.time is None else {"time": self.time})
         return {
             "normalize": self.normalize,
             "features": self.features,
@@ -94,6 +100,7 @@ def prepare_sequences(
     seed: int,
     states: list[int] | None = None,
     folds: int | None = None,
+    blocks: int | None = None,
     features_given: bool = True,
 ) -> Prepared:
     """Truncate, exclude diverged runs, z-score and split (METHOD.md sections 3-4).
@@ -103,6 +110,8 @@ def prepare_sequences(
     values is NaN or infinite at any step (also beyond ``max_checkpoints``).
     ``states``: candidate K; each must not exceed the number of fit observations.
     ``folds``: deal the runs into this many folds (``fold_runs``) instead of the split.
+    ``blocks``: ``selection: time``: cut each run into this many blocks of consecutive
+    checkpoints instead (trainmap.hmm.blocks); one run is enough.
     ``features_given``: the setting named its features; False for the default list, from
     which the bias metrics are left out when some run's model has no biases (a given
     list that names them is refused: trainmap.io.biases).
@@ -126,12 +135,11 @@ def prepare_sequences(
     _check_run_lengths(kept)
     notes = _notes(kept, bias_free, runs["seed"].nunique(), left_out)
     included = sorted(kept["seed"].unique().tolist())
-    if folds is not None:
-        prepared = _prepare_folds(
-            kept, features, normalize, included, folds, seed, excluded, states
-        )
+    if folds is not None or blocks is not None:
+        how = _prepare_folds if blocks is None else _prepare_blocks
+        prepared = how(kept, features, normalize, included, folds or blocks, seed, excluded, states)
         prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
-        prepared.notes = notes
+        prepared.notes = notes + prepared.notes
         return prepared
     fit_runs, val_runs = split_runs(included, val_fraction, seed, n_excluded=len(excluded))
     _check_validation_rows(kept, val_runs, val_fraction)
@@ -227,6 +235,45 @@ def _prepare_folds(kept, features, normalize, included, folds, seed, excluded, s
     prepared = Prepared(table, list(features), normalize, included, [], excluded, constant, dealt)
     prepared.scale = scale
     return prepared
+
+
+def _prepare_blocks(kept, features, normalize, included, blocks, seed, excluded, states):
+    """``prepare_sequences`` for ``selection: time``: every run fit, a ``block`` column
+    where the runs are long enough for held-out blocks (``time`` says which, and why)."""
+    lengths = kept.groupby("seed", sort=True).size().to_numpy().tolist()
+    note = f" ({len(excluded)} run(s) excluded as diverged)" if excluded else ""
+    problem = time_blocks.time_problem(lengths, states or [], blocks)
+    if problem:
+        raise SequenceError(
+            f"hmm.selection time: {problem}{note}; log more checkpoints (steps:, or more "
+            "rows per run), raise hmm.max_checkpoints if it cuts the run, or lower hmm.states"
+        )
+    z, constant, scale = _zscore(kept, features, normalize)
+    table = pd.DataFrame(
+        {"seed": kept["seed"].to_numpy(), "step": kept["step"].to_numpy(), "split": "fit"}
+    )
+    reason = time_blocks.in_sample_reason(lengths, blocks)
+    time = {"selection": time_blocks.SELECTION, "blocks": blocks, "in_sample": reason}
+    if reason is None:
+        table["block"] = np.concatenate([time_blocks.block_index(n, blocks) for n in lengths])
+        time["held_out_rows"] = time_blocks.held_out_rows(lengths, blocks)
+        time["block_steps"] = _block_steps(table)
+    table[features] = z
+    prepared = Prepared(table, list(features), normalize, included, [], excluded, constant)
+    prepared.time, prepared.scale = time, scale
+    if reason:
+        log.warning("%s", reason)
+        prepared.notes.append(reason)
+    return prepared
+
+
+def _block_steps(table: pd.DataFrame) -> dict[str, list[list[int]]]:
+    """Per run (as a string key, for JSON): each block's first and last step."""
+    spans = table.groupby(["seed", "block"], sort=True)["step"].agg(["min", "max"])
+    out: dict[str, list[list[int]]] = {}
+    for (run, _), row in spans.iterrows():
+        out.setdefault(str(plain(run)), []).append([int(row["min"]), int(row["max"])])
+    return out
 
 
 def _check_run_lengths(kept: pd.DataFrame) -> None:

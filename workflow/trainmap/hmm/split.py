@@ -45,7 +45,8 @@ def split_runs(
     if n < 2:
         note = f" ({n_excluded} excluded as diverged)" if n_excluded else ""
         raise SplitError(
-            f"{n} usable run(s){note}: need at least 2, one to fit and one to validate"
+            f"{n} usable run(s){note}: need at least 2, one to fit and one to validate; "
+            "for one run use hmm.selection: time (K chosen on blocks of its checkpoints)"
         )
     n_val = n_validation_runs(n, val_fraction)
     order = np.random.default_rng(derive_seed("split", seed)).permutation(n)
@@ -131,12 +132,20 @@ def check_resamples(checkpoints: dict, stability: dict, hmm: dict, where: str) -
 
     checkpoints: run -> checkpoints it will have (or None where unknown). Raises
     ConfigError naming ``stability.resamples`` when R exceeds the distinct draws of the
-    runs, and ``stability.method`` when the runs are too few for it.
+    runs or K is chosen over time (``hmm.selection: time``, one run), and
+    ``stability.method`` when the runs are too few for it.
     """
     n_resamples, method = stability["resamples"], stability["method"]
     if not n_resamples:
         return
     n_runs = len(checkpoints)
+    if hmm.get("selection") == "time":
+        why = "the setting has one run" if n_runs == 1 else "hmm.selection is time"
+        raise ConfigError(
+            f"{where}.stability.resamples: {n_resamples} resamples redraw which runs fit and "
+            f"which validate, but {why}: K is chosen on blocks of checkpoints over time "
+            f"(docs/state_count.md, One run); set {where}.stability.resamples: 0"
+        )
     if n_runs < 2:
         raise ConfigError(
             f"{where}.stability.resamples: {n_resamples} resamples need at least 2 runs, one "

@@ -46,12 +46,14 @@ def fit_notes(
     """The fit's notes, each also logged as a warning.
 
     candidates: the K of every fitted model; model: the selected k<K>.json; sequences: the
-    prepared rows (``split``, and ``fold`` with selection kfold); states: the decoded
+    prepared rows (``split``, and ``fold`` with selection kfold or ``block`` with time,
+    trainmap.hmm.blocks); states: the decoded
     ``seed, step, state``.
     """
     n_fit = int((sequences["split"] == "fit").sum())
-    if "fold" in sequences:  # each fold's model is fitted on the other folds' rows
-        n_fit -= int(sequences.groupby("fold").size().max())
+    for folds in ("fold", "block"):  # each fold's model is fitted on the other folds' rows
+        if folds in sequences:
+            n_fit -= int(sequences.groupby(folds).size().max())
     notes = [
         parameter_note(candidates, len(model["features"]), n_fit, model["covariance"]),
         near_means_note(np.asarray(model["means"], dtype=float)),

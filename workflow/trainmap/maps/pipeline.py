@@ -21,9 +21,12 @@ from trainmap.hmm.selected import selected_model
 from trainmap.hmm.selection import select_state_count
 from trainmap.hmm.sequences import feature_columns, observations, prepare_sequences
 from trainmap.hmm.split import check_resamples
+from trainmap.hmm.time_selection import fit_over_time
 from trainmap.maps.detours import analyze_detours
 from trainmap.maps.graph import build_map, mark_detours
+from trainmap.maps.no_regression import analyze_runs
 from trainmap.maps.notes import fit_notes, with_notes
+from trainmap.maps.phases import with_phases
 from trainmap.maps.support import attach_support, map_support
 
 
@@ -64,12 +67,12 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
     )
     k = selection["n_states"]
     states = decode_states(model_from_json(model), table, features)
-    detours, regression, runs = analyze_detours(states, trajectories, k, convergence, alpha)
+    detours, regression, runs = analyze_runs(states, trajectories, k, convergence, alpha)
     # every decoded run; one without a convergence value is marked unmeasured
     training_map = build_map(
         model_from_json(model), features, table, states, runs.set_index("seed")
     )
-    training_map = mark_detours(training_map, detours)
+    training_map = with_phases(mark_detours(training_map, detours), states)  # one run
     notes = fit_notes(sorted(hmm["states"]), model, table, states)
     training_map = with_notes(training_map, prepared.report(), regression, notes)
     support = None
@@ -89,7 +92,10 @@ def map_setting(trajectories: pd.DataFrame, setting: Setting) -> dict[str, Any]:
 
 
 def _fit(table, features, k, hmm, options) -> dict[str, Any]:
-    """k<K>.json: the split's fit, or under kfold the folds' scores and the refit."""
+    """k<K>.json: the split's fit, or under kfold the folds' scores and the refit, or
+    under time the folds of blocks and the fit on every checkpoint."""
+    if hmm["selection"] == "time":
+        return fit_over_time(table, features, k, **options)
     if hmm["selection"] == "kfold":
         folds = [fit_fold(table, features, k, f, **options) for f in range(hmm["folds"])]
         return refit_all_runs(table, features, k, folds, **options)
