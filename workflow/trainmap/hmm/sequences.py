@@ -145,9 +145,8 @@ def prepare_sequences(
     _check_validation_rows(kept, val_runs, val_fraction)
     table, constant, scale = _split_table(kept, features, normalize, val_runs)
     prepared = Prepared(table, list(features), normalize, fit_runs, val_runs, excluded, constant)
-    prepared.scale = scale
     prepared.bias_free_runs, prepared.left_out_features = bias_free, left_out
-    prepared.notes = notes
+    prepared.notes, prepared.scale = notes, scale
     if states:
         check_state_counts(states, int((table["split"] == "fit").sum()))
     return prepared
