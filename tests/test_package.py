@@ -101,7 +101,7 @@ def test_the_wheel_requires_only_what_the_recorder_needs(wheel):
     requires = [Requirement(line.split(":", 1)[1]) for line in info["METADATA"].splitlines()
                 if line.startswith("Requires-Dist:")]  # fmt: skip
     core = {r.name for r in requires if r.marker is None}
-    assert core == {"torch", "numpy", "pandas", "pyarrow"}
+    assert core == {"torch", "numpy", "pandas", "pyarrow", "scipy", "threadpoolctl"}
     extras = {str(r.marker).split('"')[1] for r in requires if r.marker is not None}
     assert extras == {"workflow", "hf", "lightning", "test"}
     assert "trainmap = trainmap.cli:main" in info["entry_points.txt"]
