@@ -156,9 +156,9 @@ class LiveMap:
         self._table = self._curve_table()
 
     def _curve_table(self) -> list[np.ndarray | None] | None:
-        """The curves of every stretch (``state_curves``), (B + 1, K, R) for the B steps
-        at which they change (the grid's after its first, the fit runs' ends), with None
-        where no run is at risk; None when larger than TABLE_SIZE."""
+        """The curves of every stretch (``state_curves``): B + 1 arrays (K, R) for the B
+        steps at which they change (the grid's after its first, the fit runs' ends), None
+        where no run is at risk; None instead of the list when larger than TABLE_SIZE."""
         breaks = np.unique(np.concatenate([self._grid[1:], self._ends]))
         if (len(breaks) + 1) * len(self.kinds) * len(self._ends) > TABLE_SIZE:
             return None
