@@ -83,7 +83,6 @@ class Setting:
     # The tensors the metrics read hold no bias (mean_b, median_b, var_b NaN throughout,
     # left out of the default features): trainmap.checkpoints.validate finds it.
     bias_free: bool = False
-    features_given: bool = False  # features listed in the config, not the default
     # Function space (source train): {n, split, seed, components}, or empty (no probe).
     probe: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The live map's evaluation (docs/live.md): {fractions}, or empty (not evaluated).
