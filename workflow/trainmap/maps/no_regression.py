@@ -17,7 +17,8 @@ reason stated (``analyze_runs`` picks the path), so every downstream rule runs u
   ``significant`` false, ``reason`` saying why, ``dissimilarity`` computed as usual (it
   needs no convergence);
 - convergence.parquet: per run, ``convergence_step`` NaN, ``censored`` false, the run's
-  ``last_step``, ``in_regression`` (here: decoded) and the occupancy fractions.
+  ``last_step``, ``measured`` false (no convergence time), ``in_regression`` (here:
+  decoded) and the occupancy fractions.
 """
 
 import numpy as np
@@ -91,7 +92,9 @@ def describe_without_regression(
             convergence=None,
         )
     )
-    runs = pd.DataFrame({"convergence_step": np.nan, "censored": False, "last_step": last})
+    runs = pd.DataFrame(
+        {"convergence_step": np.nan, "censored": False, "last_step": last, "measured": False}
+    )
     runs["in_regression"] = runs.index.isin(occupancy.index)
     runs = runs.join(occupancy.add_prefix("state")).rename_axis("seed").reset_index()
     return table, summary, runs
