@@ -119,6 +119,7 @@ def test_the_map_of_one_run_writes_the_dwell_under_each_state(planted_map):
     assert not any("runs" in line for k in lines for line in lines[k])
     figure = plot_map(training_map, result["detours"], result["regression"], "one")
     assert "one run: no detour regression" in figure.axes[0].get_title()
+    assert "detour states: not assessed" in figure.axes[0].get_title()  # not "none"
 
 
 def test_kept_model_is_fit_on_every_checkpoint(planted_map):

@@ -324,7 +324,8 @@ def plot_map(training_map: dict, detours: pd.DataFrame, regression: dict, settin
          height / fig_height)
     )  # fmt: skip
     kind = "forking" if training_map["forking"] else "a single path"
-    found = _names(detour_states(detours))
+    # Without a fitted regression (one run, no convergence column) no state was tested.
+    found = _names(detour_states(detours)) if regression.get("r2") is not None else "not assessed"
     dead = dead_end_states(detours)
     fig.suptitle(
         f"{setting}: training map \u2014 {plural(training_map['n_states'], 'state')}, "
