@@ -48,25 +48,15 @@ def pytest_configure(config) -> None:
     )
 
 
-# Shared runs whose tests (in two modules each) form one work unit: the worker that builds
-# the run goes on with their tests while the other worker runs the rest, instead of
-# waiting on the lock (tiny_run has too many tests for one unit).
-GROUPED_RUNS = ("recorded_examples", "probe_run")
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into scopes
 def pytest_collection_modifyitems(config, items) -> None:
-    """Work units for ``make test`` (pytest-xdist, ``--dist loadgroup``): a module's tests
-    stay on one worker, so its module fixtures are built once; the tests of a shared run in
-    ``GROUPED_RUNS`` form one unit; and the tests on the SLURM test cluster (one per
-    machine, behind a lock) form one unit that goes first: it is the longest (mostly
-    waiting on the cluster) and the other worker runs the rest meanwhile. Without xdist
-    the order changes only."""
-    for item in items:
-        slurm = item.get_closest_marker("slurm") is not None
-        shared = [name for name in GROUPED_RUNS if name in item.fixturenames]
-        group = "slurm" if slurm else shared[0] if shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Work units for ``make test`` (pytest-xdist, ``--dist loadfile``): a module's tests
+    stay on one worker, so its module fixtures are built once, and the tests on the SLURM
+    test cluster (one per machine, behind a lock held for the worker's session) are all in
+    tests/test_slurm.py, which goes first: it is the longest (mostly waiting on the
+    cluster) and the other worker runs the rest meanwhile. (``--dist loadgroup`` with
+    ``xdist_group`` marks is not used: with pytest 9.2 and pytest-xdist 3.8 it spread a
+    group's tests over both workers, and the second worker's SLURM tests waited out the
+    lock and were skipped.) Without xdist the order changes only."""
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable sort
 
 

@@ -1,6 +1,6 @@
-"""The SLURM test cluster, one per session, shared by tests/test_slurm.py and
-tests/test_slurm_requeue.py (a session fixture registered by conftest.py; both modules'
-tests form one pytest-xdist unit, so one worker starts it once).
+"""The SLURM test cluster, one per session, used by tests/test_slurm.py (a session
+fixture registered by conftest.py; every SLURM test is in that module, which
+pytest-xdist's --dist loadfile keeps on one worker, so one worker starts it once).
 
 ``slurm_cluster`` starts a single-node cluster on localhost (tests/slurm/start.sh: munged,
 slurmctld, slurmd from Debian's packages, one fake GPU) and stops it by PID at the end of
