@@ -71,7 +71,9 @@ def test_rules_over_resamples():
         resample_summary(resamples, "best")
 
 
-def test_selection_with_resamples_reports_the_split_and_a_note_when_k_is_open():
+def open_k_fits() -> tuple[list[dict], list[dict]]:
+    """The configured split's fits (lowest BIC at K = 5) and two resamples split
+    between 4 and 5."""
     fits = [
         {"n_states": k, "val_bic": v, "train_loglik": 0.0, "val_loglik": 0.0}
         for k, v in {3: 120.0, 4: 110.0, 5: 100.0}.items()
@@ -80,6 +82,11 @@ def test_selection_with_resamples_reports_the_split_and_a_note_when_k_is_open():
         {"n_states": 4, "scores": scores({3: 120, 4: 100, 5: 101})},
         {"n_states": 5, "scores": scores({3: 121, 4: 102, 5: 100})},
     ]
+    return fits, resamples
+
+
+def test_selection_with_resamples_reports_the_split_and_a_note_when_k_is_open():
+    fits, resamples = open_k_fits()
     selection = select_state_count(fits, resamples, "one_se")
     assert selection["n_states"] == 4 and selection["split_n_states"] == 5
     assert select_state_count(fits, resamples)["resamples"]["rule"] == "lowest_median"
@@ -189,14 +196,7 @@ def test_the_median_rule_pairs_each_k_with_its_resamples_best():
 def test_the_selection_figure_draws_the_resamples_median_curve():
     from trainmap.figures.selection import plot_selection
 
-    fits = [
-        {"n_states": k, "val_bic": v, "train_loglik": 0.0, "val_loglik": 0.0}
-        for k, v in {3: 120.0, 4: 110.0, 5: 100.0}.items()
-    ]
-    resamples = [
-        {"n_states": 4, "scores": scores({3: 120, 4: 100, 5: 101})},
-        {"n_states": 5, "scores": scores({3: 121, 4: 102, 5: 100})},
-    ]
+    fits, resamples = open_k_fits()
     figure = plot_selection(select_state_count(fits, resamples), "parity")
     panel = figure.axes[-1]
     assert len(figure.axes) == 3 and "2 resamples" in panel.get_title()
