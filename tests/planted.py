@@ -24,6 +24,7 @@ LENGTH = 40
 EVAL_EVERY = 10
 THRESHOLD = 0.9
 VARIANCE = 0.5
+CONVERGENCE = {"column": "eval_accuracy", "threshold": THRESHOLD}
 
 
 @dataclass
@@ -168,3 +169,13 @@ def branching_runs(n_converged: int = 24, n_censored: int = 8, seed: int = 0) ->
         pd.concat(trajectories, ignore_index=True),
         side_runs,
     )
+
+
+def table_config(tmp_path, name: str, trajectories: pd.DataFrame, hmm: dict, **keys) -> dict:
+    """A config of one ``source: table`` setting ``name`` over ``trajectories`` (written
+    to ``<tmp_path>/<name>.csv``) with the planted features and convergence rule, the
+    setting's other ``keys`` and the top-level ``hmm`` block."""
+    table = tmp_path / f"{name}.csv"
+    trajectories.to_csv(table, index=False)
+    setting = {"source": "table", "table": str(table), "features": FEATURES}
+    return {"settings": {name: {**setting, "convergence": CONVERGENCE, **keys}}, "hmm": hmm}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG, run_workflow
-from planted import planted_runs
+from planted import planted_runs, table_config
 from test_selection import planted_model
 from test_workflow import job_counts
 from threadpoolctl import threadpool_limits
@@ -169,25 +169,9 @@ def test_dry_run_has_one_job_per_k_and_fold(tmp_path):
 def test_kfold_workflow_runs_on_a_table(tmp_path):
     """A real run of the HMM stage with kfold on a planted source: table setting."""
     runs = planted_runs(n_runs=12).trajectories
-    runs.to_csv(tmp_path / "runs.csv", index=False)
-    config = {
-        "settings": {
-            "planted": {
-                "source": "table",
-                "table": str(tmp_path / "runs.csv"),
-                "features": ["l1", "l2", "var_w", "spectral"],
-                "convergence": {"column": "eval_accuracy", "threshold": 0.9},
-            }
-        },
-        "hmm": {
-            "states": [1, 2, 3],
-            "restarts": 2,
-            "n_iter": 8,
-            "covariance": "diag",
-            "selection": "kfold",
-            "folds": 3,
-        },
-    }
+    hmm = {"states": [1, 2, 3], "restarts": 2, "n_iter": 8, "covariance": "diag",
+           "selection": "kfold", "folds": 3}  # fmt: skip
+    config = table_config(tmp_path, "planted", runs, hmm)
     path = tmp_path / "kfold.yaml"
     path.write_text(yaml.safe_dump(config))
     work = tmp_path / "run"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import TINY_CONFIG, run_workflow
+from planted import FEATURES, table_config
 from threadpoolctl import threadpool_limits
 
 from trainmap.config.settings import validate_config
@@ -21,7 +22,6 @@ from trainmap.maps.no_regression import ONE_RUN
 from trainmap.maps.phases import phases_text, run_phases
 from trainmap.maps.pipeline import map_setting
 
-FEATURES = ["l1", "l2", "var_w", "spectral"]
 # Four phases of one run; each change moves two features (l1 and spectral up, then l2
 # up and spectral down, then var_w down and spectral up), 10 SDs of the noise each.
 PHASE_MEANS = np.array(
@@ -49,24 +49,9 @@ def planted_run(lengths=PHASE_LENGTHS, seed: int = 0) -> tuple[pd.DataFrame, np.
 
 def one_run_setting(tmp_path, trajectory: pd.DataFrame, **hmm):
     """A validated ``source: table`` setting of the one run, K chosen over time."""
-    trajectory.to_csv(tmp_path / "run.csv", index=False)
-    config = {
-        "settings": {
-            "one": {
-                "source": "table",
-                "table": str(tmp_path / "run.csv"),
-                "features": FEATURES,
-                "convergence": {"column": "eval_accuracy", "threshold": 0.9},
-            }
-        },
-        "hmm": {
-            "states": [1, 2, 3, 4, 5],
-            "restarts": 2,
-            "covariance": "diag",
-            "selection": "time",
-            **hmm,
-        },
-    }
+    hmm = {"states": [1, 2, 3, 4, 5], "restarts": 2, "covariance": "diag", "selection": "time",
+           **hmm}  # fmt: skip
+    config = table_config(tmp_path, "one", trajectory, hmm)
     return validate_config(config)["one"]
 
 

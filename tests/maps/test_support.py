@@ -4,14 +4,12 @@ over resamples, and planted tables whose true states and detour come back every 
 import numpy as np
 import pandas as pd
 import pytest
-from planted import FEATURES, planted_runs
+from planted import planted_runs, table_config
 from threadpoolctl import threadpool_limits
 
 from trainmap.config.settings import validate_config
 from trainmap.maps.pipeline import map_setting
 from trainmap.maps.support import map_support, match_states, robust_calls
-
-CONVERGENCE = {"column": "eval_accuracy", "threshold": 0.9}
 
 
 def test_relabelled_states_match_with_jaccard_one_and_a_split_state_does_not():
@@ -64,19 +62,9 @@ def test_resamples_decoded_on_other_sequences_are_refused():
 def planted_setting(tmp_path, trajectories: pd.DataFrame, resamples: int):
     """A validated ``source: table`` setting over the planted runs (the schema's defaults
     but for a short candidate list, diagonal covariances and two restarts)."""
-    trajectories.to_csv(tmp_path / "runs.csv", index=False)
-    config = {
-        "settings": {
-            "planted": {
-                "source": "table",
-                "table": str(tmp_path / "runs.csv"),
-                "features": FEATURES,
-                "convergence": CONVERGENCE,
-                "stability": {"resamples": resamples},
-            }
-        },
-        "hmm": {"states": [2, 3, 4], "restarts": 2, "covariance": "diag"},
-    }
+    hmm = {"states": [2, 3, 4], "restarts": 2, "covariance": "diag"}
+    config = table_config(tmp_path, "planted", trajectories, hmm,
+                          stability={"resamples": resamples})  # fmt: skip
     return validate_config(config)["planted"]
 
 

@@ -81,6 +81,11 @@ def restart_seed(seed: int, n_states: int, restart: int) -> int:
     return derive_seed(seed, n_states, restart) % 2**32
 
 
+# fit_restart's defaults, and its options k<K>.json records (in the file's order)
+EM_DEFAULTS = {"tol": 1e-2, "min_covar": 1e-3, "covariance_guard": "singular"}
+EM_RECORDED = ("n_iter", "tol", "min_covar", "covariance_guard")
+
+
 def fit_restart(
     X: np.ndarray,
     lengths: np.ndarray,
@@ -89,9 +94,9 @@ def fit_restart(
     covariance: str,
     n_iter: int,
     seed: int,
-    tol: float = 1e-2,
-    min_covar: float = 1e-3,
-    covariance_guard: str = "singular",
+    tol: float = EM_DEFAULTS["tol"],
+    min_covar: float = EM_DEFAULTS["min_covar"],
+    covariance_guard: str = EM_DEFAULTS["covariance_guard"],
 ) -> tuple[GaussianHMM, dict[str, Any]]:
     """Baum-Welch from one seed with the covariance guard; returns (model, fit report).
 
@@ -187,14 +192,10 @@ def fit_state_count(
     features: list[str],
     *,
     restarts: int,
-    n_iter: int,
-    covariance: str,
     seed: int,
-    tol: float = 1e-2,
-    min_covar: float = 1e-3,
-    covariance_guard: str = "singular",
     keep_by: str = "train_loglik",
     scorer: Callable[[GaussianHMM], dict[str, float]] | None = None,
+    **em: Any,
 ) -> dict[str, Any]:
     """All restarts for one K; the JSON-ready ``k<K>.json`` (kept model, every restart).
 
@@ -207,11 +208,13 @@ def fit_state_count(
     iterations in which it acted (null for failed restarts); ``capped``: restarts that
     stopped at ``n_iter`` before EM met ``tol``. ``scorer``: model -> ``SCORES``, in place
     of ``score_model(model, fit, val)`` (held-out blocks, trainmap.hmm.time_selection).
+    ``em``: ``fit_restart``'s options (``covariance`` and ``n_iter`` required, the others
+    at its defaults).
     """
     if keep_by not in KEEP_BY:
         raise ValueError(f"keep_by: {keep_by!r} is not one of {KEEP_BY}")
-    options = {"covariance": covariance, "n_iter": n_iter, "tol": tol, "min_covar": min_covar,
-               "covariance_guard": covariance_guard}  # fmt: skip
+    options = {**EM_DEFAULTS, **em}
+    covariance, covariance_guard = options["covariance"], options["covariance_guard"]
     everything = np.concatenate([fit[0], val[0]]), np.concatenate([fit[1], val[1]])
     runs, models = [], []
     for restart in range(restarts):
@@ -231,8 +234,8 @@ def fit_state_count(
         n_params=n_free_parameters(n_states, len(features), covariance),
         n_fit_rows=int(len(fit[0])),
         n_val_rows=int(len(val[0])),
-        options={"restarts": restarts, "n_iter": n_iter, "tol": tol, "min_covar": min_covar,
-                 "covariance_guard": covariance_guard, "seed": seed, "keep_by": keep_by},
+        options={"restarts": restarts, **{k: options[k] for k in EM_RECORDED}, "seed": seed,
+                 "keep_by": keep_by},
         restarts=runs,
         n_failed=restarts - len(ok),
         mean={name: float(np.mean([r[name] for r in ok])) for name in SCORES},

@@ -34,7 +34,7 @@ class Splits:
 
     def to(self, device: torch.device) -> "Splits":
         tensors = (getattr(self, f.name) for f in dataclasses.fields(self))
-        return Splits(*(None if t is None else t.to(device) for t in tensors))
+        return type(self)(*(None if t is None else t.to(device) for t in tensors))
 
     def train_probe(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets scored for the train loss and accuracy at a checkpoint."""

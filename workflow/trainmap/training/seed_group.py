@@ -20,19 +20,12 @@ from trainmap.training.common import generator, make_optimizer
 
 
 @dataclass
-class StackedSplits:
+class StackedSplits(Splits):
     """Every seed's data with a leading seed dim: inputs (S, n, ...), targets (S, n, ...),
-    and the train probe (``Splits.train_probe``: a fixed subset scored for the train loss)
-    when the task has one (else None: the whole training split is scored).
+    and the train probe (S, m, ...) when the task has one: ``Splits``' fields and
+    ``train_probe``, stacked.
 
     Seeds whose data are equal (e.g. a fixed dataset) share one copy (a stride-0 expand)."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    eval_x: torch.Tensor
-    eval_y: torch.Tensor
-    probe_x: torch.Tensor | None = None
-    probe_y: torch.Tensor | None = None
 
     @staticmethod
     def stack(splits: list[Splits]) -> "StackedSplits":
@@ -51,12 +44,6 @@ class StackedSplits:
                 else torch.stack(tensors)
             )
         return StackedSplits(*out)
-
-    def train_probe(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S, m, ...) inputs and targets scored for the train loss and accuracy."""
-        if self.probe_x is None or self.probe_y is None:
-            return self.train_x, self.train_y
-        return self.probe_x, self.probe_y
 
     def _tensors(self) -> list[torch.Tensor | None]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
