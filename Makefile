@@ -33,7 +33,7 @@ check: $(VENV)/.workflow
 	$(BIN)/trainmap check $(CONFIG)
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The checks CI runs before the tests: run them before a commit.
 lint: $(VENV)/.test
