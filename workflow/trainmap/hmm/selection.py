@@ -31,7 +31,8 @@ resamples), ``lowest_mean`` and ``most_picked`` (the K most resamples pick alone
 the alternatives.
 ``resamples`` lists every pick, their counts, each K's mean and SE and what each rule
 picks; ``split_n_states`` keeps what the configured split alone picks. When no more than
-half of the resamples pick the selected K alone, a note says the runs do not settle K.
+half of the resamples pick the selected K alone, a note says that one split does not
+settle K and which rule over the resamples picked it.
 
 **Stability.** Each restart index r gives one replicate choice: the K whose restart r has
 the lowest validation BIC (restarts of different K have their own seeds, so replicates
@@ -316,8 +317,9 @@ def selection_notes(selection: dict[str, Any]) -> list[str]:
             picked = ", ".join(f"K={key} by {n}" for key, n in counts.items())
             notes.append(
                 f"K = {k} is picked by only {resamples['agree']}/{resamples['n']} resamples "
-                f"({picked}): the runs do not settle K; read the states with low support "
-                "with care"
+                f"({picked}): one split of the runs does not settle K, the "
+                f"{selection['resamples']['rule']} rule over all {resamples['n']} picks it; "
+                "read the states with low support with care"
             )
         return notes
     if selection.get("held_out") == IN_SAMPLE:
