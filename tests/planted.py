@@ -177,5 +177,6 @@ def table_config(tmp_path, name: str, trajectories: pd.DataFrame, hmm: dict, **k
     setting's other ``keys`` and the top-level ``hmm`` block."""
     table = tmp_path / f"{name}.csv"
     trajectories.to_csv(table, index=False)
-    setting = {"source": "table", "table": str(table), "features": FEATURES}
-    return {"settings": {name: {**setting, "convergence": CONVERGENCE, **keys}}, "hmm": hmm}
+    setting = {"source": "table", "table": str(table), "features": FEATURES,
+               "convergence": CONVERGENCE}  # fmt: skip
+    return {"settings": {name: {**setting, **keys}}, "hmm": hmm}

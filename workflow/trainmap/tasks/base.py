@@ -33,8 +33,10 @@ class Splits:
     probe_y: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Splits":
-        tensors = (getattr(self, f.name) for f in dataclasses.fields(self))
-        return type(self)(*(None if t is None else t.to(device) for t in tensors))
+        return type(self)(*(None if t is None else t.to(device) for t in self._tensors()))
+
+    def _tensors(self) -> list[torch.Tensor | None]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     def train_probe(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets scored for the train loss and accuracy at a checkpoint."""

@@ -45,9 +45,6 @@ class StackedSplits(Splits):
             )
         return StackedSplits(*out)
 
-    def _tensors(self) -> list[torch.Tensor | None]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
-
     def keep(self, rows: torch.Tensor) -> "StackedSplits":
         """The seeds at positions ``rows`` (a shared copy stays shared)."""
 
