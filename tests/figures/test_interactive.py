@@ -120,6 +120,19 @@ def test_map_page_holds_every_state_edge_and_run(detour_case):
     assert (path["x"][-1], path["y"][-1]) == pytest.approx(geometry["positions"][2], abs=1e-3)
 
 
+def test_map_page_writes_each_edge_support_beside_the_edge(detour_case):
+    """With resamples, an edge's label on the page ends with its support, as on map.png
+    (the hover says it too); without them the label has none."""
+    training_map = json.loads(json.dumps(detour_case["map"]))
+    for edge in training_map["edges"]:
+        edge["support"] = 0.37
+    text = map_text({**detour_case, "map": training_map})
+    between = [e for e in training_map["edges"] if e["source"] != e["target"]]
+    label = json.dumps(" · support 37%")[1:-1]  # as the page's JSON writes it
+    assert text.count(label) == len(between) > 0
+    assert json.dumps(" · support")[1:-1] not in map_text(detour_case)
+
+
 def test_pages_are_self_contained_and_deterministic(detour_case):
     text = map_text(detour_case)
     assert text == map_text(detour_case)

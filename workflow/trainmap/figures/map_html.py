@@ -213,8 +213,10 @@ def _edge_middles(training_map: dict, geometry: dict) -> tuple[list, list, list[
             look = geometry["edges"][key]
             edge_xy.append(tuple(look["points"][len(look["points"]) // 2]))
             edge_colors.append(look["color"])
+            # runs and P(Si->Sj), and with resamples the edge's support (map.png's next line)
+            shown = look["lines"][: 1 if edge.get("support") is None else 2]
             labels.append(
-                {"x": edge_xy[-1][0], "y": edge_xy[-1][1], "text": look["lines"][0],
+                {"x": edge_xy[-1][0], "y": edge_xy[-1][1], "text": " · ".join(shown),
                  "showarrow": False, "yshift": 14, "font": {"size": 10, "color": look["color"]},
                  "bgcolor": "rgba(255,255,255,0.8)"}
             )  # fmt: skip
