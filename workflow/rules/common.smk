@@ -1,18 +1,30 @@
 # Input functions and paths shared by the rule files (settings come from SETTINGS,
 # validated in Snakefile). Params that only look a value up are made by
 # trainmap/config/rule_params.py (setting_value, wildcard_number), not a getter each.
+import os
 
 from trainmap.tasks.data_files import is_local_corpus, is_local_file
 from trainmap.io.provenance import code_digest, file_digest
 from trainmap.io.columns import PROBE_FILE
 from trainmap.io.tables import find_recorded_runs
-from trainmap.training.bundle import unpack_seed
 from trainmap.function_space.features import pc_features
 from trainmap.hmm.options import fit_options, map_options, sequence_options
 from trainmap.config.rule_params import setting_value, wildcard_number
 from trainmap.live.build import LIVE_SETTING_FIELDS
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
+
+# The unpack rules' shell command: training/bundle.py (standard library only) run by
+# Snakemake's own interpreter with the package on its path: ~0.05 s a seed, where a
+# `run:` block starts a whole Snakemake process (~3.5 s) and a `script:` imports Snakemake.
+# The paths come through the environment: Snakemake reruns a shell rule whose text
+# changes, and a venv or clone elsewhere must not retrain every seed.
+os.environ["_TRAINMAP_PYTHON"] = sys.executable
+os.environ["_TRAINMAP_PACKAGE"] = str(Path(workflow.basedir) / "workflow")
+UNPACK_SEED = (
+    'PYTHONPATH="$_TRAINMAP_PACKAGE" "$_TRAINMAP_PYTHON" -m trainmap.training.bundle '
+    "{input[0]:q} {wildcards.seed} {log[0]:q} {output:q}"
+)
 
 
 wildcard_constraints:

@@ -48,10 +48,9 @@ rule train_tokenizer:
 
 
 # Copies one seed's files out of its group's bundle, once the bundle's manifest says the
-# training job finished. A `run:` block, inside Snakemake's process (standard library
-# only, training/bundle.py): a process per seed only to copy two files was ~1 s each,
-# 50 of the default run's 88 jobs. (One training job cannot list its group's seed files
-# as outputs: a rule's outputs follow from its wildcards, and a group's seeds do not.)
+# training job finished: a shell command of the standard library only (UNPACK_SEED,
+# training/bundle.py), ~0.05 s a seed. (One training job cannot list its group's seed
+# files as outputs: a rule's outputs follow from its wildcards, and a group's seeds do not.)
 rule unpack_run:
     input:
         get_run_bundle,
@@ -67,8 +66,8 @@ rule unpack_run:
         task=setting_value(SETTINGS, "task"),
         hyper=setting_value(SETTINGS, "params"),
         code=script_code("train_run.py"),
-    run:
-        unpack_seed(input[0], int(wildcards.seed), output, log[0])
+    shell:
+        UNPACK_SEED
 
 
 # A seed's per-example losses on the setting's probe set (settings with probe: only),
@@ -86,8 +85,8 @@ rule unpack_probe_losses:
     params:
         probe=setting_value(SETTINGS, "probe"),
         code=script_code("train_run.py"),
-    run:
-        unpack_seed(input[0], int(wildcards.seed), output, log[0])
+    shell:
+        UNPACK_SEED
 
 
 rule collect_trajectories:
