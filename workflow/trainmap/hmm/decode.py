@@ -1,10 +1,16 @@
 """Viterbi state paths of every run under the selected model (METHOD.md section 5)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from hmmlearn.hmm import GaussianHMM
 
 from trainmap.hmm.sequences import observations
+
+if TYPE_CHECKING:  # hmmlearn imports scikit-learn (~0.8 s): jobs that neither fit nor
+    from hmmlearn.hmm import GaussianHMM  # decode do not pay for it
 
 
 def decode_states(model: GaussianHMM, sequences: pd.DataFrame, features: list[str]) -> pd.DataFrame:

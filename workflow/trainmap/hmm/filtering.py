@@ -8,10 +8,15 @@ Notation (METHOD.md section 5): ``z_t`` is the feature vector at checkpoint t, `
 hidden state, ``mu_k`` and ``P_k`` the mean and covariance of state k.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-from hmmlearn.hmm import GaussianHMM
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
+
+if TYPE_CHECKING:  # hmmlearn imports scikit-learn (~0.8 s): jobs that neither fit nor
+    from hmmlearn.hmm import GaussianHMM  # decode do not pay for it
 
 
 def _check_sequence(model: GaussianHMM, X: np.ndarray) -> np.ndarray:
@@ -36,6 +41,8 @@ def precisions(model: GaussianHMM) -> np.ndarray:
 
 def log_emission_densities(model: GaussianHMM, X: np.ndarray) -> np.ndarray:
     """log N(z_t; mu_k, P_k) for every checkpoint and state: (T, n_states)."""
+    from scipy.stats import multivariate_normal  # ~0.5 s, for this function only
+
     X = _check_sequence(model, X)
     covs = covariances(model)
     columns = [

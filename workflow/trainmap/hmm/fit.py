@@ -39,15 +39,19 @@ Every restart reports in how many iterations the guard acted and for which state
 (``guard``); selection.json and the selection figure say so whenever it acted.
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hmmlearn.hmm import GaussianHMM
 
 from trainmap.hmm.order import number_by_first_reach
 from trainmap.seeding import derive_seed
+
+if TYPE_CHECKING:  # hmmlearn imports scikit-learn (~0.8 s): jobs that neither fit nor
+    from hmmlearn.hmm import GaussianHMM  # decode do not pay for it
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,8 @@ def fit_restart(
 
 def _em(X, lengths, n_states, covariance_guard, implementation, **options):
     """fit_restart's EM with one of hmmlearn's forward-backward implementations."""
+    from hmmlearn.hmm import GaussianHMM
+
     model = GaussianHMM(
         n_components=n_states,
         covariance_type=options["covariance"],
@@ -309,6 +315,8 @@ def model_to_json(model: GaussianHMM, features: list[str]) -> dict[str, Any]:
 
 def model_from_json(data: dict[str, Any]) -> GaussianHMM:
     """Rebuild the model of ``model_to_json``/``k<K>.json``; it scores identically."""
+    from hmmlearn.hmm import GaussianHMM
+
     model = GaussianHMM(
         n_components=data["n_states"],
         covariance_type=data["covariance"],

@@ -11,8 +11,14 @@ paths of every run; ties go to the lower old label; states no run visits come la
 old label. Checkpoint indices, not steps, so the order needs only the HMM's input.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-from hmmlearn.hmm import GaussianHMM
+
+if TYPE_CHECKING:  # hmmlearn imports scikit-learn (~0.8 s): jobs that neither fit nor
+    from hmmlearn.hmm import GaussianHMM  # decode do not pay for it
 
 
 def first_reach_order(paths: list[np.ndarray], n_states: int) -> list[int]:

@@ -42,8 +42,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from scipy.stats import wasserstein_distance
 
 from trainmap.io.files import plain, read_csv
 from trainmap.maps.convergence import direction, passed
@@ -158,6 +156,8 @@ def trajectory_dissimilarity(occupancy: pd.DataFrame, positions: np.ndarray) -> 
     weights = occupancy.to_numpy(dtype=float)
     if len(weights) < 2:
         return float("nan")
+    from scipy.stats import wasserstein_distance  # ~0.5 s, for this one function
+
     distances = [
         wasserstein_distance(positions, positions, weights[i], weights[j])
         for i, j in itertools.combinations(range(len(weights)), 2)
@@ -294,6 +294,8 @@ def fit_detour_regression(
     summary["reason"] = _why_not_interpretable(design, y, censored)
     if summary["reason"] is not None:
         return table, summary
+    import statsmodels.api as sm  # ~0.8 s: only the regression job pays it, not every reader
+
     fit = sm.OLS(y - y.mean(), design, hasconst=True).fit()
     table.loc[visited, "coefficient"] = fit.params
     table.loc[visited, "std_error"] = fit.bse

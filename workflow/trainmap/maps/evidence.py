@@ -26,7 +26,6 @@ business (METHOD.md section 6).
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 from trainmap.seeding import derive_seed
 
@@ -127,6 +126,8 @@ def route_evidence(states: pd.DataFrame, times: pd.DataFrame, n_states: int, see
         return result  # nothing to explain, or too few runs for the route's states
     if design.shape[1] == 0:  # every run takes the same route: it explains nothing
         return {**result, "route_r2": 0.0, "route_r2_cv": 0.0}
+    import statsmodels.api as sm  # ~0.8 s: only the regression job pays it, not every reader
+
     fit = sm.OLS(y, sm.add_constant(design, has_constant="add")).fit()
     result.update(
         route_r2=float(fit.rsquared),

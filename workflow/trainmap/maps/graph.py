@@ -33,15 +33,20 @@ Decisions:
   directed path (a branch, a merge, a cycle, or disconnected pieces).
 """
 
+from __future__ import annotations
+
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
 import pandas as pd
-from hmmlearn.hmm import GaussianHMM
 
 from trainmap.hmm.filtering import feature_importance, filtering_posteriors, log_odds_gradients
 from trainmap.maps.detours import mean_first_visit, runs_visiting, training_order
+
+if TYPE_CHECKING:  # hmmlearn imports scikit-learn (~0.8 s): jobs that neither fit nor
+    from hmmlearn.hmm import GaussianHMM  # decode do not pay for it
 
 TOP_FEATURES = 3
 # A feature whose one-SD change moves a state's log-odds by less than this (nats per z
