@@ -23,13 +23,8 @@ from transformers import BertConfig, BertForMaskedLM
 from trainmap.checkpoints.read import read_weights, weight_groups
 from trainmap.metrics.weights import compute_metrics
 
-BERT_BASE = BertConfig(
-    vocab_size=30522,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-)
+# BertConfig's defaults are bert-base-uncased's sizes (transformers documents them so).
+BERT_BASE = BertConfig()
 MULTIBERTS_CHECKPOINTS = 5 * 29
 
 

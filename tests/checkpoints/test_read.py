@@ -48,7 +48,8 @@ DAG_STEPS = list(range(0, 120, 10))
 CONTRACT_COLUMNS = ["setting", "seed", "step", "epoch", "train_loss", "eval_loss"]
 CONTRACT_COLUMNS += ["train_accuracy", "eval_accuracy", *METRIC_COLUMNS, "diverged"]
 CPU = torch.device("cpu")
-BERT = BertConfig(
+# The sizes of a tiny transformer: BertConfig and GPTNeoXConfig name them alike.
+TINY = dict(
     vocab_size=40,
     hidden_size=16,
     num_hidden_layers=2,
@@ -56,6 +57,7 @@ BERT = BertConfig(
     intermediate_size=32,
     max_position_embeddings=16,
 )
+BERT = BertConfig(**TINY)
 PARITY = {"n_bits": 10, "hidden": 8}
 
 
@@ -67,17 +69,18 @@ def drift(model: torch.nn.Module, seed: int, step: int) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * 0.01 * step)
 
 
-def bert_model(seed: int) -> BertForMaskedLM:
+def seeded_model(model_class, config, seed: int = 0) -> torch.nn.Module:
+    """``model_class(config)`` initialised from ``seed``, the global generator left as it was."""
     with torch.random.fork_rng():  # transformers initialises from the global generator
         torch.manual_seed(seed)
-        return BertForMaskedLM(BERT)
+        return model_class(config)
 
 
 def write_bert_series(root, steps=STEPS) -> dict[tuple[int, int], dict]:
     """save_pretrained of a tiny BertForMaskedLM per (seed, step); in-process metrics."""
     expected = {}
     for seed in SEEDS:
-        model = bert_model(seed)
+        model = seeded_model(BertForMaskedLM, BERT, seed)
         previous = 0
         for step in steps:
             drift(model, seed, step - previous)
@@ -360,10 +363,7 @@ def test_hub_series_is_read_from_the_cache_offline(bert_series, tmp_path):
 def test_gpt2_groups_are_whole_q_k_v_attention_and_mlp_matrices():
     config = GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=40, n_positions=16)
     config.bos_token_id = config.eos_token_id = 0
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = GPT2LMHeadModel(config)
-    tensors = model.state_dict()
+    tensors = seeded_model(GPT2LMHeadModel, config).state_dict()
     groups = family_rule("gpt2")(tensors, config.to_dict())
     shapes = [tuple(m.shape) for m in groups.matrices]
     # per block: Q, K, V, attention c_proj (16, 16); c_fc (64, 16); MLP c_proj (16, 64)
@@ -377,18 +377,8 @@ def test_gpt2_groups_are_whole_q_k_v_attention_and_mlp_matrices():
 
 
 def test_gpt_neox_groups_split_the_fused_projection_into_q_k_v():
-    config = GPTNeoXConfig(
-        num_hidden_layers=2,
-        hidden_size=16,
-        num_attention_heads=4,
-        intermediate_size=64,
-        vocab_size=40,
-        max_position_embeddings=16,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = GPTNeoXForCausalLM(config)
-    tensors = model.state_dict()
+    config = GPTNeoXConfig(**{**TINY, "num_attention_heads": 4, "intermediate_size": 64})
+    tensors = seeded_model(GPTNeoXForCausalLM, config).state_dict()
     groups = family_rule("gpt_neox")(tensors, config.to_dict())
     shapes = [tuple(m.shape) for m in groups.matrices]
     assert shapes == ([(16, 16)] * 4 + [(64, 16), (16, 64)]) * 2
