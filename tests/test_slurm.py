@@ -6,6 +6,12 @@ test process holds it: pytest-xdist's --dist loadfile keeps a module on one work
 with a copy of profiles/slurm in which only the site's values differ: account and
 partition of the test cluster, its CPUs and memory, the squeue status command (the
 cluster keeps no accounting database) and shorter polling delays.
+
+The four workflows submitted to the cluster (the tiny config, a retried job, a wrong
+partition, a requeued training job) start together, at the first test that asks for
+``submitted``, and each test waits for its own: most of their time is waiting on the
+plugin's status checks (a wait that grows by 10 s while nothing finishes), which run side
+by side instead of one after another.
 """
 
 import os
@@ -15,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -109,28 +116,71 @@ def test_cluster_runs_a_gpu_job(slurm_cluster, tmp_path):
     assert out.read_text().strip() == "gpu=0"
 
 
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
-    """Every job goes through sbatch; every table and JSON equals the local run's."""
-    profile = write_test_profile(tmp_path / "profile")
-    workdir = tmp_path / "run"
+def jobs_of(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(SLURM log path, ``scontrol show job``) of every job a Snakemake run submitted, in
+    order, read as soon as the run ends (the cluster forgets a job MinJobAge after it ends)."""
+    return [(log, slurm_job(job_id)) for job_id, log in submissions(output)]
+
+
+def run_tiny_config(directory: Path) -> tuple[Path, dict]:
+    """The tiny config through sbatch: (its working directory, its jobs)."""
+    profile = write_test_profile(directory / "profile")
+    workdir = directory / "run"
     result = run_workflow(
         workdir, TINY_CONFIG, cores=None, extra_args=["--workflow-profile", str(profile)]
     )
-    jobs = submissions(result.stdout)
-    assert all(slurm_job(job_id)["JobState"] == "COMPLETED" for job_id, _ in jobs)
+    return workdir, jobs_of(result.stdout)
+
+
+def run_flaky(directory: Path, edit=None, check=True) -> tuple[Path, object, dict]:
+    """flaky_workflow through sbatch: (working directory, Snakemake's result, its jobs)."""
+    profile = write_test_profile(directory / "profile", edit)
+    workdir = directory / "run"
+    result = run_workflow(
+        workdir, None, cores=None, snakefile=flaky_workflow(directory), check=check,
+        extra_args=["--workflow-profile", str(profile)],
+    )  # fmt: skip
+    return workdir, result, jobs_of(result.stdout)
+
+
+def wrong_partition(profile: dict) -> None:
+    profile["default-resources"]["slurm_partition"] = "nosuchpartition"
+    profile["retries"] = 0
+
+
+@pytest.fixture(scope="module")
+def submitted(slurm_cluster, tmp_path_factory):
+    """The module's four SLURM workflows, started together: name -> Future of what its
+    test asserts on (a failed run raises from ``result()``)."""
+    root = tmp_path_factory.mktemp("submitted")
+    scenarios = {
+        "tiny": lambda: run_tiny_config(root / "tiny"),
+        "retry": lambda: run_flaky(root / "retry"),
+        "wrong_partition": lambda: run_flaky(root / "partition", wrong_partition, check=False),
+        "requeue": lambda: requeue_training_job(root / "requeue"),
+    }
+    with ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
+        futures: dict[str, Future] = {name: pool.submit(run) for name, run in scenarios.items()}
+        yield futures
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_tiny_workflow_on_slurm_matches_local_run(submitted, tiny_run):
+    """Every job goes through sbatch; every table and JSON equals the local run's."""
+    workdir, jobs = submitted["tiny"].result()
+    assert all(job["JobState"] == "COMPLETED" for _, job in jobs)
     # The profile's groups: all three training jobs (parity's two seeds share one) in one
     # SLURM job, unpacking on the submitting host (local rule), each setting's
     # analysis in one, and summarize_settings alone.
-    kinds = sorted(JOB_KIND.search(log).group(1) for _, log in jobs)
+    kinds = sorted(JOB_KIND.search(log).group(1) for log, _ in jobs)
     assert kinds == ["group_analysis", "group_analysis", "group_train", "rule_summarize_settings"]
     # A group runs its jobs one at a time, and asks for that: one job's CPUs, the sum of
     # the jobs' runtimes (3 x 30 min for the training group).
-    for job_id, log in jobs:
-        assert slurm_job(job_id)["NumCPUs"] == "1"
+    for log, job in jobs:
+        assert job["NumCPUs"] == "1"
         if "group_train" in log:
-            assert slurm_job(job_id)["TimeLimit"] == "01:30:00"
+            assert job["TimeLimit"] == "01:30:00"
 
     compare_results(tiny_run / "results", workdir / "results")
 
@@ -163,19 +213,13 @@ def flaky_workflow(directory: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
+def test_failed_job_is_retried_with_more_memory(submitted):
     """The profile's retries resubmit a failed job, scaled by attempt; its partial output
     is discarded, so the kept file is the second attempt's. The job's `gpu: 1` reaches
     sbatch as --gpus=1 (the cluster's fake GPU)."""
-    profile = write_test_profile(tmp_path / "profile")
-    workdir = tmp_path / "run"
-    result = run_workflow(
-        workdir, None, cores=None, snakefile=flaky_workflow(tmp_path),
-        extra_args=["--workflow-profile", str(profile)],
-    )  # fmt: skip
-    jobs = submissions(result.stdout)
+    workdir, result, jobs = submitted["retry"].result()
     assert len(jobs) == 2, result.stdout
-    first, second = (slurm_job(job_id) for job_id, _ in jobs)
+    (_, first), (_, second) = jobs
     assert first["JobState"] == "FAILED" and second["JobState"] == "COMPLETED"
     assert (first["MinMemoryNode"], second["MinMemoryNode"]) == ("500M", "1000M")
     assert first["TresPerJob"] == second["TresPerJob"] == "gres:gpu:1"
@@ -184,22 +228,13 @@ def test_failed_job_is_retried_with_more_memory(slurm_cluster, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_unknown_partition_fails_with_the_plugins_error(slurm_cluster, tmp_path):
+def test_unknown_partition_fails_with_the_plugins_error(submitted):
     """A wrong partition fails at submission with sbatch's message (docs/cluster.md)."""
-
-    def wrong_partition(profile: dict) -> None:
-        profile["default-resources"]["slurm_partition"] = "nosuchpartition"
-        profile["retries"] = 0
-
-    profile = write_test_profile(tmp_path / "profile", wrong_partition)
-    result = run_workflow(
-        tmp_path / "run", None, cores=None, snakefile=flaky_workflow(tmp_path), check=False,
-        extra_args=["--workflow-profile", str(profile)],
-    )  # fmt: skip
+    workdir, result, _ = submitted["wrong_partition"].result()
     assert result.returncode != 0
     assert "SLURM sbatch failed" in result.stdout
     assert "invalid partition specified: nosuchpartition" in result.stdout
-    assert not (tmp_path / "run" / "out.txt").exists()
+    assert not (workdir / "out.txt").exists()
 
 
 # Preemption on the real SLURM test cluster: a training job requeued mid-training resumes.
@@ -231,17 +266,16 @@ def text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_requeued_training_job_resumes_and_ends_byte_identical(
-    slurm_cluster, uninterrupted, tmp_path
-):
-    config = kill_config(tmp_path / "requeue.yaml", vectorize=False)
-    profile = write_test_profile(tmp_path / "profile")
+def requeue_training_job(directory: Path) -> dict:
+    """KILL_CONFIG's training job through sbatch, requeued once seed 1 has a saved state:
+    Snakemake's exit code and output, the job's id and ``scontrol show job`` at the end,
+    the training log of its second start, and the working directory."""
+    config = kill_config(directory / "requeue.yaml", vectorize=False)
+    profile = write_test_profile(directory / "profile")
     assert yaml.safe_load((profile / "config.yaml").read_text())["slurm-requeue"] is True
-    workdir = tmp_path / "slurm"
+    workdir = directory / "slurm"
     workdir.mkdir()
-    output = tmp_path / "snakemake.out"
+    output = directory / "snakemake.out"
     command = snakemake_command(
         workdir, config, targets=RUNS, cores=None,
         extra_args=["--workflow-profile", str(profile)],
@@ -265,16 +299,29 @@ def test_requeued_training_job_resumes_and_ends_byte_identical(
         finally:
             if process.poll() is None:
                 process.kill()
-    assert process.returncode == 0, output.read_text()[-3000:]
-    assert slurm_job(job_id)["Restarts"] == "1"
-    log = (workdir / "logs/parity/train_run/group0.log").read_text()  # the second start's
+    return {
+        "returncode": process.returncode,
+        "output": output.read_text(),
+        "job": slurm_job(job_id),
+        "log": text(train_log),  # the second start's
+        "workdir": workdir,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_requeued_training_job_resumes_and_ends_byte_identical(submitted, uninterrupted):
+    run = submitted["requeue"].result()
+    assert run["returncode"] == 0, run["output"][-3000:]
+    assert run["job"]["Restarts"] == "1"
+    log = run["log"]
     assert "seed 0 finished in an earlier attempt of this job: not retrained" in log
     resumed = re.search(r"resumed seed 1 from step (\d+)", log)
     assert resumed, log[-2000:]
     steps_per_epoch = -(-KILL_CONFIG["n_train"] // 32)  # batch_size 32 (the default)
     assert 0 < int(resumed.group(1)) < KILL_CONFIG["epochs"] * steps_per_epoch
     for path in RUNS:
-        assert (workdir / path).read_bytes() == (uninterrupted / path).read_bytes(), path
+        assert (run["workdir"] / path).read_bytes() == (uninterrupted / path).read_bytes(), path
 
 
 def _release(job_id: str) -> None:
