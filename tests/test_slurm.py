@@ -270,6 +270,7 @@ def requeue_training_job(directory: Path) -> dict:
     """KILL_CONFIG's training job through sbatch, requeued once seed 1 has a saved state:
     Snakemake's exit code and output, the job's id and ``scontrol show job`` at the end,
     the training log of its second start, and the working directory."""
+    directory.mkdir(parents=True)
     config = kill_config(directory / "requeue.yaml", vectorize=False)
     profile = write_test_profile(directory / "profile")
     assert yaml.safe_load((profile / "config.yaml").read_text())["slurm-requeue"] is True

@@ -140,18 +140,16 @@ def test_sharded_and_bin_checkpoints_give_the_same_metrics(llama_series, tmp_pat
 
 @pytest.mark.slow
 def test_a_tiny_llama_series_maps_end_to_end(tmp_path):
-    """3 seeds x 5 checkpoints saved with save_pretrained: config, metrics, HMM, map.json;
-    and one seed alone (12 checkpoints), mapped as one run: K over time, its phases."""
+    """3 seeds x 5 checkpoints saved with save_pretrained: config, metrics, HMM, map.json.
+    (One run alone, K over time and its phases: tests/maps/test_one_run.py; the stages
+    after the metrics do not depend on the source.)"""
     from conftest import run_workflow
 
     expected = write_llama_series(tmp_path / "ckpts")
-    write_llama_series(tmp_path / "solo", seeds=[0], steps=range(12))
     config = {
         "settings": {
             "llama": {"source": "checkpoints", "checkpoints": "ckpts/seed{seed}/step{step}",
                       "seeds": SEEDS, "device": "cpu"},
-            "llama_solo": {"source": "checkpoints", "checkpoints": "solo/seed{seed}/step{step}",
-                           "seeds": [0], "device": "cpu"},
         },
         "hmm": {"states": [1, 2], "restarts": 1, "n_iter": 5, "covariance": "diag",
                 "val_fraction": 0.67},
@@ -170,12 +168,6 @@ def test_a_tiny_llama_series_maps_end_to_end(tmp_path):
     training_map = json.loads((results / "map.json").read_text())
     assert training_map["n_runs"] == 3 and training_map["states"]
     assert "bias-free" in (tmp_path / "results" / "summary.md").read_text()
-    solo = tmp_path / "results" / "llama_solo"
-    selection = json.loads((solo / "hmm" / "selection.json").read_text())
-    assert selection["selection"] == "time"
-    solo_map = json.loads((solo / "map.json").read_text())
-    assert solo_map["n_runs"] == 1 and solo_map["phases"]
-    assert json.loads((solo / "regression.json").read_text())["r2"] is None
 
 
 def test_a_model_with_no_matrix_for_the_rule_is_refused_not_an_all_nan_run(tmp_path):

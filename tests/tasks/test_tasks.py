@@ -443,9 +443,15 @@ def test_a_tokenizer_without_mask_is_refused(tmp_path):
         load_tokenizer(str(tmp_path / "t.json"))
 
 
-def test_an_unreachable_hub_tokenizer_is_named():
+def test_an_unreachable_hub_tokenizer_is_named(monkeypatch):
     """Offline, a hub tokenizer name fails at once with its name (no traceback hunt)."""
+    import huggingface_hub.constants
+
     from trainmap.tasks.masked_lm.corpus import load_tokenizer
+
+    # HF_HUB_OFFLINE=1 as huggingface_hub read it at import: without it an unreachable hub
+    # costs five retries (~23 s) before the same error.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
     with pytest.raises(ValueError, match="tokenizer 'bert-base-uncased': no such file, and no"):
         load_tokenizer("bert-base-uncased")
