@@ -24,11 +24,10 @@ from trainmap.record.recorder import Recorder
 class HFCallback(RecordingCallback, TrainerCallback):
     """Record the Trainer's model into ``<directory>/seed<seed>/metrics.parquet``.
 
-    directory, and the keywords of ``recorder_options`` (family, matrices, biases,
-    flush_every, live, on_state, live_threshold): as for ``Recorder``, declared once in
-    ``RecordingCallback`` (the live map is read here; when ``on_state`` returns a true
-    value the Trainer stops after the step it is in). seed: default the Trainer's
-    ``args.seed``. every: also record every ``every`` optimizer steps.
+    directory, family, matrices, biases, flush_every, live, on_state, live_threshold: as
+    for ``Recorder`` (the live map is read here; when ``on_state`` returns a true value the
+    Trainer stops after the step it is in). seed: default the Trainer's ``args.seed``.
+    every: also record every ``every`` optimizer steps.
     """
 
     def __init__(
@@ -37,10 +36,18 @@ class HFCallback(RecordingCallback, TrainerCallback):
         *,
         seed: int | None = None,
         every: int | None = None,
-        **recorder_options,
+        family: str = "auto",
+        matrices: list[str] | None = None,
+        biases: list[str] | None = None,
+        flush_every: float = 60.0,
+        live=None,
+        on_state=None,
+        live_threshold: float = 0.5,
     ):
         check_interval(every, "HFCallback: every")
-        super().__init__(directory, seed, **recorder_options)
+        super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
+                         flush_every=flush_every, live=live, on_state=on_state,
+                         live_threshold=live_threshold)  # fmt: skip
         self.every = every
         self._model = None
         self._train_log: tuple[int, dict] = (-1, {})  # the last training log: step, values

@@ -23,11 +23,10 @@ from trainmap.record.recorder import Recorder
 class LightningCallback(RecordingCallback, Callback):
     """Record the LightningModule into ``<directory>/seed<seed>/metrics.parquet``.
 
-    directory, and the keywords of ``recorder_options`` (family, matrices, biases,
-    flush_every, live, on_state, live_threshold): as for ``Recorder``, declared once in
-    ``RecordingCallback`` (the live map is read here; when ``on_state`` returns a true
-    value the Trainer stops). seed: default the seed of ``lightning.seed_everything`` (an
-    error when neither is there).
+    directory, family, matrices, biases, flush_every, live, on_state, live_threshold: as
+    for ``Recorder`` (the live map is read here; when ``on_state`` returns a true value the
+    Trainer stops). seed: default
+    the seed of ``lightning.seed_everything`` (an error when neither is there).
     every_n_steps: also record every that many optimizer steps (None: validations only).
     """
 
@@ -37,10 +36,18 @@ class LightningCallback(RecordingCallback, Callback):
         *,
         seed: int | None = None,
         every_n_steps: int | None = None,
-        **recorder_options,
+        family: str = "auto",
+        matrices: list[str] | None = None,
+        biases: list[str] | None = None,
+        flush_every: float = 60.0,
+        live=None,
+        on_state=None,
+        live_threshold: float = 0.5,
     ):
         check_interval(every_n_steps, "LightningCallback: every_n_steps")
-        super().__init__(directory, seed, **recorder_options)
+        super().__init__(directory, seed, family=family, matrices=matrices, biases=biases,
+                         flush_every=flush_every, live=live, on_state=on_state,
+                         live_threshold=live_threshold)  # fmt: skip
         self.every_n_steps = every_n_steps
 
     def _seed(self) -> int:

@@ -75,34 +75,16 @@ class RecordingCallback:
     """What the framework callbacks share: where to record, the Recorder's options, the
     Recorder once training starts (main process only) and the row being gathered."""
 
-    # The Recorder's options are declared here once for both callbacks: each callback
-    # passes them on as **recorder_options, so a misspelt one still fails when it is made.
-    def __init__(
-        self,
-        directory: str | Path,
-        seed: int | None,
-        *,
-        family: str = "auto",
-        matrices: list[str] | None = None,
-        biases: list[str] | None = None,
-        flush_every: float = 60.0,
-        live=None,
-        on_state=None,
-        live_threshold: float = 0.5,
-    ):
+    def __init__(self, directory: str | Path, seed: int | None, **recorder_options):
         self.directory = directory
         self.seed = seed
-        # The live map is read now, so a bad one fails when the callback is made, not at
-        # training.
-        self.options = {
-            "family": family,
-            "matrices": matrices,
-            "biases": biases,
-            "flush_every": flush_every,
-            "live": load_live(live, on_state, live_threshold),
-            "on_state": on_state,
-            "live_threshold": live_threshold,
-        }
+        # family, matrices, biases, flush_every, live, on_state, live_threshold; the live
+        # map is read now, so a bad one fails when the callback is made, not at training
+        options = dict(recorder_options)
+        options["live"] = load_live(
+            options.get("live"), options.get("on_state"), options.get("live_threshold", 0.5)
+        )
+        self.options = options
         self.recorder: Recorder | None = None
         self.row = PendingRow()
 
