@@ -21,9 +21,16 @@ SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 # changes, and a venv or clone elsewhere must not retrain every seed.
 os.environ["_TRAINMAP_PYTHON"] = sys.executable
 os.environ["_TRAINMAP_PACKAGE"] = str(Path(workflow.basedir) / "workflow")
+
+
+envvars:
+    "_TRAINMAP_PYTHON",
+    "_TRAINMAP_PACKAGE",
+
+
 UNPACK_SEED = (
     'PYTHONPATH="$_TRAINMAP_PACKAGE" "$_TRAINMAP_PYTHON" -m trainmap.training.bundle '
-    "{input[0]:q} {wildcards.seed} {log[0]:q} {output:q}"
+    "{input:q} {wildcards.seed} {log:q} {output:q}"
 )
 
 

@@ -60,6 +60,10 @@ rule unpack_run:
     log:
         "logs/{setting}/unpack_run/seed{seed}.log",
     localrule: True
+    # Declared for --sdm conda; the command names Snakemake's own interpreter, whose
+    # standard library is all it needs.
+    conda:
+        "../../envs/analysis.yaml"
     params:
         # What decides the seed's files: a change reruns this job, hence its group's
         # training (the bundle is temporary and gone by then).
@@ -82,6 +86,10 @@ rule unpack_probe_losses:
     wildcard_constraints:
         setting=probe_settings_pattern(),
     localrule: True
+    # Declared for --sdm conda; the command names Snakemake's own interpreter, whose
+    # standard library is all it needs.
+    conda:
+        "../../envs/analysis.yaml"
     params:
         probe=setting_value(SETTINGS, "probe"),
         code=script_code("train_run.py"),
