@@ -150,14 +150,14 @@ def test_every_code_rule_names_an_existing_env():
 
 def test_no_run_blocks_and_unpacking_needs_only_the_standard_library():
     """A `run:` block costs a whole Snakemake process per job on a workstation (the local
-    executor spawns one), so there are none; the unpack rules run training/bundle.py by
+    executor spawns one), so there are none; the unpack rules run training/unpack.py by
     Snakemake's own interpreter, whatever env: it imports no third-party code."""
     rules = parse_rules()
     assert not {name for name, rule in rules.items() if "run" in rule["directives"]}
     for name in ("unpack_run", "unpack_probe_losses"):
         assert "shell" in rules[name]["directives"]
-    bundle = REPO / "workflow" / "trainmap" / "training" / "bundle.py"
-    assert imported_distributions(bundle) == set()
+    for module in ("bundle.py", "unpack.py"):
+        assert imported_distributions(REPO / "workflow/trainmap/training" / module) == set()
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)

@@ -14,7 +14,7 @@ from trainmap.live.build import LIVE_SETTING_FIELDS
 
 SCRIPTS_DIR = Path(workflow.basedir) / "workflow" / "scripts"
 
-# The unpack rules' shell command: training/bundle.py (standard library only) run by
+# The unpack rules' shell command: training/unpack.py (standard library only) run by
 # Snakemake's own interpreter with the package on its path: ~0.05 s a seed, where a
 # `run:` block starts a whole Snakemake process (~3.5 s) and a `script:` imports Snakemake.
 # The paths come through the environment: Snakemake reruns a shell rule whose text
@@ -29,7 +29,7 @@ envvars:
 
 
 UNPACK_SEED = (
-    'PYTHONPATH="$_TRAINMAP_PACKAGE" "$_TRAINMAP_PYTHON" -m trainmap.training.bundle '
+    'PYTHONPATH="$_TRAINMAP_PACKAGE" "$_TRAINMAP_PYTHON" -m trainmap.training.unpack '
     "{input:q} {wildcards.seed} {log:q} {output:q}"
 )
 

@@ -49,7 +49,7 @@ rule train_tokenizer:
 
 # Copies one seed's files out of its group's bundle, once the bundle's manifest says the
 # training job finished: a shell command of the standard library only (UNPACK_SEED,
-# training/bundle.py), ~0.05 s a seed. (One training job cannot list its group's seed
+# training/unpack.py), ~0.05 s a seed. (One training job cannot list its group's seed
 # files as outputs: a rule's outputs follow from its wildcards, and a group's seeds do not.)
 rule unpack_run:
     input:

@@ -6,8 +6,8 @@ bundle with a matching manifest is unpacked: after Ctrl-C and Snakemake's
 ``--cleanup-metadata`` hint, Snakemake takes a half-written bundle for complete, and
 without the manifest a rerun would copy seeds out of it (or fail on a missing file).
 
-Standard library only: ``unpack_run`` and ``unpack_probe_losses`` run this module as a
-shell command (``python -m trainmap.training.bundle``, see ``main``), ~0.05 s a seed. A
+Standard library only: ``unpack_run`` and ``unpack_probe_losses`` run ``unpack_seed`` as a
+shell command (``python -m trainmap.training.unpack``), ~0.05 s a seed. A
 ``script:`` would import Snakemake and the package (~1 s), and a ``run:`` block is worse:
 the local executor starts a whole Snakemake process for it (~3.5 s a seed, 50 of the
 default run's jobs).
@@ -15,7 +15,6 @@ default run's jobs).
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from trainmap.io.atomic import atomic_path
@@ -98,17 +97,3 @@ def _manifest_files(bundle: Path, seed: int) -> dict[str, str]:
         for path, digest in manifest["files"].items()
         if path.startswith(prefix)
     }
-
-
-def main(argv: list[str]) -> None:
-    """``python -m trainmap.training.bundle BUNDLE SEED LOG OUTPUT...`` (the unpack rules'
-    shell command): ``unpack_seed``, with a failure as one line on stderr and exit 1."""
-    bundle, seed, log, *outputs = argv
-    try:
-        unpack_seed(bundle, int(seed), outputs, log)
-    except BundleError as error:
-        sys.exit(f"unpack: {error}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
