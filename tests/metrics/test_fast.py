@@ -20,6 +20,7 @@ from trainmap.io.columns import METRIC_COLUMNS
 from trainmap.metrics import pooled as pooled_module
 from trainmap.metrics.families import FAMILIES, bert_encoder_groups
 from trainmap.metrics.fast import (
+    _host_part,
     _spectra_torch,
     gram_is_precise,
     metrics_of_layers,
@@ -376,3 +377,21 @@ def test_metrics_key_of_a_checkpoint_setting():
     assert setting(metrics={"spectra": "sketched"}).spectra == "sketched"
     with pytest.raises(ConfigError, match="spectra"):
         setting(metrics={"spectra": "approximate"})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_matrix_gives_the_same_bits_wherever_it_lies_in_memory(dtype):
+    """OpenBLAS sums (dasum: l1) in an order that depends on the address mod 64: the
+    same matrix at each offset of a larger buffer must give identical values, as two runs
+    whose copies land at different addresses must (a 1-ulp l1 changed a whole map)."""
+    rng = np.random.default_rng(0)
+    numbers = rng.standard_normal((128, 40)) * 0.1
+    buffer = torch.empty(numbers.size + 16, dtype=dtype)
+    seen = set()
+    for offset in range(16):  # 4- or 8-byte steps through every alignment mod 64
+        view = buffer[offset : offset + numbers.size].view(128, 40)
+        view.copy_(torch.from_numpy(numbers))
+        host = _host_part(view)
+        assert host.wd.ctypes.data % 64 == 0
+        seen.add(tuple(host.values))
+    assert len(seen) == 1, seen
